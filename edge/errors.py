@@ -1,0 +1,62 @@
+"""One exception root for smartbin; the CLI turns any of these into one line and an exit code.
+
+    SmartbinError
+    ├── ConfigError (ValueError)            bad or inconsistent configuration   exit 2
+    ├── ModelError
+    │   ├── ModelCardError (ValueError)     card missing, malformed, or not matching the model
+    │   └── RuntimeMissingError (ImportError)  neither ai_edge_litert nor tflite_runtime installed
+    ├── ImageError (ValueError)             an image file that cannot be decoded
+    ├── CameraError (OSError)
+    │   ├── CameraStalled (TimeoutError)    no frame within the stall timeout
+    │   └── CameraBusy                      another process holds the camera
+    ├── GateError                           a gate device could not be set up or driven
+    └── RecordError (OSError)               the item database cannot be written (e.g. disk full)
+"""
+
+
+class SmartbinError(Exception):
+    """Root of every error smartbin raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(SmartbinError, ValueError):
+    """The configuration is invalid; the message names the key."""
+
+    exit_code = 2
+
+
+class ModelError(SmartbinError):
+    """The model cannot be loaded or run."""
+
+
+class ModelCardError(ModelError, ValueError):
+    """The model card is missing, malformed, or does not match the model."""
+
+
+class RuntimeMissingError(ModelError, ImportError):
+    """No TFLite runtime (ai_edge_litert or tflite_runtime) is installed."""
+
+
+class ImageError(SmartbinError, ValueError):
+    """An image file cannot be read or decoded."""
+
+
+class CameraError(SmartbinError, OSError):
+    """The frame source failed."""
+
+
+class CameraStalled(CameraError, TimeoutError):
+    """The frame source delivered no frame within its stall timeout."""
+
+
+class CameraBusy(CameraError):
+    """Another process holds the camera."""
+
+
+class GateError(SmartbinError):
+    """A gate device could not be set up or driven."""
+
+
+class RecordError(SmartbinError, OSError):
+    """An item record could not be written."""
