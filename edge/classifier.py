@@ -1,0 +1,123 @@
+"""The classifier: a TFLite model and its card, built once; per image only set, invoke, get."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge.errors import ModelCardError, ModelError
+from edge.model_card import ModelCard, read_card
+from edge.runtime import load_interpreter
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Class probabilities of one image, with the labels they belong to."""
+
+    probabilities: np.ndarray
+    labels: tuple[str, ...]
+
+    def top(self, k: int = 3) -> list[tuple[str, float]]:
+        """The k most probable (label, probability) pairs, most probable first."""
+        order = np.argsort(-self.probabilities, kind="stable")[:k]
+        return [(self.labels[i], float(self.probabilities[i])) for i in order]
+
+    @property
+    def label(self) -> str:
+        """The most probable label."""
+        return self.labels[int(np.argmax(self.probabilities))]
+
+    @property
+    def confidence(self) -> float:
+        """The probability of the most probable label."""
+        return float(np.max(self.probabilities))
+
+
+class Classifier:
+    """A ``.tflite`` model with its card (``NAME.json`` beside it), ready to classify uint8 RGB images.
+
+    ``threads``: CPU threads for the interpreter (default: all cores). Fails at construction with a one-line
+    ModelError if the model is missing or corrupt, the card is missing, or the card does not fit the model.
+    """
+
+    def __init__(self, model_path: str | Path, threads: int | None = None) -> None:
+        self.path = Path(model_path)
+        self.card: ModelCard = read_card(self.path)
+        self._interpreter, self.runtime = load_interpreter(self.path, threads)
+        self.threads = threads
+        self._input = self._interpreter.get_input_details()[0]
+        self._output = self._interpreter.get_output_details()[0]
+        self._check_against_card()
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Labels in output-index order."""
+        return self.card.labels
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(width, height) the model takes."""
+        return self.card.input.size
+
+    @property
+    def input_quantization(self) -> tuple[float, int]:
+        """(scale, zero point) of the uint8 input; (1.0, 0) means raw pixels go in unchanged."""
+        scale, zero_point = self._input["quantization"]
+        return float(scale), int(zero_point)
+
+    def _check_against_card(self) -> None:
+        shape = tuple(int(n) for n in self._input["shape"])
+        expected = (1, self.card.input.height, self.card.input.width, 3)
+        if shape != expected:
+            raise ModelCardError(f"{self.path}: input shape {shape} but its card says {expected}")
+        if self._input["dtype"] != np.uint8:
+            raise ModelCardError(f"{self.path}: input type {np.dtype(self._input['dtype']).name}, expected uint8")
+        classes = int(np.prod(self._output["shape"]))
+        if classes != len(self.labels):
+            raise ModelCardError(
+                f"{self.path}: model has {classes} outputs but its card lists {len(self.labels)} labels"
+            )
+
+    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        """Class probabilities (float32, summing to ~1) for one uint8 RGB image of the model's input size."""
+        expected = (self.card.input.height, self.card.input.width, 3)
+        if pixels.shape != expected or pixels.dtype != np.uint8:
+            raise ValueError(f"expected uint8 {expected} pixels, got {pixels.dtype} {pixels.shape}")
+        self._interpreter.set_tensor(self._input["index"], self._quantize_input(pixels)[np.newaxis])
+        self._interpreter.invoke()
+        return self._dequantize_output(self._interpreter.get_tensor(self._output["index"])[0])
+
+    def classify(self, pixels: np.ndarray) -> Prediction:
+        """The prediction for one uint8 RGB image of the model's input size."""
+        return Prediction(self.probabilities(pixels), self.labels)
+
+    def invoke(self) -> None:
+        """Run the interpreter on whatever input is set (for benchmarking the bare invoke)."""
+        self._interpreter.invoke()
+
+    def _quantize_input(self, pixels: np.ndarray) -> np.ndarray:
+        scale, zero_point = self.input_quantization
+        if (scale, zero_point) in ((1.0, 0), (0.0, 0)):
+            return pixels
+        quantized = np.round(pixels.astype(np.float32) / scale + zero_point)
+        return np.clip(quantized, 0, 255).astype(np.uint8)
+
+    def _dequantize_output(self, raw: np.ndarray) -> np.ndarray:
+        if raw.dtype in (np.uint8, np.int8):
+            scale, zero_point = self._output["quantization"]
+            if scale == 0:
+                raise ModelError(f"{self.path}: quantized output without quantization parameters")
+            return ((raw.astype(np.float32) - zero_point) * scale).astype(np.float32)
+        return raw.astype(np.float32)
+
+    def close(self) -> None:
+        """Release the interpreter; safe to call twice."""
+        self._interpreter = None
+
+    def __enter__(self) -> Classifier:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

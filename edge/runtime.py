@@ -1,0 +1,55 @@
+"""Loading a TFLite interpreter from whichever runtime is installed: LiteRT first, tflite-runtime second."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from typing import Any
+
+from edge.errors import ModelError, RuntimeMissingError
+
+# Module paths of the runtimes that provide ``Interpreter``, in order of preference.
+RUNTIMES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")
+
+
+def interpreter_class(runtimes: tuple[str, ...] = RUNTIMES) -> tuple[type, str]:
+    """The first importable ``Interpreter`` class and the name of the runtime that provides it."""
+    for module_name in runtimes:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        return module.Interpreter, runtime_version(module_name)
+    raise RuntimeMissingError(
+        "no TFLite runtime installed: pip install ai-edge-litert (or tflite-runtime with numpy<2)"
+    )
+
+
+def runtime_version(module_name: str) -> str:
+    """'package version' of the runtime behind ``module_name``, e.g. 'ai-edge-litert 2.3.0'."""
+    from importlib import metadata
+
+    package = {"ai_edge_litert": "ai-edge-litert", "tflite_runtime": "tflite-runtime"}[module_name.split(".")[0]]
+    try:
+        return f"{package} {metadata.version(package)}"
+    except metadata.PackageNotFoundError:
+        return package
+
+
+def load_interpreter(model_path: str | Path, threads: int | None = None) -> tuple[Any, str]:
+    """Build and allocate an interpreter for ``model_path`` with ``threads`` CPU threads (default: all cores).
+
+    Returns the interpreter and the runtime's name and version.
+    """
+    path = Path(model_path)
+    if not path.is_file():
+        raise ModelError(f"model not found: {path}")
+    cls, runtime = interpreter_class()
+    try:
+        interpreter = cls(model_path=str(path), num_threads=threads or os.cpu_count() or 1)
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"model unreadable: {path}: {first_line}") from None
+    return interpreter, runtime
