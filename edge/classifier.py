@@ -44,6 +44,8 @@ class Classifier:
 
     def __init__(self, model_path: str | Path, threads: int | None = None) -> None:
         self.path = Path(model_path)
+        if not self.path.is_file():
+            raise ModelError(f"model not found: {self.path}")
         self.card: ModelCard = read_card(self.path)
         self._interpreter, self.runtime = load_interpreter(self.path, threads)
         self.threads = threads

@@ -43,8 +43,6 @@ def load_interpreter(model_path: str | Path, threads: int | None = None) -> tupl
     Returns the interpreter and the runtime's name and version.
     """
     path = Path(model_path)
-    if not path.is_file():
-        raise ModelError(f"model not found: {path}")
     cls, runtime = interpreter_class()
     try:
         interpreter = cls(model_path=str(path), num_threads=threads or os.cpu_count() or 1)

@@ -1,0 +1,68 @@
+"""``smartbin check``: each part of the bin tried once, one line each (name, ok, detail)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from edge.classifier import Classifier
+from edge.config import DEFAULT_CONFIG, Settings
+from edge.errors import SmartbinError
+from edge.gates import GateBank
+from edge.pins import board_model, make_pin_factory
+from edge.records import Records
+from edge.sources import FrameStream, open_source
+
+Check = tuple[str, bool, str]
+
+
+def run_checks(settings: Settings, config_path: Path | None) -> list[Check]:
+    """Config (already valid when this runs), model, gates, records, camera."""
+    results: list[Check] = [("config", True, f"{config_path or DEFAULT_CONFIG} ({len(settings.bins)} bins, "
+                                              f"{len(settings.gates)} gates)")]
+    for name, check in (("model", check_model), ("gates", check_gates), ("records", check_records),
+                        ("camera", check_camera)):
+        results.append((name, *attempt(check, settings)))
+    return results
+
+
+def attempt(check: Callable[[Settings], str], settings: Settings) -> tuple[bool, str]:
+    try:
+        return True, check(settings)
+    except (SmartbinError, OSError) as exc:
+        return False, str(exc)
+
+
+def check_model(settings: Settings) -> str:
+    with Classifier(settings.model.path, threads=settings.model.threads or None) as classifier:
+        settings.check_labels(classifier.labels)
+        width, height = classifier.input_size
+        return (f"{classifier.path.name}: {len(classifier.labels)} classes, {width}x{height} uint8, "
+                f"{classifier.runtime}; every class has a bin")
+
+
+def check_gates(settings: Settings) -> str:
+    factory = make_pin_factory(settings.gpio.pin_factory)
+    with GateBank(settings, factory):
+        where = board_model() or "not a Raspberry Pi"
+        gates = ", ".join(f"{n} {g.kind} GPIO{g.pin}" for n, g in settings.gates.items())
+        return f"{gates} on {type(factory).__name__} ({where}); safe position → {settings.default_bin}"
+
+
+def check_records(settings: Settings) -> str:
+    with Records(settings.records.database) as records:
+        count = sum(records.counts().values())
+        return f"{records.path} writable ({count} items recorded)"
+
+
+def check_camera(settings: Settings) -> str:
+    with open_source(settings.camera) as source:
+        stream = FrameStream(source, settings.camera.stall_timeout_s).start()
+        try:
+            frame = next(iter(stream), None)
+        finally:
+            stream.stop()
+        if frame is None:
+            raise OSError(f"{source.name} gave no frame")
+        height, width = frame.rgb.shape[:2]
+        return f"{source.name}: {width}x{height} frame"

@@ -1,0 +1,131 @@
+"""The ``smartbin`` command: run, check, gate. Parses arguments, loads settings, hands over; errors become one
+line on stderr and an exit code (2 for configuration errors)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from edge import __version__
+from edge.app import Sorter
+from edge.config import DEFAULT_CONFIG, Settings, load_settings
+from edge.errors import SmartbinError
+from edge.sources import SPEC_HELP
+
+logger = logging.getLogger("smartbin")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``smartbin`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(message)s" if sys.stdout.isatty() else "%(levelname)s %(name)s: %(message)s",
+        stream=sys.stdout,
+    )
+    try:
+        settings = load_settings(args.config)
+        return int(args.command(settings, args) or 0)
+    except SmartbinError as exc:
+        print(f"smartbin: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="smartbin", description="Edge waste sorter: camera → model → gates.")
+    parser.add_argument("--version", action="version", version=f"smartbin {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    def command(name: str, handler: Callable[[Settings, argparse.Namespace], int], help_text: str
+                ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("--config", type=Path, default=None,
+                         help=f"TOML settings (default: the embedded {DEFAULT_CONFIG.name}, synthetic conveyor)")
+        sub.set_defaults(command=handler)
+        return sub
+
+    run = command("run", cmd_run, "sort items until Ctrl-C / SIGTERM or --max-items")
+    run.add_argument("--source", help=f"override camera.source: {SPEC_HELP}")
+    run.add_argument("--max-items", type=int, default=None, metavar="N", help="stop after N items")
+    command("check", cmd_check, "check config, model, gates, records and camera: one line each")
+    gate = command("gate", cmd_gate, "move the gates to a bin by hand (installation), then back to safe")
+    gate.add_argument("bin", help="bin name from the config")
+    gate.add_argument("--hold", type=float, default=None, metavar="S", help="seconds to hold (default: hold_s)")
+    return parser
+
+
+def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    if args.source:
+        settings = settings.model_copy(update={"camera": settings.camera.model_copy(update={"source": args.source})})
+    stop = threading.Event()
+    with stop_on_signals(stop), Sorter(settings) as sorter:
+        card = sorter.classifier.card
+        logger.info(
+            "sorting from %s with %s (%d classes, %dx%d, %s); records: %s",
+            sorter.source.name, sorter.classifier.path.name, len(card.labels), card.input.width,
+            card.input.height, sorter.classifier.runtime, sorter.records.path,
+        )
+        tally = sorter.loop.run(max_items=args.max_items, stop=stop)
+    logger.info("done: %s", tally.summary())
+    return 0
+
+
+def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
+    from edge.checks import run_checks
+
+    results = run_checks(settings, args.config)
+    for name, ok, detail in results:
+        print(f"{name:<8} {'OK  ' if ok else 'FAIL'} {detail}")
+    return 0 if all(ok for _, ok, _ in results) else 1
+
+
+def cmd_gate(settings: Settings, args: argparse.Namespace) -> int:
+    from edge.gates import GateBank
+    from edge.pins import make_pin_factory
+
+    if args.bin not in settings.bins:
+        print(f"smartbin: no bin {args.bin!r}; bins: {', '.join(settings.bins)}", file=sys.stderr)
+        return 2
+    factory = make_pin_factory(settings.gpio.pin_factory)
+    with GateBank(settings, factory) as gates:
+        route = gates.route(args.bin)
+        hold = settings.sorting.hold_s if args.hold is None else args.hold
+        print(f"{args.bin}: {route.describe()} for {hold:g} s ({type(factory).__name__})")
+        time.sleep(hold)
+    print("gates back to safe")
+    return 0
+
+
+class stop_on_signals:
+    """Context manager: SIGTERM and SIGINT set ``stop`` (the loop finishes the item in hand), then restore."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        logger.info("%s: stopping after the item in hand", signal.Signals(signum).name)
+        self.stop.set()
+
+    def __enter__(self) -> stop_on_signals:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""Configuration: one TOML file, validated once at start into frozen, typed settings.
+
+Every key and its default is documented in ``edge/smartbin.toml``, which is also the embedded default: a test
+checks that the file and these models agree. Errors name the key path, e.g.
+``smartbin.toml: sorting.threshold: Input should be less than or equal to 1``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from edge.errors import ConfigError
+from edge.preprocess import Roi
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+PROJECT_DIR = PACKAGE_DIR.parent
+DEFAULT_CONFIG = PACKAGE_DIR / "smartbin.toml"
+BUNDLED_MODEL = PROJECT_DIR / "models" / "garbage12_resnet50_int8.tflite"
+
+Pin = Annotated[int, Field(ge=0, le=53, description="BCM GPIO number")]
+
+
+class Section(BaseModel):
+    """Base of every section: frozen, unknown keys rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSettings(Section):
+    path: Path = Field(BUNDLED_MODEL, description="the .tflite model; its card NAME.json must lie beside it")
+    threads: int = Field(0, ge=0, description="interpreter threads; 0 = all cores")
+
+
+class CameraSettings(Section):
+    source: str = Field("synthetic", description="picamera2 | USB index | video file | stream URL | image folder | synthetic")
+    width: int = Field(1280, gt=0, description="capture width in pixels (picamera2, USB)")
+    height: int = Field(720, gt=0, description="capture height in pixels (picamera2, USB)")
+    fps: float = Field(10.0, ge=0, description="frame rate; 0 = as fast as the source gives (replay, synthetic)")
+    stall_timeout_s: float = Field(5.0, gt=0, description="no frame for this long = camera stalled (error)")
+    roi: tuple[float, float, float, float] | None = Field(
+        None, description="region of interest [left, top, width, height] as fractions; unset = centre square"
+    )
+    items: Path | None = Field(None, description="synthetic source: folder of item photos (one sub-folder per class)")
+    loop: bool = Field(False, description="replay sources (folder, video file) start over at the end")
+
+    @property
+    def region(self) -> Roi | None:
+        """The ROI as a Roi, or None for the centre square."""
+        return Roi(*self.roi) if self.roi is not None else None
+
+    @model_validator(mode="after")
+    def _check_roi(self) -> CameraSettings:
+        if self.roi is not None:
+            try:
+                Roi(*self.roi)
+            except ValueError as exc:
+                raise ValueError(f"roi: {exc}") from None
+        return self
+
+
+class SortingSettings(Section):
+    threshold: float = Field(0.6, ge=0, le=1, description="below this confidence an item goes to the reject bin")
+    reject_bin: str = Field("residual", description="bin for items under the threshold or failed items")
+    votes: int = Field(1, ge=1, le=32, description="frames classified per item; their probabilities are averaged")
+    hold_s: float = Field(1.0, gt=0, description="how long a gate holds its position for one item")
+
+
+class ServoGate(Section):
+    kind: Literal["servo"]
+    pin: Pin
+    safe_angle: float = Field(0.0, description="angle that leads to the default bin; every error returns here")
+    min_angle: float = -90.0
+    max_angle: float = 90.0
+    min_pulse_width: float = Field(0.001, gt=0, description="seconds of pulse at min_angle")
+    max_pulse_width: float = Field(0.002, gt=0, description="seconds of pulse at max_angle")
+
+
+class RelayGate(Section):
+    kind: Literal["relay"]
+    pin: Pin
+    active_high: bool = Field(True, description="True: the relay/solenoid is on while the pin is high")
+
+
+Gate = Annotated[ServoGate | RelayGate, Field(discriminator="kind")]
+
+
+class BinSettings(Section):
+    classes: tuple[str, ...] = Field((), description="model labels sorted into this bin")
+    gate: str | None = Field(None, description="gate that routes items here; none = the default bin")
+    angle: float | None = Field(None, description="servo angle for this bin (servo gates only)")
+
+
+class GpioSettings(Section):
+    pin_factory: Literal["auto", "mock", "lgpio", "rpigpio", "pigpio", "native"] = Field(
+        "auto", description="auto: GPIOZERO_PIN_FACTORY / gpiozero's choice on a Pi, mock pins elsewhere"
+    )
+
+
+class RecordSettings(Section):
+    path: Path | None = Field(
+        None, description="SQLite file; unset = $STATE_DIRECTORY/items.db, else ~/.local/state/smartbin/items.db"
+    )
+
+    @property
+    def database(self) -> Path:
+        """Where the item records are written."""
+        if self.path is not None:
+            return self.path
+        state = os.environ.get("STATE_DIRECTORY")
+        if state:
+            return Path(state.split(":")[0]) / "items.db"
+        base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+        return Path(base) / "smartbin" / "items.db"
+
+
+class Settings(Section):
+    model: ModelSettings = ModelSettings()
+    camera: CameraSettings = CameraSettings()
+    sorting: SortingSettings = SortingSettings()
+    gpio: GpioSettings = GpioSettings()
+    records: RecordSettings = RecordSettings()
+    gates: dict[str, Gate] = Field(default_factory=dict)
+    bins: dict[str, BinSettings] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_sorting(self) -> Settings:
+        if not self.bins:
+            raise ValueError("bins: at least one bin is needed")
+        pins: dict[int, str] = {}
+        for name, gate in self.gates.items():
+            if gate.pin in pins:
+                raise ValueError(f"gates.{name}.pin: GPIO{gate.pin} is already used by gates.{pins[gate.pin]}")
+            pins[gate.pin] = name
+        owner: dict[str, str] = {}
+        for name, spec in self.bins.items():
+            for label in spec.classes:
+                if label in owner:
+                    raise ValueError(f"bins.{name}.classes: {label!r} is already in bins.{owner[label]}")
+                owner[label] = name
+            self._check_bin_gate(name, spec)
+        default = [name for name, spec in self.bins.items() if spec.gate is None]
+        if len(default) != 1:
+            raise ValueError(f"bins: exactly one bin must have no gate (the default bin), found {default or 'none'}")
+        if self.sorting.reject_bin not in self.bins:
+            raise ValueError(f"sorting.reject_bin: {self.sorting.reject_bin!r} is not a bin")
+        return self
+
+    def _check_bin_gate(self, name: str, spec: BinSettings) -> None:
+        if spec.gate is None:
+            if spec.angle is not None:
+                raise ValueError(f"bins.{name}.angle: a bin without a gate takes no angle")
+            return
+        gate = self.gates.get(spec.gate)
+        if gate is None:
+            raise ValueError(f"bins.{name}.gate: no gate named {spec.gate!r}")
+        if isinstance(gate, ServoGate):
+            if spec.angle is None:
+                raise ValueError(f"bins.{name}.angle: required for servo gate {spec.gate!r}")
+            if not gate.min_angle <= spec.angle <= gate.max_angle or spec.angle == gate.safe_angle:
+                raise ValueError(
+                    f"bins.{name}.angle: must lie in [{gate.min_angle}, {gate.max_angle}] "
+                    f"and differ from the safe angle {gate.safe_angle}"
+                )
+        else:
+            if spec.angle is not None:
+                raise ValueError(f"bins.{name}.angle: relay gate {spec.gate!r} takes no angle")
+            users = [b for b, s in self.bins.items() if s.gate == spec.gate]
+            if len(users) > 1:
+                raise ValueError(f"bins.{name}.gate: relay {spec.gate!r} can serve one bin, used by {users}")
+
+    @property
+    def default_bin(self) -> str:
+        """The bin items reach when every gate is in its safe position."""
+        return next(name for name, spec in self.bins.items() if spec.gate is None)
+
+    def bin_of(self) -> dict[str, str]:
+        """Label → bin."""
+        return {label: name for name, spec in self.bins.items() for label in spec.classes}
+
+    def check_labels(self, labels: tuple[str, ...]) -> None:
+        """Every model label has a bin and every configured class is a model label."""
+        bin_of = self.bin_of()
+        missing = [label for label in labels if label not in bin_of]
+        if missing:
+            raise ConfigError(f"bins: class {missing[0]!r} of the model has no bin ({len(missing)} unmapped)")
+        unknown = sorted(set(bin_of) - set(labels))
+        if unknown:
+            raise ConfigError(f"bins.{bin_of[unknown[0]]}.classes: {unknown[0]!r} is not a label of the model")
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Read and validate a TOML config; ``None`` reads the embedded default. Raises ConfigError (one line)."""
+    path = Path(path) if path is not None else DEFAULT_CONFIG
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config unreadable: {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path.name}: not valid TOML: {exc}") from None
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{path.name}: {describe(exc)}") from None
+    return resolve_paths(settings, path.parent)
+
+
+def describe(exc: ValidationError) -> str:
+    """The first validation error as 'key.path: message'."""
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"] if not str(part).startswith(("servo", "relay")))
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown key"
+    return f"{where}: {message}" if where else message
+
+
+def resolve_paths(settings: Settings, base: Path) -> Settings:
+    """Make the config's relative paths relative to the config file's folder."""
+
+    def absolute(p: Path | None) -> Path | None:
+        return p if p is None or p.is_absolute() else (base / p).resolve()
+
+    return settings.model_copy(
+        update={
+            "model": settings.model.model_copy(update={"path": absolute(settings.model.path)}),
+            "camera": settings.camera.model_copy(update={"items": absolute(settings.camera.items)}),
+            "records": settings.records.model_copy(update={"path": absolute(settings.records.path)}),
+        }
+    )

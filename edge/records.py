@@ -1,0 +1,131 @@
+"""Item records: one durable row per item in SQLite (WAL, synchronous=FULL, committed before the next item).
+
+A crash or ``kill -9`` loses no committed record: each item is its own transaction, and WAL keeps the file
+readable after an interrupted write.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from edge.errors import RecordError
+
+Outcome = Literal["sorted", "rejected", "error", "late", "too_close"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS items (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    time        REAL    NOT NULL,   -- Unix time of the item's first frame
+    frame       INTEGER NOT NULL,   -- number of that frame from the source's start
+    source      TEXT    NOT NULL,
+    label       TEXT,               -- most probable class (NULL when the item failed before classifying)
+    confidence  REAL,
+    top_k       TEXT    NOT NULL,   -- JSON [[label, probability], ...], most probable first
+    bin         TEXT    NOT NULL,   -- where the item was sent
+    gate_action TEXT    NOT NULL,   -- e.g. 'flap→45°', 'pusher on', 'none'
+    outcome     TEXT    NOT NULL CHECK (outcome IN ('sorted', 'rejected', 'error', 'late', 'too_close')),
+    error       TEXT,
+    latency_ms  TEXT    NOT NULL,   -- JSON {stage: milliseconds}
+    frames      INTEGER NOT NULL,   -- frames classified for this item
+    truth       TEXT,               -- known label (replay / simulation only)
+    model       TEXT    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS items_time ON items (time);
+"""
+
+
+@dataclass(frozen=True)
+class ItemRecord:
+    """What happened to one item."""
+
+    time: float
+    frame: int
+    source: str
+    bin: str
+    gate_action: str
+    outcome: Outcome
+    model: str
+    label: str | None = None
+    confidence: float | None = None
+    top_k: tuple[tuple[str, float], ...] = ()
+    error: str | None = None
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    frames: int = 1
+    truth: str | None = None
+
+    def to_json(self) -> str:
+        """The record as one JSON line (what is logged if the database cannot take it)."""
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+
+class Records:
+    """The item database. ``add`` commits each record before returning."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=10, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise RecordError(f"cannot open item database {self.path}: {exc}") from None
+
+    def add(self, record: ItemRecord) -> int:
+        """Write and commit one record; returns its id. Raises RecordError (e.g. disk full)."""
+        row = asdict(record)
+        row["top_k"] = json.dumps(record.top_k)
+        row["latency_ms"] = json.dumps(record.latency_ms)
+        columns = ", ".join(row)
+        try:
+            with self._db:
+                cursor = self._db.execute(f"INSERT INTO items ({columns}) VALUES ({', '.join('?' * len(row))})",
+                                          tuple(row.values()))
+        except sqlite3.Error as exc:
+            raise RecordError(f"cannot write item record to {self.path}: {exc}") from None
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def recent(self, limit: int = 10) -> list[dict[str, Any]]:
+        """The latest ``limit`` records, newest first, as dicts (JSON columns decoded)."""
+        return self.query("SELECT * FROM items ORDER BY id DESC LIMIT ?", (limit,))
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        """Rows of a read-only query as dicts, with the JSON columns decoded."""
+        cursor = self._db.execute(sql, params)
+        names = [d[0] for d in cursor.description]
+        rows = [dict(zip(names, values)) for values in cursor.fetchall()]
+        for row in rows:
+            for key in ("top_k", "latency_ms"):
+                if key in row:
+                    row[key] = json.loads(row[key])
+        return rows
+
+    def counts(self, since: float = 0.0) -> dict[tuple[str, str], int]:
+        """Number of items per (bin, outcome) since the Unix time ``since``."""
+        cursor = self._db.execute(
+            "SELECT bin, outcome, COUNT(*) FROM items WHERE time >= ? GROUP BY bin, outcome", (since,)
+        )
+        return {(b, o): n for b, o, n in cursor.fetchall()}
+
+    def close(self) -> None:
+        """Checkpoint and close; safe to call twice."""
+        db, self._db = getattr(self, "_db", None), None
+        if db is not None:
+            try:
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error:
+                pass
+            db.close()
+
+    def __enter__(self) -> Records:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+

@@ -1,0 +1,31 @@
+"""Frame sources: Pi camera, OpenCV (USB index, video file, stream URL), image-folder replay, synthetic belt."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edge.config import CameraSettings
+from edge.sources.base import Frame, FrameSource, FrameStream, is_dead
+from edge.sources.folder import FolderSource
+from edge.sources.opencv import OpenCVSource
+from edge.sources.picamera import PicameraSource
+from edge.sources.synthetic import SyntheticConveyor
+
+__all__ = ["Frame", "FrameSource", "FrameStream", "SPEC_HELP", "is_dead", "open_source"]
+
+SPEC_HELP = "picamera2 | USB index (0) | video file | stream URL | image folder | synthetic"
+
+
+def open_source(camera: CameraSettings, frames_per_item: int = 1, spec: str | None = None) -> FrameSource:
+    """The source named by ``spec`` (default: ``camera.source``), not yet opened."""
+    spec = camera.source if spec is None else spec
+    if spec == "synthetic":
+        return SyntheticConveyor(camera.width, camera.height, camera.items, frames_per_item)
+    if spec == "picamera2":
+        return PicameraSource(camera.width, camera.height, camera.fps)
+    if spec.isdigit():
+        return OpenCVSource(int(spec), camera.width, camera.height)
+    if Path(spec).is_dir():
+        return FolderSource(spec, loop=camera.loop)
+    return OpenCVSource(spec, camera.width, camera.height, loop=camera.loop)
+

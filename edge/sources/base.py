@@ -1,0 +1,141 @@
+"""Frames and frame sources, and the stream that turns a source into frames or a clear stall error."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge.errors import CameraError, CameraStalled
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One RGB frame (uint8, H×W×3), when it was captured (Unix time) and its number from the source's start.
+
+    ``truth`` is the label of what the frame shows, where the source knows it (replay of a labelled folder,
+    the synthetic conveyor); ``None`` for real cameras.
+    """
+
+    rgb: np.ndarray
+    timestamp: float
+    number: int
+    truth: str | None = None
+
+
+def is_dead(rgb: np.ndarray) -> bool:
+    """A frame that carries no picture: empty, of the wrong shape, or one flat value (a dead sensor or cable)."""
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.size == 0 or rgb.dtype != np.uint8:
+        return True
+    return int(rgb.max()) == int(rgb.min())
+
+
+class FrameSource(ABC):
+    """A camera or a replay. ``open`` acquires it, ``read`` returns the next frame (``None`` at the end of a
+    finite source), ``close`` releases it and is safe to call twice. Sources are context managers."""
+
+    name = "source"
+
+    def __init__(self) -> None:
+        self._count = 0
+
+    def open(self) -> None:
+        """Acquire the device; raises CameraError (CameraBusy if another process holds it)."""
+
+    @abstractmethod
+    def read(self) -> Frame | None:
+        """The next frame, ``None`` when a finite source is exhausted; raises CameraError on failure."""
+
+    def close(self) -> None:
+        """Release the device."""
+
+    def _frame(self, rgb: np.ndarray, truth: str | None = None) -> Frame:
+        frame = Frame(rgb=rgb, timestamp=time.time(), number=self._count, truth=truth)
+        self._count += 1
+        return frame
+
+    def __enter__(self) -> FrameSource:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_END = object()
+
+
+class FrameStream:
+    """Reads a source in a background thread so that a stalled camera becomes a CameraStalled error, not a hang.
+
+    ``fps`` > 0 paces the reads (for replay and synthetic sources; live cameras pace themselves).
+    Iterate to get frames; the iteration ends when a finite source is exhausted.
+    """
+
+    def __init__(self, source: FrameSource, stall_timeout_s: float, fps: float = 0.0) -> None:
+        self.source = source
+        self.stall_timeout_s = stall_timeout_s
+        self.period = 1.0 / fps if fps > 0 else 0.0
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read_loop, name=f"frames-{source.name}", daemon=True)
+
+    def start(self) -> FrameStream:
+        """Start reading; the source must be open."""
+        self._thread.start()
+        return self
+
+    def _read_loop(self) -> None:
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                item: object = self.source.read()
+            except Exception as exc:  # handed to the consumer, which raises it in the main thread
+                item = exc
+            self._put(_END if item is None else item)
+            if item is None or isinstance(item, Exception):
+                return
+            if self.period:
+                next_at = max(next_at + self.period, time.monotonic() - self.period)
+                self._stop.wait(max(0.0, next_at - time.monotonic()))
+
+    def _put(self, item: object) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def __iter__(self) -> Iterator[Frame]:
+        while True:
+            try:
+                item = self._queue.get(timeout=self.stall_timeout_s)
+            except queue.Empty:
+                raise CameraStalled(
+                    f"camera stalled: no frame from {self.source.name} for {self.stall_timeout_s:g} s"
+                ) from None
+            if item is _END:
+                return
+            if isinstance(item, CameraError):
+                raise item
+            if isinstance(item, Exception):
+                raise CameraError(f"{self.source.name}: {item}") from item
+            assert isinstance(item, Frame)
+            yield item
+
+    def stop(self) -> None:
+        """Stop the reader thread (bounded wait; a reader stuck in a driver call is left as a daemon)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2.0)
+            if self._thread.is_alive():
+                logger.warning("frame reader of %s did not stop within 2 s", self.source.name)
