@@ -1,0 +1,1 @@
+"""Training recipe and shipped model of smartbin (workstation side; the edge never imports this package)."""
