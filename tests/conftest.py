@@ -1,0 +1,36 @@
+"""Shared fixtures: real photos from ../shared (skipped where absent), settings for tests, mock pins."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge.config import Settings, load_settings
+
+PROJECT = Path(__file__).resolve().parent.parent
+SHARED_DATA = PROJECT.parent / "shared" / "data" / "garbage12"
+
+
+@pytest.fixture(scope="session")
+def garbage12() -> Path:
+    """The real photo set (one sub-folder per class); tests that need it skip where it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real photos not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+def make_settings(tmp_path: Path, **sections: dict) -> Settings:
+    """The embedded default config with mock pins, records under tmp_path, and sections overridden."""
+    base = load_settings()
+    data = base.model_dump()
+    data["gpio"] = {"pin_factory": "mock"}
+    data["records"] = {"path": tmp_path / "items.db"}
+    for name, values in sections.items():
+        data[name] = {**data.get(name, {}), **values} if isinstance(data.get(name), dict) else values
+    return Settings.model_validate(data)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path)

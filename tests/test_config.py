@@ -1,0 +1,103 @@
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edge.config import DEFAULT_CONFIG, Settings, load_settings
+from edge.errors import ConfigError
+
+LABELS = ("battery", "biological", "brown-glass", "cardboard", "clothes", "green-glass", "metal", "paper",
+          "plastic", "shoes", "trash", "white-glass")
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "smartbin.toml"
+    path.write_text(text)
+    return path
+
+
+def default_text() -> str:
+    return DEFAULT_CONFIG.read_text()
+
+
+def test_embedded_default_is_valid_and_maps_every_class():
+    settings = load_settings()
+    settings.check_labels(LABELS)
+    assert settings.default_bin == "residual"
+    assert settings.bin_of()["green-glass"] == "glass"
+
+
+def test_documented_defaults_are_the_real_defaults(tmp_path):
+    """Uncommenting every `# key = value` line of the example must not change the settings (except examples
+    that are marked as such: paths, roi and items are unset by default)."""
+    uncommented = re.sub(r"^# (\w+ = .+)$", r"\1", default_text(), flags=re.M)
+    examples = ("path", "roi", "items")
+    documented = "\n".join(line for line in uncommented.splitlines() if line.split(" = ")[0] not in examples)
+    assert load_settings(write(tmp_path, documented)) == load_settings()
+    keys = set(re.findall(r"^# (\w+) = ", default_text(), flags=re.M))
+    for section in ("model", "camera", "sorting", "gpio", "records"):
+        fields = set(Settings.model_fields[section].annotation.model_fields)
+        assert fields <= keys, f"[{section}] keys not documented: {fields - keys}"
+
+
+@pytest.mark.parametrize(
+    "patch, key",
+    [
+        (("[sorting]", "[sorting]\nthresold = 0.5"), "sorting.thresold: unknown key"),
+        (("[sorting]", "[sorting]\nthreshold = 1.5"), "sorting.threshold"),
+        (("[camera]", "[camera]\nfps = 'fast'"), "camera.fps"),
+        (("pin = 23", "pin = 18"), "gates.pusher.pin: GPIO18 is already used by gates.flap"),
+        (('classes = ["trash"]', 'classes = ["trash", "paper"]'), "bins.residual.classes: 'paper'"),
+        (('angle = 60.0', 'angle = 120.0'), "bins.organic.angle"),
+        (('gate = "pusher"', 'gate = "pushr"'), "bins.hazardous.gate: no gate named 'pushr'"),
+        (("[sorting]", '[sorting]\nreject_bin = "nowhere"'), "sorting.reject_bin"),
+        (("[camera]", "[camera]\nroi = [0.5, 0, 0.6, 1]"), "camera: roi"),
+        (('classes = ["battery"]\ngate = "pusher"', 'classes = ["battery"]'), "exactly one bin must have no gate"),
+    ],
+)
+def test_bad_config_names_the_key(tmp_path, patch, key):
+    old, new = patch
+    assert old in default_text()
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, default_text().replace(old, new, 1)))
+    assert key in str(info.value) and "\n" not in str(info.value)
+
+
+def test_class_without_bin_is_a_config_error():
+    settings = load_settings()
+    bins = settings.model_dump()["bins"]
+    bins["packaging"]["classes"] = ["plastic"]
+    with pytest.raises(ConfigError, match="class 'metal' of the model has no bin"):
+        Settings.model_validate({**settings.model_dump(), "bins": bins}).check_labels(LABELS)
+
+
+def test_unknown_class_in_config_is_a_config_error():
+    with pytest.raises(ConfigError, match="'trash' is not a label of the model"):
+        load_settings().check_labels(tuple(label for label in LABELS if label != "trash"))
+
+
+def test_relative_paths_are_relative_to_the_config_file(tmp_path):
+    path = write(tmp_path, default_text().replace("[records]", '[records]\npath = "state/items.db"'))
+    assert load_settings(path).records.database == tmp_path / "state" / "items.db"
+
+
+def test_state_directory_from_systemd(monkeypatch, tmp_path):
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path))
+    assert load_settings().records.database == tmp_path / "items.db"
+
+
+@pytest.mark.parametrize("text, message", [("[sorting\n", "not valid TOML"), ("[bins]\n", "at least one bin")])
+def test_cli_reports_bad_config_in_one_line_with_exit_code_2(tmp_path, text, message):
+    path = write(tmp_path, text)
+    result = subprocess.run([sys.executable, "-m", "edge.cli", "check", "--config", str(path)],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="config not found"):
+        load_settings(tmp_path / "nope.toml")

@@ -1,0 +1,74 @@
+"""Gates on gpiozero's real mock pins: the pin states a sort produces."""
+
+import pytest
+from gpiozero import AngularServo
+from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+from edge.errors import GateError
+from edge.gates import GateBank
+from edge.pins import board_model, make_pin_factory
+
+
+def duty(angle: float, min_angle=-90.0, max_angle=90.0, min_pw=0.001, max_pw=0.002) -> float:
+    """PWM duty cycle at 50 Hz for a servo angle."""
+    pulse = min_pw + (angle - min_angle) / (max_angle - min_angle) * (max_pw - min_pw)
+    return pulse * 50
+
+
+@pytest.fixture
+def factory():
+    return MockFactory(pin_class=MockPWMPin)
+
+
+def test_gates_start_safe_and_route_each_bin(settings, factory):
+    with GateBank(settings, factory) as gates:
+        flap, pusher = factory.pin(18), factory.pin(23)
+        assert flap.state == pytest.approx(duty(0)) and pusher.state == 0
+        assert gates.route("glass", now=0).describe() == "flap→-60°"
+        assert flap.state == pytest.approx(duty(-60)) and pusher.state == 0
+        gates.route("hazardous", now=1)
+        assert flap.state == pytest.approx(duty(0)) and pusher.state == 1
+        gates.route("residual", now=2)  # the default bin: every gate safe
+        assert flap.state == pytest.approx(duty(0)) and pusher.state == 0
+
+
+def test_gates_return_to_safe_after_hold(settings, factory):
+    with GateBank(settings, factory) as gates:
+        gates.route("textiles", now=10.0)
+        gates.release_due(now=10.0 + settings.sorting.hold_s / 2)
+        assert factory.pin(18).state == pytest.approx(duty(90))
+        gates.release_due(now=10.0 + settings.sorting.hold_s)
+        assert factory.pin(18).state == pytest.approx(duty(0))
+
+
+def test_close_leaves_every_gate_safe_and_is_repeatable(settings, factory):
+    gates = GateBank(settings, factory)
+    gates.route("hazardous", now=0)
+    pusher = factory.pin(23)
+    gates.close()
+    gates.close()
+    assert [round(s.state, 3) for s in pusher.states][-2:] == [1.0, 0.0]
+
+
+def test_pin_already_in_use_is_a_gate_error(settings, factory):
+    holder = AngularServo(18, pin_factory=factory)
+    try:
+        with pytest.raises(GateError, match="gate setup failed"):
+            GateBank(settings, factory)
+        assert factory.pin(23).state == 0  # what was built before the failure was released safe
+    finally:
+        holder.close()
+
+
+def test_auto_factory_is_mock_off_a_pi(monkeypatch, tmp_path):
+    monkeypatch.delenv("GPIOZERO_PIN_FACTORY", raising=False)
+    assert board_model(tmp_path / "no-model") is None
+    (tmp_path / "model").write_bytes(b"Raspberry Pi 5 Model B Rev 1.0\x00")
+    assert board_model(tmp_path / "model") == "Raspberry Pi 5 Model B Rev 1.0"
+    if board_model() is None:
+        assert isinstance(make_pin_factory("auto"), MockFactory)
+
+
+def test_unavailable_factory_is_one_line(monkeypatch):
+    with pytest.raises(GateError, match="'nosuch' unavailable"):
+        make_pin_factory("nosuch")

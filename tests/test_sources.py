@@ -1,0 +1,145 @@
+"""Frame sources with real OpenCV and real files; stalls and dead cameras become errors, not hangs."""
+
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.config import CameraSettings
+from edge.errors import CameraError, CameraStalled
+from edge.sources import FrameSource, FrameStream, is_dead, open_source
+from edge.sources.folder import FolderSource
+from edge.sources.opencv import OpenCVSource
+from edge.sources.picamera import PicameraSource
+from edge.sources.synthetic import SyntheticConveyor
+
+
+def frames_of(source: FrameSource, limit: int = 100, stall: float = 5.0):
+    with source:
+        stream = FrameStream(source, stall).start()
+        try:
+            out = []
+            for frame in stream:
+                out.append(frame)
+                if len(out) == limit:
+                    break
+            return out
+        finally:
+            stream.stop()
+
+
+def test_folder_replay_with_labels_and_an_unreadable_file(tmp_path):
+    for label, colour in (("glass", (0, 255, 0)), ("paper", (255, 255, 255))):
+        (tmp_path / label).mkdir()
+        bgr = np.zeros((20, 30, 3), np.uint8)
+        bgr[:] = colour[::-1]
+        cv2.imwrite(str(tmp_path / label / "a.png"), bgr)
+    (tmp_path / "glass" / "broken.jpg").write_bytes(b"not a jpeg")
+    source = FolderSource(tmp_path)
+    frames = frames_of(source)
+    assert [f.truth for f in frames] == ["glass", "paper"]
+    assert [f.number for f in frames] == [0, 1]
+    assert frames[0].rgb[0, 0].tolist() == [0, 255, 0] and frames[0].rgb.shape == (20, 30, 3)
+    assert [p.name for p in source.skipped] == ["broken.jpg"]
+
+
+def test_real_photo_folder(garbage12, tmp_path):
+    frames = frames_of(FolderSource(garbage12 / "battery"), limit=3)
+    assert len(frames) == 3 and all(f.rgb.shape == (255, 255, 3) for f in frames)
+
+
+def test_video_file_frames_are_rgb(tmp_path):
+    path = tmp_path / "belt.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for _ in range(5):
+        writer.write(np.full((48, 64, 3), (255, 0, 0), np.uint8))  # pure blue in BGR
+    writer.release()
+    frames = frames_of(OpenCVSource(str(path), 64, 48))
+    assert len(frames) == 5
+    red, green, blue = frames[0].rgb[24, 32]
+    assert blue > 200 and red < 50 and green < 50
+
+
+def test_missing_camera_and_missing_file_are_camera_errors(tmp_path):
+    with pytest.raises(CameraError, match="cannot open"):
+        OpenCVSource(str(tmp_path / "none.mp4"), 64, 48).open()
+    with pytest.raises(CameraError, match="cannot open camera 9"):
+        OpenCVSource(9, 64, 48).open()
+
+
+def test_picamera_absent_off_a_pi_is_one_clear_line():
+    with pytest.raises(CameraError) as info:
+        PicameraSource(640, 480, 10).open()
+    assert "\n" not in str(info.value)
+
+
+def test_synthetic_conveyor_is_deterministic_and_alive():
+    a = frames_of(SyntheticConveyor(320, 240, frames_per_item=2, seed=3), limit=4)
+    b = frames_of(SyntheticConveyor(320, 240, frames_per_item=2, seed=3), limit=4)
+    assert all(np.array_equal(x.rgb, y.rgb) for x, y in zip(a, b))
+    assert not any(is_dead(f.rgb) for f in a) and a[0].rgb.shape == (240, 320, 3)
+
+
+def test_synthetic_conveyor_with_real_items(garbage12):
+    frames = frames_of(SyntheticConveyor(400, 300, items=garbage12, frames_per_item=3, seed=1), limit=6)
+    assert frames[0].truth == frames[2].truth and frames[0].truth in {p.name for p in garbage12.iterdir()}
+
+
+def test_open_source_by_spec(tmp_path):
+    camera = CameraSettings()
+    assert isinstance(open_source(camera), SyntheticConveyor)
+    assert isinstance(open_source(camera, spec="0"), OpenCVSource)
+    assert isinstance(open_source(camera, spec=str(tmp_path)), FolderSource)
+    assert isinstance(open_source(camera, spec="rtsp://cam/stream"), OpenCVSource)
+    assert isinstance(open_source(camera, spec="picamera2"), PicameraSource)
+
+
+class Hanging(FrameSource):
+    """A camera whose driver call never returns after the first frame."""
+
+    name = "hanging camera"
+
+    def __init__(self):
+        super().__init__()
+        self.release = threading.Event()
+
+    def read(self):
+        if self._count:
+            self.release.wait(30)
+        return self._frame(np.full((8, 8, 3), 9, np.uint8))
+
+
+def test_stalled_camera_raises_instead_of_hanging():
+    source = Hanging()
+    stream = FrameStream(source, stall_timeout_s=0.3).start()
+    frames = iter(stream)
+    next(frames)
+    started = time.monotonic()
+    with pytest.raises(CameraStalled, match="no frame from hanging camera for 0.3 s"):
+        next(frames)
+    assert time.monotonic() - started < 2
+    source.release.set()
+    stream.stop()
+
+
+class Failing(FrameSource):
+    name = "usb camera"
+
+    def read(self):
+        raise CameraError("usb camera delivered no frame")
+
+
+def test_camera_failure_reaches_the_consumer():
+    stream = FrameStream(Failing(), stall_timeout_s=5).start()
+    with pytest.raises(CameraError, match="delivered no frame"):
+        next(iter(stream))
+    stream.stop()
+
+
+def test_dead_frames():
+    assert is_dead(np.zeros((4, 4, 3), np.uint8))
+    assert is_dead(np.zeros((0, 4, 3), np.uint8))
+    assert is_dead(np.zeros((4, 4), np.uint8))
+    assert not is_dead(np.arange(48, dtype=np.uint8).reshape(4, 4, 3))
