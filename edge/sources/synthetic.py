@@ -38,6 +38,9 @@ class SyntheticConveyor(FrameSource):
         self._photos: list[tuple[Path, str]] = []
         self._item: tuple[np.ndarray, str | None] | None = None
         self._gain = 1.0
+        # Sensor noise (σ 3), drawn once: a few frames' worth cycled, so that a frame costs a copy, not a draw.
+        shape = (height, width, 3)
+        self._noise = [np.round(self._rng.normal(0, 3, shape)).astype(np.int16) for _ in range(4)]
 
     def open(self) -> None:
         if self.items_folder is not None:
@@ -59,8 +62,9 @@ class SyntheticConveyor(FrameSource):
         x0 = int(round((self.size[0] - side) / 2 + drift))
         y0 = (self.size[1] - side) // 2
         frame[y0 : y0 + side, x0 : x0 + side] = picture
-        lit = frame.astype(np.float32) * self._gain + self._rng.normal(0, 3, frame.shape).astype(np.float32)
-        return self._frame(np.clip(lit, 0, 255).astype(np.uint8), truth)
+        noise = self._noise[self._count % len(self._noise)]
+        lit = cv2.add(cv2.convertScaleAbs(frame, alpha=self._gain), noise, dtype=cv2.CV_8U)
+        return self._frame(lit, truth)
 
     def _next_item(self) -> tuple[np.ndarray, str | None]:
         side = int(min(self.size) * 0.7)
