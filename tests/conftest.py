@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -34,3 +35,20 @@ def make_settings(tmp_path: Path, **sections: dict) -> Settings:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return make_settings(tmp_path)
+
+
+TINY_MODEL = PROJECT / "tests" / "fixtures" / "tiny12.tflite"
+
+
+@pytest.fixture
+def tiny_model(tmp_path: Path) -> Path:
+    """A copy of the tiny real int8 model (32×32 uint8 input, the 12 garbage labels) with its card."""
+    for suffix in (".tflite", ".json"):
+        shutil.copy(TINY_MODEL.with_suffix(suffix), tmp_path / f"tiny12{suffix}")
+    return tmp_path / "tiny12.tflite"
+
+
+@pytest.fixture
+def tiny_settings(tmp_path: Path, tiny_model: Path) -> Settings:
+    """Default bins and gates, the tiny model, an unpaced synthetic camera, mock pins, records in tmp_path."""
+    return make_settings(tmp_path, model={"path": tiny_model}, camera={"fps": 0.0, "width": 320, "height": 240})

@@ -1,0 +1,184 @@
+"""The sorting loop end to end with real parts: LiteRT, gpiozero mock pins, SQLite, OpenCV sources."""
+
+import json
+import logging
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from edge.app import Sorter
+from edge.config import DEFAULT_CONFIG
+from edge.errors import ModelError, RecordError
+from edge.sources import FrameSource
+from edge.sources.folder import FolderSource
+from tests.test_gates import duty
+
+
+class Frames(FrameSource):
+    """A finite list of RGB frames."""
+
+    name = "frames"
+
+    def __init__(self, images):
+        super().__init__()
+        self.images = list(images)
+
+    def read(self):
+        return self._frame(self.images.pop(0)) if self.images else None
+
+
+def picture(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+
+
+def rows(settings):
+    db = sqlite3.connect(settings.records.database)
+    db.row_factory = sqlite3.Row
+    return [dict(r) for r in db.execute("SELECT * FROM items ORDER BY id")]
+
+
+def test_every_item_gets_one_record_and_the_gates_follow_the_decisions(tiny_settings, garbage12):
+    with Sorter(tiny_settings, source=FolderSource(garbage12)) as sorter:
+        flap = sorter.gates.devices["flap"].pin_factory.pin(18)
+        flap.clear_states()
+        tally = sorter.loop.run(max_items=6)
+        flap_states = [round(s.state, 5) for s in flap.states]
+    records = rows(tiny_settings)
+    assert tally.items == 6 and len(records) == 6
+    assert [r["truth"] for r in records] == ["battery"] * 6
+    assert [r["frame"] for r in records] == list(range(6))
+    for record in records:
+        bin_of = tiny_settings.bin_of()
+        assert record["outcome"] in ("sorted", "rejected")
+        expected_bin = bin_of[record["label"]] if record["outcome"] == "sorted" else tiny_settings.sorting.reject_bin
+        assert record["bin"] == expected_bin
+        assert set(json.loads(record["latency_ms"])) >= {"capture", "preprocess", "classify", "decide", "actuate"}
+        assert len(json.loads(record["top_k"])) == 5
+    # the flap went to each servo bin's angle, in the order of the records, and ended safe
+    angles = [tiny_settings.bins[r["bin"]].angle for r in records if tiny_settings.bins[r["bin"]].gate == "flap"]
+    for angle in angles:
+        assert round(duty(angle), 5) in flap_states
+    assert flap_states[-1] == round(duty(0), 5)
+
+
+def test_below_threshold_goes_to_the_reject_bin(tmp_path, tiny_settings):
+    settings = tiny_settings.model_copy(update={
+        "sorting": tiny_settings.sorting.model_copy(update={"threshold": 1.0})})
+    with Sorter(settings, source=Frames(picture(n) for n in range(3))) as sorter:
+        sorter.loop.run()
+    assert [(r["bin"], r["outcome"], r["gate_action"]) for r in rows(settings)] == [("residual", "rejected", "none")] * 3
+
+
+def test_votes_average_several_frames_per_item(tiny_settings):
+    settings = tiny_settings.model_copy(update={"sorting": tiny_settings.sorting.model_copy(update={"votes": 3})})
+    with Sorter(settings, source=Frames(picture(n) for n in range(7))) as sorter:
+        tally = sorter.loop.run()
+    records = rows(settings)
+    assert tally.items == 2 and [r["frames"] for r in records] == [3, 3] and [r["frame"] for r in records] == [0, 3]
+
+
+def test_dead_frame_is_an_error_record_with_gates_safe(tiny_settings):
+    frames = [picture(1), np.zeros((64, 96, 3), np.uint8), picture(2)]
+    with Sorter(tiny_settings, source=Frames(frames)) as sorter:
+        sorter.loop.run()
+        pusher = sorter.gates.devices["pusher"]
+        assert not pusher.value
+    records = rows(tiny_settings)
+    assert [r["outcome"] for r in records][1] == "error" and len(records) == 3
+    assert records[1]["bin"] == "residual" and "dead frame" in records[1]["error"]
+
+
+def test_model_failure_mid_run_is_an_error_record(tiny_settings, monkeypatch):
+    with Sorter(tiny_settings, source=Frames(picture(n) for n in range(2))) as sorter:
+        def broken(_pixels):
+            raise ModelError("interpreter failed")
+        monkeypatch.setattr(sorter.classifier, "classify", broken)
+        sorter.loop.run()
+    assert [(r["outcome"], r["error"]) for r in rows(tiny_settings)] == [("error", "interpreter failed")] * 2
+
+
+def test_record_failure_stops_with_gates_safe_and_logs_the_record(tiny_settings, caplog):
+    with Sorter(tiny_settings, source=Frames(picture(n) for n in range(5))) as sorter:
+        sorter.loop.run(max_items=1)
+        sorter.records._db.execute("PRAGMA query_only = ON")  # the database refuses writes from here on
+        with caplog.at_level(logging.ERROR), pytest.raises(RecordError):
+            sorter.loop.run()
+        assert sorter.gates.devices["flap"].angle == 0 and not sorter.gates.devices["pusher"].value
+    unsaved = [r.message for r in caplog.records if r.message.startswith("unsaved record: ")]
+    assert len(unsaved) == 1 and json.loads(unsaved[0].removeprefix("unsaved record: "))["frame"] == 1
+
+
+def test_class_without_bin_fails_at_start(tiny_settings):
+    bins = tiny_settings.model_dump()["bins"]
+    bins["residual"]["classes"] = []
+    settings = tiny_settings.model_validate({**tiny_settings.model_dump(), "bins": bins})
+    with pytest.raises(Exception, match="class 'trash' of the model has no bin"):
+        Sorter(settings)
+
+
+def run_cli(*args, env=None, **kwargs):
+    return subprocess.run([sys.executable, "-m", "edge.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, **kwargs)
+
+
+def write_config(tmp_path, tiny_model, extra=""):
+    config = DEFAULT_CONFIG.read_text().replace(
+        "[model]", f'[model]\npath = "{tiny_model}"').replace(
+        "[records]", f'[records]\npath = "{tmp_path / "items.db"}"').replace(
+        "[gpio]", '[gpio]\npin_factory = "mock"') + extra
+    path = tmp_path / "smartbin.toml"
+    path.write_text(config.replace("[camera]", "[camera]\nwidth = 320\nheight = 240"))
+    return path
+
+
+def test_cli_run_prints_one_line_per_item_and_a_tally(tmp_path, tiny_model):
+    config = write_config(tmp_path, tiny_model)
+    result = run_cli("run", "--config", str(config), "--max-items", "4", timeout=60)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert sum("smartbin.items: item " in line for line in lines) == 4
+    assert "done: 4 items" in lines[-1]
+
+
+def test_cli_check_reports_each_part(tmp_path, tiny_model):
+    result = run_cli("check", "--config", str(write_config(tmp_path, tiny_model)), timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [line.split()[:2] for line in result.stdout.splitlines()] == [
+        ["config", "OK"], ["model", "OK"], ["gates", "OK"], ["records", "OK"], ["camera", "OK"]]
+
+
+def test_cli_check_names_a_missing_model(tmp_path, tiny_model):
+    tiny_model.unlink()
+    result = run_cli("check", "--config", str(write_config(tmp_path, tiny_model)), timeout=60)
+    assert result.returncode == 1 and "model    FAIL model not found" in result.stdout
+
+
+def test_cli_gate_moves_and_returns(tmp_path, tiny_model):
+    config = write_config(tmp_path, tiny_model)
+    result = run_cli("gate", "glass", "--hold", "0.1", "--config", str(config), timeout=60)
+    assert result.returncode == 0 and "glass: flap→-60° for 0.1 s (MockFactory)" in result.stdout
+    assert run_cli("gate", "nowhere", "--config", str(config)).returncode == 2
+
+
+def test_sigterm_finishes_the_item_leaves_gates_safe_and_records_committed(tmp_path, tiny_model):
+    config = write_config(tmp_path, tiny_model)
+    proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--config", str(config)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = 0
+    deadline = time.monotonic() + 60
+    while seen < 3 and time.monotonic() < deadline:
+        if "smartbin.items: item" in proc.stdout.readline():
+            seen += 1
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    logged = seen + out.count("smartbin.items: item")
+    db = sqlite3.connect(tmp_path / "items.db")
+    assert db.execute("SELECT COUNT(*) FROM items").fetchone()[0] == logged
+    assert "SIGTERM: stopping after the item in hand" in out and "done:" in out
