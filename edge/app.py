@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Sequence
 from contextlib import ExitStack
 
 from edge.classifier import Classifier
 from edge.config import Settings
 from edge.decision import Decider
 from edge.gates import GateBank
-from edge.loop import SortingLoop
+from edge.loop import Observer, SortingLoop
 from edge.pins import make_pin_factory
 from edge.records import Records
 from edge.sources import FrameSource, FrameStream, open_source
-
-logger = logging.getLogger(__name__)
 
 
 class Sorter:
@@ -25,7 +23,9 @@ class Sorter:
     gates to safe, releases the camera and closes the database, whatever failed.
     """
 
-    def __init__(self, settings: Settings, source: FrameSource | None = None) -> None:
+    def __init__(
+        self, settings: Settings, source: FrameSource | None = None, observers: Sequence[Observer] = ()
+    ) -> None:
         self.settings = settings
         self._stack = ExitStack()
         try:
@@ -52,6 +52,7 @@ class Sorter:
             default_bin=settings.default_bin,
             roi=settings.camera.region,
             votes=settings.sorting.votes,
+            observers=observers,
         )
 
     def close(self) -> None:

@@ -6,8 +6,9 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from edge.classifier import Classifier
 from edge.decision import Decider, Decision
@@ -18,6 +19,16 @@ from edge.records import ItemRecord, Records
 from edge.sources import Frame, FrameStream, is_dead
 
 logger = logging.getLogger("smartbin.items")
+
+
+class Observer(Protocol):
+    """Something that watches the loop (watchdog, metrics, web page). Called in the loop's thread: keep it quick."""
+
+    def on_frame(self, frame: Frame) -> None:
+        """A frame arrived from the camera."""
+
+    def on_item(self, item_id: int, record: ItemRecord) -> None:
+        """An item's record was committed."""
 
 
 @dataclass
@@ -66,6 +77,7 @@ class SortingLoop:
         default_bin: str,
         roi: Roi | None = None,
         votes: int = 1,
+        observers: Sequence[Observer] = (),
     ) -> None:
         self.stream = stream
         self.classifier = classifier
@@ -75,6 +87,7 @@ class SortingLoop:
         self.default_bin = default_bin
         self.roi = roi
         self.votes = votes
+        self.observers = list(observers)
         self.model_name = classifier.path.name
         self.tally = Tally()
 
@@ -95,6 +108,8 @@ class SortingLoop:
         item: list[Frame] = []
         for frame in frames:
             self.gates.release_due()
+            for observer in self.observers:
+                observer.on_frame(frame)
             item.append(frame)
             if len(item) == self.votes:
                 return item
@@ -167,6 +182,8 @@ class SortingLoop:
             raise
         self.tally.add(record)
         logger.info("%s", describe(item_id, record))
+        for observer in self.observers:
+            observer.on_item(item_id, record)
 
 
 def describe(item_id: int, record: ItemRecord) -> str:
