@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # models/ is a workstation package, not installed with the edge
+from models.split import SPLITS, make_split, read_manifest, split_folder, write_manifest
+from tests.conftest import PROJECT, SHARED_DATA
 
-from models.split import SPLITS, make_split, read_manifest, split_folder, write_manifest  # noqa: E402
-
-MANIFEST = ROOT / "models" / "split.csv"
-DATA = ROOT.parent / "shared" / "data" / "garbage12"
+MANIFEST = PROJECT / "models" / "split.csv"
 
 
 def _pairs() -> list[tuple[str, str]]:
@@ -56,6 +52,5 @@ def test_committed_manifest_is_stratified() -> None:
         assert share == pytest.approx(0.70 if split == "train" else 0.15, abs=0.01), (label, split)
 
 
-@pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data/garbage12 not present")
-def test_committed_manifest_matches_the_data() -> None:
-    assert read_manifest(MANIFEST) == split_folder(DATA)
+def test_committed_manifest_matches_the_data(garbage12: Path) -> None:
+    assert read_manifest(MANIFEST) == split_folder(garbage12)

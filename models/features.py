@@ -1,0 +1,165 @@
+"""The feature cache: ``conv5_block2_out`` of every image view, computed once, float16 on disk.
+
+The frozen part of the network (everything before ``conv5_block3``) sees each view of each photo once; its
+output (7×7×2048) is kept as a float16 ``.npy`` per (split, view, seed) in a cache folder outside the repo.
+A file's name carries a digest of what it depends on (the split's file list, the weights file, the feature
+layer, the augmentation ranges), so a rerun reuses it and a changed input gets a new file. Extraction writes
+``NAME.part.npy`` with a progress file and resumes after an interruption.
+
+    python -m models.features --data ../shared/data/garbage12 --weights W.h5 --views 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from edge.images import read_rgb
+from models.augment import AugmentConfig, view
+from models.split import Entry, read_manifest, select
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CACHE = Path.home() / ".cache" / "smartbin" / "features"
+BATCH = 32
+
+
+def weights_identity(weights: str | None) -> str:
+    """What identifies the ImageNet weights in a cache key: file name and size, or Keras' own name."""
+    path = Path(weights) if weights and weights != "imagenet" else None
+    return f"{path.name}:{path.stat().st_size}" if path and path.is_file() else str(weights)
+
+
+def cache_name(entries: list[Entry], split: str, view_index: int, seed: int, weights: str | None) -> str:
+    """File stem of one (split, view, seed) feature array, with a digest of its inputs."""
+    from models.architecture import FEATURE_LAYER
+
+    key = {
+        "paths": [e.path for e in entries],
+        "weights": weights_identity(weights),
+        "layer": FEATURE_LAYER,
+        "augment": dataclasses.asdict(AugmentConfig()) if view_index else "clean",
+        "view": view_index,
+        "seed": seed if view_index else 0,
+    }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    tag = "clean" if view_index == 0 else f"v{view_index}-s{seed}"
+    return f"{split}-{tag}-{digest}"
+
+
+def _batches(data: Path, entries: list[Entry], start: int, view_index: int, seed: int) -> Iterator[np.ndarray]:
+    """uint8 batches of views from ``start`` on, the next batch decoded while the current one runs."""
+
+    def load(first: int) -> np.ndarray:
+        stop = min(first + BATCH, len(entries))
+        return np.stack([view(read_rgb(data / entries[i].path), seed, view_index, i) for i in range(first, stop)])
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(load, start) if start < len(entries) else None
+        for first in range(start, len(entries), BATCH):
+            batch = pending.result() if pending else load(first)
+            nxt = first + BATCH
+            pending = pool.submit(load, nxt) if nxt < len(entries) else None
+            yield batch
+
+
+def extract(
+    trunk,
+    data: Path,
+    entries: list[Entry],
+    out: Path,
+    view_index: int,
+    seed: int,
+) -> np.ndarray:
+    """Compute (or resume) the features of one view of ``entries`` into ``out`` (.npy); return them mapped."""
+    from models.architecture import FEATURE_SHAPE, preprocess
+
+    if out.is_file():
+        return np.load(out, mmap_mode="r")
+    part, progress = out.with_suffix(".part.npy"), out.with_suffix(".part.json")
+    shape = (len(entries), *FEATURE_SHAPE)
+    state = json.loads(progress.read_text()) if part.is_file() and progress.is_file() else {"done": 0, "seconds": 0.0}
+    done, spent = state["done"], state.get("seconds", 0.0)
+    array = np.lib.format.open_memmap(part, mode="r+" if done else "w+", dtype=np.float16, shape=shape)
+    started, last_log, resumed_at = time.monotonic(), 0.0, done
+    for batch in _batches(data, entries, done, view_index, seed):
+        features = trunk.predict_on_batch(preprocess(batch))
+        array[done : done + len(batch)] = np.asarray(features, np.float16)
+        done += len(batch)
+        if time.monotonic() - last_log > 30 or done == len(entries):
+            array.flush()
+            progress.write_text(json.dumps({"done": done, "seconds": spent + time.monotonic() - started}))
+            rate = (done - resumed_at) / max(time.monotonic() - started, 1e-9)
+            last_log = time.monotonic()
+            logger.info("%s: %d/%d, %.1f img/s, ETA %.0f s", out.name, done, len(entries), rate,
+                        (len(entries) - done) / max(rate, 1e-9))
+    array.flush()
+    del array
+    seconds = spent + time.monotonic() - started
+    out.with_suffix(".json").write_text(json.dumps({"images": len(entries), "seconds": round(seconds, 1)}))
+    part.rename(out)
+    progress.unlink(missing_ok=True)
+    return np.load(out, mmap_mode="r")
+
+
+def extraction_seconds(cache: Path, names: list[str]) -> float:
+    """Total seconds the extraction of these cached arrays took, as recorded beside them."""
+    records = [cache / f"{name}.json" for name in names]
+    return sum(json.loads(record.read_text())["seconds"] for record in records if record.is_file())
+
+
+def feature_set(
+    model,
+    data: Path,
+    entries: list[Entry],
+    cache: Path,
+    views: int,
+    seed: int,
+    weights: str | None,
+) -> dict[str, list[np.ndarray]]:
+    """Features of train (``views`` views: clean + augmented) and val/test (clean), extracting what is missing.
+
+    Returns split → list of arrays (one per view), each row in manifest order of that split.
+    """
+    from models.architecture import trunk as make_trunk
+
+    cache.mkdir(parents=True, exist_ok=True)
+    trunk = make_trunk(model)
+    plan = [("train", 0), ("val", 0), ("test", 0)] + [("train", v) for v in range(1, views)]
+    result: dict[str, list[np.ndarray]] = {"train": [], "val": [], "test": []}
+    for split, view_index in plan:
+        subset = select(entries, split)
+        name = cache_name(subset, split, view_index, seed, weights)
+        result[split].append(extract(trunk, data, subset, cache / f"{name}.npy", view_index, seed))
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/garbage12"), help="dataset root")
+    parser.add_argument("--manifest", type=Path, default=Path("models/split.csv"), help="split manifest")
+    parser.add_argument("--weights", default="imagenet", help="ImageNet weights: 'imagenet' or a .weights.h5 path")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help=f"feature cache (default {DEFAULT_CACHE})")
+    parser.add_argument("--views", type=int, default=4, help="train views per photo: 1 clean + N-1 augmented")
+    parser.add_argument("--seed", type=int, default=0, help="augmentation seed")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    from models.architecture import build_model
+
+    started = time.monotonic()
+    entries = read_manifest(args.manifest)
+    feature_set(build_model(args.weights), args.data, entries, args.cache, args.views, args.seed, args.weights)
+    logger.info("features ready in %.0f s", time.monotonic() - started)
+
+
+if __name__ == "__main__":
+    main()
