@@ -5,6 +5,7 @@ given fractions (val and test rounded, train takes the rest). The split depends 
 is the same on every machine and for every rerun; adding a file moves at most a few neighbours of its class.
 
     python -m models.split --data ../shared/data/garbage12 --out models/split.csv
+    python -m models.split --link ~/.cache/smartbin/split   # SPLIT/CLASS/FILE symlinks, for the converter
 """
 
 from __future__ import annotations
@@ -86,13 +87,30 @@ def select(entries: list[Entry], split: str) -> list[Entry]:
     return [e for e in entries if e.split == split]
 
 
+def link_split(entries: list[Entry], data: str | Path, dest: str | Path) -> None:
+    """Make ``dest/SPLIT/LABEL/NAME`` symlinks to the photos, so each split is a labelled folder."""
+    data, dest = Path(data).resolve(), Path(dest)
+    for entry in entries:
+        link = dest / entry.split / entry.path
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink() and link.resolve() == data / entry.path:
+            continue
+        link.unlink(missing_ok=True)
+        link.symlink_to(data / entry.path)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data/garbage12", help="dataset root, one folder per class")
     parser.add_argument("--out", default="models/split.csv", help="manifest to write")
     parser.add_argument("--val", type=float, default=0.15, help="validation share per class (default 0.15)")
     parser.add_argument("--test", type=float, default=0.15, help="test share per class (default 0.15)")
+    parser.add_argument("--link", type=Path, help="instead: link the manifest's splits as folders under LINK")
     args = parser.parse_args(argv)
+    if args.link:
+        link_split(read_manifest(args.out), args.data, args.link)
+        print(f"{args.link}: " + ", ".join(f"{s}/" for s in SPLITS) + f" linked from {args.out}")
+        return
     entries = split_folder(args.data, args.val, args.test)
     write_manifest(entries, args.out)
     counts = Counter(e.split for e in entries)
