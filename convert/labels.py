@@ -39,5 +39,7 @@ def resolve_labels(classes: int, labels_file: str | Path | None) -> tuple[str, .
         return DEFAULT_LABELS
     labels = read_labels(labels_file)
     if len(labels) != classes:
-        raise ConversionError(f"labels file {labels_file} lists {len(labels)} names but the model has {classes} outputs")
+        raise ConversionError(
+            f"labels file {labels_file} lists {len(labels)} names but the model has {classes} outputs"
+        )
     return labels

@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from contextlib import ExitStack
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -103,11 +104,11 @@ def run(options: Options) -> dict[str, Any]:
         raise ConversionError(f"--out must end in .tflite, got {out}")
     if not out.parent.is_dir():
         raise ConversionError(f"output folder not found: {out.parent}")
-    if options.count < 1:
-        raise ConversionError(f"--count must be at least 1, got {options.count}")
+    if options.count < 1 or (options.validation_count is not None and options.validation_count < 1):
+        raise ConversionError("--count and --validation-count must be at least 1")
     source = load_source(options.model)
     labels = resolve_labels(source.classes, options.labels)
-    say(f"model: {source.path.name}, input {source.width}x{source.height}x3, {source.classes} classes")
+    say(f"model: {source.path.name}, input height {source.height} width {source.width}, {source.classes} classes")
     pixels, used, skipped = calibration_set(options, source.size)
     per_class = dict(sorted(Counter(label or "(unlabelled)" for _, label in used).items()))
     say(f"calibration: {len(used)} images, {skipped} unreadable skipped, per class {per_class}")
@@ -129,7 +130,8 @@ def run(options: Options) -> dict[str, Any]:
             if path is not None:
                 os.replace(path, out.parent / path.name)
                 os.replace(card_path(path), out.parent / card_path(path).name)
-    say(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) and {card_path(out).name} in {time.monotonic() - started:.0f} s")
+    elapsed = time.monotonic() - started
+    say(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) and {card_path(out).name} in {elapsed:.0f} s")
     return card
 
 
@@ -141,7 +143,7 @@ def _stage_int8(source: SourceModel, labels: tuple[str, ...], pixels: np.ndarray
     report = export.check_int8(flatbuffer)
     say(f"int8 input quantization: scale {report.input_scale:g}, zero point {report.input_zero_point}")
     path.write_bytes(flatbuffer)
-    write_json(_card(source, labels, path, quantization_entry(report, calibration), None), card_path(path))
+    write_json(_card(source, labels, path, quantization_entry(report, calibration)), card_path(path))
     return path
 
 
@@ -151,26 +153,25 @@ def _stage_float(source: SourceModel, labels: tuple[str, ...], path: Path) -> Pa
     path.write_bytes(export.to_float(path.parent / "saved_model_float"))
     quantization = {"mode": "none: float32 weights and activations",
                     "input": {"dtype": "uint8", "scale": 0.0, "zero_point": 0, "note": "cast to float32 inside"}}
-    write_json(_card(source, labels, path, quantization, None), card_path(path))
+    write_json(_card(source, labels, path, quantization), card_path(path))
     return path
 
 
-def _card(source: SourceModel, labels: tuple[str, ...], path: Path, quantization: dict[str, Any],
-          validation: dict[str, Any] | None) -> dict[str, Any]:
+def _card(source: SourceModel, labels: tuple[str, ...], path: Path, quantization: dict[str, Any]) -> dict[str, Any]:
+    """The staged card, before validation: ``_finish_cards`` adds the figures once they are known."""
     sizes = {"tflite": path.stat().st_size, "keras": source.path.stat().st_size}
     return model_card(labels=labels, height=source.height, width=source.width, quantization=quantization,
-                      validation=validation, sizes=sizes,
+                      validation=None, sizes=sizes,
                       source={"file": source.path.name, "sha256": source.sha256})
 
 
 def _validate(source: SourceModel, staged: Path, staged_float: Path | None, items: list[Item],
               threads: int | None) -> tuple[dict[str, Any], int]:
     reader = Reader(source.size)
-    with Classifier(staged, threads) as classifier:
-        float_classifier = Classifier(staged_float, threads) if staged_float else None
+    with ExitStack() as stack:
+        classifier = stack.enter_context(Classifier(staged, threads))
+        float_classifier = stack.enter_context(Classifier(staged_float, threads)) if staged_float else None
         predictions = validate.predict(source.model, classifier, items, reader, float_classifier)
-        if float_classifier is not None:
-            float_classifier.close()
     return validate.metrics(predictions, classifier.labels), len(reader.skipped)
 
 

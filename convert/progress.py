@@ -15,6 +15,7 @@ def _clock(seconds: float) -> str:
 class Progress:
     """Counts ``total`` steps of one task and reports ``task done/total (pct) ETA m:ss`` every ``every`` s.
 
+    The ETA uses the pace since the first step, so a slow start (the converter setting up) does not skew it.
     On a terminal the line is rewritten in place; elsewhere (logs, CI) one line is printed per report.
     """
 
@@ -23,12 +24,16 @@ class Progress:
         self.stream = stream or sys.stderr
         self.every = every
         self._start = self._last = time.monotonic()
+        self._first: float | None = None  # when the first step was done, and how many steps that was
+        self._first_done = 0
         self._inline = self.stream.isatty()
 
     def advance(self, steps: int = 1) -> None:
         """Record ``steps`` more steps done; report if ``every`` seconds passed since the last report."""
         self.done = min(self.done + steps, self.total)
         now = time.monotonic()
+        if self._first is None:
+            self._first, self._first_done = now, self.done
         if now - self._last >= self.every and self.done < self.total:
             self._last = now
             self._report(now)
@@ -39,10 +44,12 @@ class Progress:
         self._write(f"{self.task}: {self.done}/{self.total} done in {_clock(elapsed)}", final=True)
 
     def _report(self, now: float) -> None:
-        elapsed = now - self._start
-        eta = elapsed / self.done * (self.total - self.done) if self.done else float("nan")
+        paced = self.done - self._first_done
+        if self._first is not None and paced > 0:
+            eta_text = _clock((now - self._first) / paced * (self.total - self.done))
+        else:
+            eta_text = "?"
         pct = 100 * self.done / self.total if self.total else 100.0
-        eta_text = _clock(eta) if self.done else "?"
         self._write(f"{self.task}: {self.done}/{self.total} ({pct:.0f}%) ETA {eta_text}", final=False)
 
     def _write(self, line: str, final: bool) -> None:

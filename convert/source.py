@@ -51,7 +51,9 @@ def load_source(path: str | Path) -> SourceModel:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConversionError(f"cannot load Keras model {path}: {reason[:200]}") from None
     if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise ConversionError(f"{path}: expected one input and one output, got {len(model.inputs)} and {len(model.outputs)}")
+        raise ConversionError(
+            f"{path}: expected one input and one output, got {len(model.inputs)} and {len(model.outputs)}"
+        )
     input_shape, output_shape = tuple(model.inputs[0].shape), tuple(model.outputs[0].shape)
     if len(input_shape) != 4 or input_shape[3] != 3 or not all(isinstance(n, int) for n in input_shape[1:3]):
         raise ConversionError(f"{path}: input shape {input_shape} is not (batch, height, width, 3) with a fixed size")
