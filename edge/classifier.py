@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -82,13 +83,26 @@ class Classifier:
                 f"{self.path}: model has {classes} outputs but its card lists {len(self.labels)} labels"
             )
 
+    @property
+    def interpreter(self) -> Any:
+        """The runtime's interpreter, for diagnostics (tensor and op details); classify through this class."""
+        return self._interpreter
+
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
         """Class probabilities (float32, summing to ~1) for one uint8 RGB image of the model's input size."""
+        self.set_input(pixels)
+        self._interpreter.invoke()
+        return self.output()
+
+    def set_input(self, pixels: np.ndarray) -> None:
+        """Set one uint8 RGB image of the model's input size as the input (quantized if the model asks)."""
         expected = (self.card.input.height, self.card.input.width, 3)
         if pixels.shape != expected or pixels.dtype != np.uint8:
             raise ValueError(f"expected uint8 {expected} pixels, got {pixels.dtype} {pixels.shape}")
         self._interpreter.set_tensor(self._input["index"], self._quantize_input(pixels)[np.newaxis])
-        self._interpreter.invoke()
+
+    def output(self) -> np.ndarray:
+        """Class probabilities of the last invoke (float32, dequantized)."""
         return self._dequantize_output(self._interpreter.get_tensor(self._output["index"])[0])
 
     def classify(self, pixels: np.ndarray) -> Prediction:
