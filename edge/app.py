@@ -1,4 +1,4 @@
-"""Assembling a sorter from settings: model → gates → records → camera, closed in reverse order."""
+"""Assembling a sorter from settings: model → gates → records → camera → trigger, closed in reverse order."""
 
 from __future__ import annotations
 
@@ -13,14 +13,17 @@ from edge.loop import Observer, SortingLoop
 from edge.pins import make_pin_factory
 from edge.records import Records
 from edge.sources import FrameSource, FrameStream, open_source
+from edge.sources.folder import FolderSource
+from edge.timing import GatePlace, GateScheduler, Planner
+from edge.trigger import BeamTrigger, ItemTracker, Trigger, VisionTrigger
 
 
 class Sorter:
     """Everything a running bin holds. Build with ``Sorter(settings)``, use as a context manager.
 
     Start-up order fails fast on what is cheapest to check: the model and its card, labels against bins,
-    the gates (to their safe position), the record database, and the camera last. ``close()`` returns the
-    gates to safe, releases the camera and closes the database, whatever failed.
+    the gates (to their safe position), the record database, the camera, the item trigger. ``close()`` puts
+    the gates safe first, then releases the camera and closes the database, whatever failed.
     """
 
     def __init__(
@@ -33,30 +36,50 @@ class Sorter:
                 Classifier(settings.model.path, threads=settings.model.threads or None)
             )
             settings.check_labels(self.classifier.labels)
-            self.gates = self._stack.enter_context(GateBank(settings, make_pin_factory(settings.gpio.pin_factory)))
+            self.pin_factory = make_pin_factory(settings.gpio.pin_factory)
+            self.gates = self._stack.enter_context(GateBank(settings, self.pin_factory))
             self.records = self._stack.enter_context(Records(settings.records.database))
-            self.source = source or open_source(settings.camera, frames_per_item=settings.sorting.votes)
+            self.source = source or open_source(settings)
             self._stack.enter_context(self.source)
+            trigger = self._trigger()
+            if trigger is not None:
+                self._stack.callback(trigger.close)
             self.stream = FrameStream(self.source, settings.camera.stall_timeout_s, settings.camera.fps)
             self._stack.callback(self.stream.stop)
-            self._stack.callback(self.gates.safe)  # runs first on close
+            self.planner = planner_for(settings, self.gates)
+            self.scheduler = GateScheduler(self.planner, self.gates.apply)
+            self._stack.callback(self.scheduler.stop)  # runs first on close: every gate safe
         except BaseException:
             self.close()
             raise
         self.loop = SortingLoop(
             self.stream.start(),
+            ItemTracker(trigger, settings.sorting.votes, settings.conveyor.absent_frames),
             self.classifier,
             Decider(settings.bin_of(), settings.sorting.threshold, settings.sorting.reject_bin),
-            self.gates,
+            self.planner,
             self.records,
-            default_bin=settings.default_bin,
             roi=settings.camera.region,
             votes=settings.sorting.votes,
             observers=observers,
         )
+        self.scheduler.start()
+
+    def _trigger(self) -> Trigger | None:
+        conveyor = self.settings.conveyor
+        kind = conveyor.trigger
+        if kind == "auto":
+            kind = "frames" if isinstance(self.source, FolderSource) else "vision"
+        if kind == "vision":
+            return VisionTrigger(self.settings.camera.region, conveyor.min_area, conveyor.diff_threshold,
+                                 conveyor.background_alpha, conveyor.band)
+        if kind == "beam":
+            assert conveyor.beam_pin is not None
+            return BeamTrigger(conveyor.beam_pin, conveyor.beam_bounce_s, self.pin_factory)
+        return None
 
     def close(self) -> None:
-        """Stop the camera, gates to safe, close the database; safe to call twice."""
+        """Gates safe, stop the camera, close the database; safe to call twice."""
         self._stack.close()
 
     def __enter__(self) -> Sorter:
@@ -64,3 +87,10 @@ class Sorter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def planner_for(settings: Settings, gates: GateBank) -> Planner:
+    """The gate planner for the settings' belt speed and gate places."""
+    speed = settings.conveyor.belt_speed_m_s
+    places = {name: GatePlace(g.delay(speed), g.settle_s) for name, g in settings.gates.items()}
+    return Planner(gates.routes, places, settings.default_bin, settings.conveyor.item_pass_s)

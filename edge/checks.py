@@ -56,7 +56,7 @@ def check_records(settings: Settings) -> str:
 
 
 def check_camera(settings: Settings) -> str:
-    with open_source(settings.camera) as source:
+    with open_source(settings) as source:
         stream = FrameStream(source, settings.camera.stall_timeout_s).start()
         try:
             frame = next(iter(stream), None)

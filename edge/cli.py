@@ -14,6 +14,8 @@ from pathlib import Path
 
 from edge import __version__
 from edge.app import Sorter
+from edge.bench.command import HELP as BENCH_HELP
+from edge.bench.command import add_arguments as bench_arguments
 from edge.config import DEFAULT_CONFIG, Settings, load_settings
 from edge.errors import SmartbinError
 from edge.sources import SPEC_HELP
@@ -50,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                 ) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.add_argument("--config", type=Path, default=None,
-                         help=f"TOML settings (default: the embedded {DEFAULT_CONFIG.name}, synthetic conveyor)")
+                         help=f"TOML settings (default: the embedded {DEFAULT_CONFIG.name}: belt simulator)")
         sub.set_defaults(command=handler)
         return sub
 
@@ -60,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     command("check", cmd_check, "check config, model, gates, records and camera: one line each")
     gate = command("gate", cmd_gate, "move the gates to a bin by hand (installation), then back to safe")
     gate.add_argument("bin", help="bin name from the config")
-    gate.add_argument("--hold", type=float, default=None, metavar="S", help="seconds to hold (default: hold_s)")
+    gate.add_argument("--hold", type=float, default=2.0, metavar="S", help="seconds to hold (default 2)")
+    bench_arguments(command("bench", cmd_bench, BENCH_HELP))
     return parser
 
 
@@ -98,12 +101,17 @@ def cmd_gate(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     factory = make_pin_factory(settings.gpio.pin_factory)
     with GateBank(settings, factory) as gates:
-        route = gates.route(args.bin)
-        hold = settings.sorting.hold_s if args.hold is None else args.hold
-        print(f"{args.bin}: {route.describe()} for {hold:g} s ({type(factory).__name__})")
-        time.sleep(hold)
+        route = gates.set_route(args.bin)
+        print(f"{args.bin}: {route.describe()} for {args.hold:g} s ({type(factory).__name__})")
+        time.sleep(args.hold)
     print("gates back to safe")
     return 0
+
+
+def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
+    from edge.bench.command import run_command
+
+    return run_command(settings, args)
 
 
 class stop_on_signals:

@@ -37,15 +37,14 @@ class ModelSettings(Section):
 
 
 class CameraSettings(Section):
-    source: str = Field("synthetic", description="picamera2 | USB index | video file | stream URL | image folder | synthetic")
+    source: str = Field("synthetic", description="picamera2 | USB index | video file | stream URL | image folder | synthetic (belt simulator)")
     width: int = Field(1280, gt=0, description="capture width in pixels (picamera2, USB)")
     height: int = Field(720, gt=0, description="capture height in pixels (picamera2, USB)")
-    fps: float = Field(10.0, ge=0, description="frame rate; 0 = as fast as the source gives (replay, synthetic)")
+    fps: float = Field(10.0, ge=0, description="frame rate; 0 = as fast as the source gives (replay, simulator)")
     stall_timeout_s: float = Field(5.0, gt=0, description="no frame for this long = camera stalled (error)")
     roi: tuple[float, float, float, float] | None = Field(
         None, description="region of interest [left, top, width, height] as fractions; unset = centre square"
     )
-    items: Path | None = Field(None, description="synthetic source: folder of item photos (one sub-folder per class)")
     loop: bool = Field(False, description="replay sources (folder, video file) start over at the end")
 
     @property
@@ -66,11 +65,52 @@ class CameraSettings(Section):
 class SortingSettings(Section):
     threshold: float = Field(0.6, ge=0, le=1, description="below this confidence an item goes to the reject bin")
     reject_bin: str = Field("residual", description="bin for items under the threshold or failed items")
-    votes: int = Field(1, ge=1, le=32, description="frames classified per item; their probabilities are averaged")
-    hold_s: float = Field(1.0, gt=0, description="how long a gate holds its position for one item")
+    votes: int = Field(
+        3, ge=1, le=32, description="frames classified per item (best-centred first); probabilities averaged"
+    )
 
 
-class ServoGate(Section):
+class ConveyorSettings(Section):
+    trigger: Literal["auto", "vision", "beam", "frames"] = Field(
+        "auto", description="item detection; auto: frames for image folders, vision otherwise"
+    )
+    belt_speed_m_s: float = Field(0.2, gt=0, description="belt speed, metres per second")
+    item_pass_s: float = Field(0.5, gt=0, description="time an item takes to pass a gate, with margin")
+    min_area: float = Field(0.1, gt=0, lt=1, description="vision: share of the band that must differ from the belt")
+    band: float = Field(0.3, gt=0, le=1, description="vision: width of the detection band, share of the ROI")
+    diff_threshold: int = Field(30, ge=1, le=255, description="vision: grey-level difference that counts")
+    background_alpha: float = Field(0.05, gt=0, le=1, description="vision: how fast the empty-belt model adapts")
+    absent_frames: int = Field(2, ge=1, description="frames without an item before it counts as gone")
+    beam_pin: Pin | None = Field(None, description="beam: GPIO input of the break-beam sensor at the camera line")
+    beam_bounce_s: float = Field(0.005, ge=0, description="beam: debounce time")
+
+    @model_validator(mode="after")
+    def _check_beam(self) -> ConveyorSettings:
+        if self.trigger == "beam" and self.beam_pin is None:
+            raise ValueError("beam_pin: required when trigger = 'beam'")
+        return self
+
+
+class SimulatorSettings(Section):
+    items: Path | None = Field(None, description="folder of item photos, one sub-folder per class; unset = drawn")
+    view_m: float = Field(0.5, gt=0, description="belt length seen across the frame's width, metres")
+    spacing_m: float = Field(0.45, gt=0, description="mean distance between item centres, metres")
+    spacing_jitter: float = Field(0.25, ge=0, lt=1, description="random share of the spacing")
+    item_m: float = Field(0.18, gt=0, description="item size on the belt, metres")
+    seed: int = Field(0, description="random seed: the same seed gives the same belt")
+
+
+class GatePlacement(Section):
+    distance_m: float = Field(0.6, ge=0, description="distance from the camera line to this gate along the belt")
+    delay_s: float | None = Field(None, ge=0, description="measured travel time to this gate; overrides distance_m")
+    settle_s: float = Field(0.25, ge=0, description="time the gate takes to move into position")
+
+    def delay(self, belt_speed_m_s: float) -> float:
+        """Seconds from the camera line to this gate."""
+        return self.delay_s if self.delay_s is not None else self.distance_m / belt_speed_m_s
+
+
+class ServoGate(GatePlacement):
     kind: Literal["servo"]
     pin: Pin
     safe_angle: float = Field(0.0, description="angle that leads to the default bin; every error returns here")
@@ -80,7 +120,7 @@ class ServoGate(Section):
     max_pulse_width: float = Field(0.002, gt=0, description="seconds of pulse at max_angle")
 
 
-class RelayGate(Section):
+class RelayGate(GatePlacement):
     kind: Literal["relay"]
     pin: Pin
     active_high: bool = Field(True, description="True: the relay/solenoid is on while the pin is high")
@@ -122,6 +162,8 @@ class Settings(Section):
     model: ModelSettings = ModelSettings()
     camera: CameraSettings = CameraSettings()
     sorting: SortingSettings = SortingSettings()
+    conveyor: ConveyorSettings = ConveyorSettings()
+    simulator: SimulatorSettings = SimulatorSettings()
     gpio: GpioSettings = GpioSettings()
     records: RecordSettings = RecordSettings()
     gates: dict[str, Gate] = Field(default_factory=dict)
@@ -146,6 +188,9 @@ class Settings(Section):
         default = [name for name, spec in self.bins.items() if spec.gate is None]
         if len(default) != 1:
             raise ValueError(f"bins: exactly one bin must have no gate (the default bin), found {default or 'none'}")
+        if self.conveyor.beam_pin is not None and self.conveyor.beam_pin in pins:
+            raise ValueError(f"conveyor.beam_pin: GPIO{self.conveyor.beam_pin} is already used by "
+                             f"gates.{pins[self.conveyor.beam_pin]}")
         if self.sorting.reject_bin not in self.bins:
             raise ValueError(f"sorting.reject_bin: {self.sorting.reject_bin!r} is not a bin")
         return self
@@ -230,7 +275,7 @@ def resolve_paths(settings: Settings, base: Path) -> Settings:
     return settings.model_copy(
         update={
             "model": settings.model.model_copy(update={"path": absolute(settings.model.path)}),
-            "camera": settings.camera.model_copy(update={"items": absolute(settings.camera.items)}),
+            "simulator": settings.simulator.model_copy(update={"items": absolute(settings.simulator.items)}),
             "records": settings.records.model_copy(update={"path": absolute(settings.records.path)}),
         }
     )

@@ -1,14 +1,14 @@
 """Gates: the gpiozero devices that route an item into its bin, and their safe position.
 
 A servo flap (``AngularServo``) turns to its bin's angle; a relay (``OutputDevice``) drives a solenoid or pusher
-while its bin is chosen. After ``hold_s`` every gate returns to its safe position (servo at ``safe_angle``,
-relay off), which leads to the default bin; every error path and ``close()`` return there too.
+while its bin is chosen. When to move is decided by ``edge.timing``; this module only drives the devices. The
+safe position (servo at ``safe_angle``, relay off) leads to the default bin; every error path and ``close()``
+return there.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 
 from gpiozero import AngularServo, Factory, OutputDevice
@@ -36,11 +36,9 @@ class GateBank:
     """All gates of the bin, built from the config on one pin factory."""
 
     def __init__(self, settings: Settings, pin_factory: Factory) -> None:
-        self.hold_s = settings.sorting.hold_s
         self.routes = {name: Route(spec.gate, spec.angle) for name, spec in settings.bins.items()}
         self._devices: dict[str, AngularServo | OutputDevice] = {}
         self._safe_angles: dict[str, float] = {}
-        self._release_at: float | None = None
         try:
             for name, gate in settings.gates.items():
                 self._devices[name] = self._build(name, gate, pin_factory)
@@ -67,33 +65,32 @@ class GateBank:
         """The gpiozero devices by gate name (read-only use: tests, status)."""
         return dict(self._devices)
 
-    def route(self, bin_name: str, now: float | None = None) -> Route:
-        """Set the gates so that the next item reaches ``bin_name``; they return to safe after ``hold_s``."""
-        route = self.routes[bin_name]
+    def apply(self, gate: str, state: float | bool | None) -> None:
+        """Drive one gate: a servo to an angle, a relay on (True), or either to safe (None / False)."""
+        device = self._devices[gate]
         try:
-            for name, device in self._devices.items():
-                if name != route.gate:
-                    self._set_safe(name, device)
-            if route.gate is not None:
-                device = self._devices[route.gate]
-                if isinstance(device, AngularServo):
-                    device.angle = route.angle
-                else:
-                    device.on()
+            if state is None or state is False:
+                self._set_safe(gate, device)
+            elif isinstance(device, AngularServo):
+                device.angle = float(state)
+            else:
+                device.on()
         except Exception as exc:
             self.safe()
-            raise GateError(f"gate {route.gate} failed: {exc}") from None
-        self._release_at = (time.monotonic() if now is None else now) + self.hold_s
-        return route
+            raise GateError(f"gate {gate} failed: {exc}") from None
 
-    def release_due(self, now: float | None = None) -> None:
-        """Return the gates to safe once the held item has passed (call regularly, e.g. once per frame)."""
-        if self._release_at is not None and (time.monotonic() if now is None else now) >= self._release_at:
-            self.safe()
+    def set_route(self, bin_name: str) -> Route:
+        """Set the gates at once so that an item now would reach ``bin_name`` (for ``smartbin gate``)."""
+        route = self.routes[bin_name]
+        for name in self._devices:
+            if name != route.gate:
+                self.apply(name, None)
+        if route.gate is not None:
+            self.apply(route.gate, route.angle if route.angle is not None else True)
+        return route
 
     def safe(self) -> None:
         """Every gate to its safe position; never raises (it is what error paths call)."""
-        self._release_at = None
         for name, device in self._devices.items():
             try:
                 self._set_safe(name, device)

@@ -1,22 +1,29 @@
-"""The sorting loop: frames → preprocess → classify → decide → actuate → record, one item at a time."""
+"""The sorting loop: frames → item → preprocess → classify → decide → plan the gates → record.
+
+Reads top to bottom as the data flows. Each physical item (found by the tracker) gets exactly one record,
+committed before the next item is sorted; the gates are moved later, at the item's arrival, by the scheduler
+thread that executes the planner's bookings.
+"""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from edge.classifier import Classifier
 from edge.decision import Decider, Decision
-from edge.errors import GateError, ModelError, RecordError
-from edge.gates import GateBank
+from edge.errors import ModelError, RecordError
 from edge.preprocess import Roi, prepare
 from edge.records import ItemRecord, Records
 from edge.sources import Frame, FrameStream, is_dead
+from edge.timing import Plan, Planner
+from edge.trigger import Item, ItemTracker
 
 logger = logging.getLogger("smartbin.items")
 
@@ -45,80 +52,86 @@ class Tally:
         self.counts[(record.bin, record.outcome)] += 1
 
     def summary(self) -> str:
-        by_outcome = Counter[str]()
-        for (_, outcome), n in self.counts.items():
-            by_outcome[outcome] += n
-        bins = Counter[str]()
-        for (bin_name, _), n in self.counts.items():
+        outcomes, bins = Counter[str](), Counter[str]()
+        for (bin_name, outcome), n in self.counts.items():
+            outcomes[outcome] += n
             bins[bin_name] += n
-        return (
-            f"{self.items} items: "
-            + ", ".join(f"{n} {outcome}" for outcome, n in sorted(by_outcome.items()))
-            + " | "
-            + ", ".join(f"{name} {n}" for name, n in sorted(bins.items()))
-        )
+        return (f"{self.items} items: " + ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items()))
+                + " | " + ", ".join(f"{b} {n}" for b, n in sorted(bins.items())))
 
 
 class SortingLoop:
-    """Sorts items from a frame stream until it ends, ``max_items`` are done, or ``stop`` is set.
+    """Sorts items until the stream ends, ``max_items`` are recorded, or ``stop`` is set (then the item in hand
+    is finished and recorded).
 
-    Every item gets exactly one record, committed before the next item starts. An item that fails (dead frame,
-    model error, gate error) is recorded with outcome ``error`` and falls to the default bin with every gate
-    safe; a failure to write a record stops the loop (the record is logged as JSON so the journal keeps it).
+    An item that fails (dead frame, model error) is recorded with outcome ``error`` and rides to the default
+    bin; a failure to write a record stops the loop (the record is logged as JSON so the journal keeps it).
     """
 
     def __init__(
         self,
         stream: FrameStream,
+        tracker: ItemTracker,
         classifier: Classifier,
         decider: Decider,
-        gates: GateBank,
+        planner: Planner,
         records: Records,
-        default_bin: str,
         roi: Roi | None = None,
         votes: int = 1,
         observers: Sequence[Observer] = (),
     ) -> None:
         self.stream = stream
+        self.tracker = tracker
         self.classifier = classifier
         self.decider = decider
-        self.gates = gates
+        self.planner = planner
         self.records = records
-        self.default_bin = default_bin
         self.roi = roi
         self.votes = votes
         self.observers = list(observers)
         self.model_name = classifier.path.name
         self.tally = Tally()
+        self._numbers = itertools.count()
+        self._dead_frames = 0
 
     def run(self, max_items: int | None = None, stop: threading.Event | None = None) -> Tally:
         """Sort items; returns the tally of this run."""
         stop = stop or threading.Event()
-        frames = iter(self.stream)
-        while not stop.is_set() and (max_items is None or self.tally.items < max_items):
-            started = time.perf_counter()
-            item = self._next_item(frames)
-            if item is None:
-                break
-            record = self.sort(item, capture_ms=(time.perf_counter() - started) * 1000)
-            self._commit(record)
-        return self.tally
 
-    def _next_item(self, frames: Iterator[Frame]) -> list[Frame] | None:
-        item: list[Frame] = []
-        for frame in frames:
-            self.gates.release_due()
+        def more() -> bool:
+            return max_items is None or self.tally.items < max_items
+
+        frames = iter(self.stream)
+        while more() and not stop.is_set():
+            frame = next(frames, None)
+            if frame is None:
+                break
             for observer in self.observers:
                 observer.on_frame(frame)
-            item.append(frame)
-            if len(item) == self.votes:
-                return item
-        return None
+            if self.tracker.trigger is not None and self._is_dead(frame):
+                continue
+            item = self.tracker.update(frame)
+            if item is not None:
+                self._commit(self.sort(item))
+        item = self.tracker.flush()  # the item in hand when the stream ended or a stop was asked for
+        if item is not None and more():
+            self._commit(self.sort(item))
+        return self.tally
 
-    def sort(self, frames: list[Frame], capture_ms: float = 0.0) -> ItemRecord:
-        """Classify, decide and actuate for one item seen in ``frames``; returns its record (not yet written)."""
-        first = frames[0]
-        latency = {"capture": capture_ms}
+    def _is_dead(self, frame: Frame) -> bool:
+        if not is_dead(frame.rgb):
+            self._dead_frames = 0
+            return False
+        if self._dead_frames == 0:
+            logger.warning("dead frame %d from %s (no picture); skipping dead frames", frame.number,
+                           self.stream.source.name)
+        self._dead_frames += 1
+        return True
+
+    def sort(self, item: Item) -> ItemRecord:
+        """Classify, decide and book the gates for one item; returns its record (not yet written)."""
+        frames = item.best(self.votes)
+        latency: dict[str, float] = {}
         clock = time.perf_counter()
 
         def lap(stage: str) -> None:
@@ -128,6 +141,7 @@ class SortingLoop:
             clock = now
 
         decision: Decision | None = None
+        error: str | None = None
         try:
             if any(is_dead(f.rgb) for f in frames):
                 raise ValueError("dead frame (no picture from the camera)")
@@ -137,31 +151,30 @@ class SortingLoop:
             lap("classify")
             decision = self.decider.decide(predictions)
             lap("decide")
-            route = self.gates.route(decision.bin)
-            lap("actuate")
-        except (ValueError, ModelError, GateError) as exc:
-            self.gates.safe()
-            return self._record(first, frames, latency, decision, error=str(exc))
-        outcome = "rejected" if decision.rejected else "sorted"
-        return self._record(first, frames, latency, decision, outcome=outcome, gate_action=route.describe())
-
-    def _record(
-        self,
-        first: Frame,
-        frames: list[Frame],
-        latency: dict[str, float],
-        decision: Decision | None,
-        outcome: str = "error",
-        gate_action: str = "none",
-        error: str | None = None,
-    ) -> ItemRecord:
+        except (ValueError, ModelError) as exc:
+            error = str(exc)
+        wanted = decision.bin if decision is not None else self.planner.default_bin
+        plan = self.planner.plan(next(self._numbers), wanted, item.t_line, time.monotonic())
+        lap("plan")
         latency["total"] = sum(latency.values())
+        latency["since_line"] = (time.monotonic() - item.t_line) * 1000
+        return self._record(item, frames, latency, decision, plan, error)
+
+    def _record(self, item: Item, frames: list[Frame], latency: dict[str, float], decision: Decision | None,
+                plan: Plan, error: str | None) -> ItemRecord:
+        first = item.first
+        if error is not None:
+            outcome = "error"
+        elif plan.outcome == "planned":
+            outcome = "rejected" if decision is not None and decision.rejected else "sorted"
+        else:
+            outcome = plan.outcome
         return ItemRecord(
             time=first.timestamp,
             frame=first.number,
             source=self.stream.source.name,
-            bin=decision.bin if decision and not error else self.default_bin,
-            gate_action=gate_action,
+            bin=plan.bin,
+            gate_action=plan.gate_action,
             outcome=outcome,  # type: ignore[arg-type]
             model=self.model_name,
             label=decision.label if decision else None,
@@ -177,7 +190,6 @@ class SortingLoop:
         try:
             item_id = self.records.add(record)
         except RecordError:
-            self.gates.safe()
             logger.error("unsaved record: %s", record.to_json())
             raise
         self.tally.add(record)

@@ -50,5 +50,7 @@ def tiny_model(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def tiny_settings(tmp_path: Path, tiny_model: Path) -> Settings:
-    """Default bins and gates, the tiny model, an unpaced synthetic camera, mock pins, records in tmp_path."""
-    return make_settings(tmp_path, model={"path": tiny_model}, camera={"fps": 0.0, "width": 320, "height": 240})
+    """Default bins and gates, the tiny model, unpaced frames, one frame per item (``frames`` trigger), mock pins,
+    records in tmp_path."""
+    return make_settings(tmp_path, model={"path": tiny_model}, camera={"fps": 0.0, "width": 320, "height": 240},
+                         sorting={"votes": 1}, conveyor={"trigger": "frames"})

@@ -24,26 +24,27 @@ def test_gates_start_safe_and_route_each_bin(settings, factory):
     with GateBank(settings, factory) as gates:
         flap, pusher = factory.pin(18), factory.pin(23)
         assert flap.state == pytest.approx(duty(0)) and pusher.state == 0
-        assert gates.route("glass", now=0).describe() == "flap→-60°"
+        assert gates.set_route("glass").describe() == "flap→-60°"
         assert flap.state == pytest.approx(duty(-60)) and pusher.state == 0
-        gates.route("hazardous", now=1)
+        gates.set_route("hazardous")
         assert flap.state == pytest.approx(duty(0)) and pusher.state == 1
-        gates.route("residual", now=2)  # the default bin: every gate safe
+        gates.set_route("residual")  # the default bin: every gate safe
         assert flap.state == pytest.approx(duty(0)) and pusher.state == 0
 
 
-def test_gates_return_to_safe_after_hold(settings, factory):
+def test_apply_drives_one_gate_and_none_is_safe(settings, factory):
     with GateBank(settings, factory) as gates:
-        gates.route("textiles", now=10.0)
-        gates.release_due(now=10.0 + settings.sorting.hold_s / 2)
-        assert factory.pin(18).state == pytest.approx(duty(90))
-        gates.release_due(now=10.0 + settings.sorting.hold_s)
-        assert factory.pin(18).state == pytest.approx(duty(0))
+        gates.apply("flap", 90.0)
+        gates.apply("pusher", True)
+        assert factory.pin(18).state == pytest.approx(duty(90)) and factory.pin(23).state == 1
+        gates.apply("flap", None)
+        gates.apply("pusher", None)
+        assert factory.pin(18).state == pytest.approx(duty(0)) and factory.pin(23).state == 0
 
 
 def test_close_leaves_every_gate_safe_and_is_repeatable(settings, factory):
     gates = GateBank(settings, factory)
-    gates.route("hazardous", now=0)
+    gates.set_route("hazardous")
     pusher = factory.pin(23)
     gates.close()
     gates.close()

@@ -7,13 +7,13 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.config import CameraSettings
+from edge.config import load_settings
 from edge.errors import CameraError, CameraStalled
 from edge.sources import FrameSource, FrameStream, is_dead, open_source
 from edge.sources.folder import FolderSource
 from edge.sources.opencv import OpenCVSource
 from edge.sources.picamera import PicameraSource
-from edge.sources.synthetic import SyntheticConveyor
+from edge.sources.conveyor import BeltSimulator
 
 
 def frames_of(source: FrameSource, limit: int = 100, stall: float = 5.0):
@@ -75,25 +75,36 @@ def test_picamera_absent_off_a_pi_is_one_clear_line():
     assert "\n" not in str(info.value)
 
 
-def test_synthetic_conveyor_is_deterministic_and_alive():
-    a = frames_of(SyntheticConveyor(320, 240, frames_per_item=2, seed=3), limit=4)
-    b = frames_of(SyntheticConveyor(320, 240, frames_per_item=2, seed=3), limit=4)
-    assert all(np.array_equal(x.rgb, y.rgb) for x, y in zip(a, b))
-    assert not any(is_dead(f.rgb) for f in a) and a[0].rgb.shape == (240, 320, 3)
+def test_belt_simulator_moves_items_past_the_camera_line():
+    sim = BeltSimulator(320, 180, speed_m_s=2.0, view_m=0.5, spacing_m=0.4, item_m=0.15, seed=3)
+    frames = frames_of(sim, limit=8)
+    assert not any(is_dead(f.rgb) for f in frames) and frames[0].rgb.shape == (180, 320, 3)
+    assert len(sim.items) >= 2 and all(b.belt_m - a.belt_m >= 0.15 for a, b in zip(sim.items, sim.items[1:]))
+    first = sim.items[0]
+    assert first.t_line == pytest.approx(sim.t0 + (first.belt_m + 0.25) / 2.0)
 
 
-def test_synthetic_conveyor_with_real_items(garbage12):
-    frames = frames_of(SyntheticConveyor(400, 300, items=garbage12, frames_per_item=3, seed=1), limit=6)
-    assert frames[0].truth == frames[2].truth and frames[0].truth in {p.name for p in garbage12.iterdir()}
+def test_belt_simulator_is_deterministic():
+    a = BeltSimulator(160, 90, speed_m_s=0.2, seed=5)
+    b = BeltSimulator(160, 90, speed_m_s=0.2, seed=5)
+    frames_of(a, limit=1), frames_of(b, limit=1)
+    assert [it.belt_m for it in a.items] == [it.belt_m for it in b.items]
+    assert np.array_equal(a.items[0].picture, b.items[0].picture)
+
+
+def test_belt_simulator_with_real_items(garbage12):
+    sim = BeltSimulator(400, 225, speed_m_s=1.0, items=garbage12, seed=1)
+    frames_of(sim, limit=3)
+    assert sim.items[0].truth in {p.name for p in garbage12.iterdir()}
 
 
 def test_open_source_by_spec(tmp_path):
-    camera = CameraSettings()
-    assert isinstance(open_source(camera), SyntheticConveyor)
-    assert isinstance(open_source(camera, spec="0"), OpenCVSource)
-    assert isinstance(open_source(camera, spec=str(tmp_path)), FolderSource)
-    assert isinstance(open_source(camera, spec="rtsp://cam/stream"), OpenCVSource)
-    assert isinstance(open_source(camera, spec="picamera2"), PicameraSource)
+    settings = load_settings()
+    assert isinstance(open_source(settings), BeltSimulator)
+    assert isinstance(open_source(settings, spec="0"), OpenCVSource)
+    assert isinstance(open_source(settings, spec=str(tmp_path)), FolderSource)
+    assert isinstance(open_source(settings, spec="rtsp://cam/stream"), OpenCVSource)
+    assert isinstance(open_source(settings, spec="picamera2"), PicameraSource)
 
 
 class Hanging(FrameSource):

@@ -1,26 +1,27 @@
-"""Frame sources: Pi camera, OpenCV (USB index, video file, stream URL), image-folder replay, synthetic belt."""
+"""Frame sources: Pi camera, OpenCV (USB index, video file, stream URL), image-folder replay, belt simulator."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from edge.config import CameraSettings
+from edge.config import Settings
 from edge.sources.base import Frame, FrameSource, FrameStream, is_dead
 from edge.sources.folder import FolderSource
 from edge.sources.opencv import OpenCVSource
 from edge.sources.picamera import PicameraSource
-from edge.sources.synthetic import SyntheticConveyor
+from edge.sources.conveyor import BeltSimulator, simulator_for
 
-__all__ = ["Frame", "FrameSource", "FrameStream", "SPEC_HELP", "is_dead", "open_source"]
+__all__ = ["BeltSimulator", "Frame", "FrameSource", "FrameStream", "SPEC_HELP", "is_dead", "open_source"]
 
 SPEC_HELP = "picamera2 | USB index (0) | video file | stream URL | image folder | synthetic"
 
 
-def open_source(camera: CameraSettings, frames_per_item: int = 1, spec: str | None = None) -> FrameSource:
+def open_source(settings: Settings, spec: str | None = None) -> FrameSource:
     """The source named by ``spec`` (default: ``camera.source``), not yet opened."""
+    camera = settings.camera
     spec = camera.source if spec is None else spec
     if spec == "synthetic":
-        return SyntheticConveyor(camera.width, camera.height, camera.items, frames_per_item)
+        return simulator_for(settings)
     if spec == "picamera2":
         return PicameraSource(camera.width, camera.height, camera.fps)
     if spec.isdigit():
@@ -28,4 +29,3 @@ def open_source(camera: CameraSettings, frames_per_item: int = 1, spec: str | No
     if Path(spec).is_dir():
         return FolderSource(spec, loop=camera.loop)
     return OpenCVSource(spec, camera.width, camera.height, loop=camera.loop)
-

@@ -19,15 +19,17 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Frame:
-    """One RGB frame (uint8, H×W×3), when it was captured (Unix time) and its number from the source's start.
+    """One RGB frame (uint8, H×W×3), when it was captured (Unix time for records, ``time.monotonic()`` for
+    timing) and its number from the source's start.
 
     ``truth`` is the label of what the frame shows, where the source knows it (replay of a labelled folder,
-    the synthetic conveyor); ``None`` for real cameras.
+    the belt simulator); ``None`` for real cameras.
     """
 
     rgb: np.ndarray
     timestamp: float
     number: int
+    monotonic: float
     truth: str | None = None
 
 
@@ -58,7 +60,7 @@ class FrameSource(ABC):
         """Release the device."""
 
     def _frame(self, rgb: np.ndarray, truth: str | None = None) -> Frame:
-        frame = Frame(rgb=rgb, timestamp=time.time(), number=self._count, truth=truth)
+        frame = Frame(rgb=rgb, timestamp=time.time(), number=self._count, monotonic=time.monotonic(), truth=truth)
         self._count += 1
         return frame
 
@@ -76,7 +78,7 @@ _END = object()
 class FrameStream:
     """Reads a source in a background thread so that a stalled camera becomes a CameraStalled error, not a hang.
 
-    ``fps`` > 0 paces the reads (for replay and synthetic sources; live cameras pace themselves).
+    ``fps`` > 0 paces the reads (for replay and the simulator; live cameras pace themselves).
     Iterate to get frames; the iteration ends when a finite source is exhausted.
     """
 

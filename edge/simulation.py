@@ -1,0 +1,74 @@
+"""Where simulated items really went: the mock gate pins' history read at each item's arrival at each gate.
+
+This is the physical check of the conveyor simulator: it does not ask the sorter what it meant to do, it
+replays what the pins did. An item is diverted by the first gate out of its safe position when it arrives there;
+one that meets every gate safe reaches the default bin.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from dataclasses import dataclass
+
+from gpiozero import AngularServo
+
+from edge.config import ServoGate, Settings
+from edge.gates import GateBank
+from edge.sources.conveyor import SimItem
+
+
+@dataclass
+class PinHistory:
+    """(monotonic time, state) of one gate's pin since the recorder started."""
+
+    times: list[float]
+    states: list[float]
+
+    def at(self, t: float) -> float:
+        return self.states[max(0, bisect.bisect_right(self.times, t) - 1)]
+
+
+class GateRecorder:
+    """Starts recording the gates' mock pins now; ``reached_bin`` reads what they did."""
+
+    def __init__(self, gates: GateBank, settings: Settings) -> None:
+        self.settings = settings
+        self._pins = {}
+        self._since: dict[str, float] = {}
+        for name, device in gates.devices.items():
+            pin = device.pwm_device.pin if isinstance(device, AngularServo) else device.pin
+            self._since[name] = time.monotonic()
+            pin.clear_states()
+            self._pins[name] = pin
+
+    def history(self, gate: str) -> PinHistory:
+        t = self._since[gate]
+        times, states = [], []
+        for change in self._pins[gate].states:
+            t += change.timestamp
+            times.append(t)
+            states.append(float(change.state))
+        return PinHistory(times, states)
+
+    def reached_bin(self, item: SimItem) -> str:
+        """The bin ``item`` fell into, from the gates' real positions when it arrived at each of them."""
+        settings = self.settings
+        speed = settings.conveyor.belt_speed_m_s
+        for gate_name, gate in sorted(settings.gates.items(), key=lambda g: g[1].delay(speed)):
+            state = self.history(gate_name).at(item.t_line + gate.delay(speed))
+            if isinstance(gate, ServoGate):
+                angle = servo_angle(gate, state)
+                if abs(angle - gate.safe_angle) > 2:
+                    return next((b for b, spec in settings.bins.items()
+                                 if spec.gate == gate_name and abs((spec.angle or 0) - angle) <= 2), "unknown")
+            elif bool(state) == gate.active_high:
+                return next(b for b, spec in settings.bins.items() if spec.gate == gate_name)
+        return settings.default_bin
+
+
+def servo_angle(gate: ServoGate, duty: float, frequency: float = 50.0) -> float:
+    """The angle a servo PWM duty cycle stands for."""
+    pulse = duty / frequency
+    share = (pulse - gate.min_pulse_width) / (gate.max_pulse_width - gate.min_pulse_width)
+    return gate.min_angle + share * (gate.max_angle - gate.min_angle)

@@ -1,0 +1,243 @@
+"""Gate timing for items in flight: when each gate must hold which position, and a thread that drives it.
+
+An item crosses the camera line at ``t_line`` and reaches gate G at ``t_line + delay(G)``. It is diverted by the
+first gate that is out of its safe position while it passes; an item that meets every gate safe lands in the
+default bin. So an item routed to G needs G in its bin's position while it passes G, and every gate before G
+safe while it passes them. The planner books these needs on a timeline per gate:
+
+- a *hold*: gate G at state S over [arrival − pass/2 − settle, arrival + pass/2] (settle: travel time), busy
+  until its end + settle while it moves back;
+- a *passage*: gate H safe over [arrival − pass/2, arrival + pass/2].
+
+A new item whose hold would start in the past is ``late``; one whose needs clash with items already booked is
+``too_close``. Either goes to the default bin when its passages can all be kept safe; if even that clashes (it
+rides through another item's hold), it is booked into the bin it will really reach, and recorded so: an item is
+never sent to a wrong bin silently. Times are ``time.monotonic()`` seconds.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from edge.gates import Route
+
+State = float | bool  # a servo angle, or True for a relay that is on
+
+
+@dataclass(frozen=True)
+class GatePlace:
+    """Where a gate is: seconds from the camera line at belt speed, and how long it takes to move."""
+
+    delay_s: float
+    settle_s: float
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Gate ``gate`` out of its safe position, at ``state``, from ``start`` to ``end`` (then back to safe)."""
+
+    gate: str
+    state: State
+    start: float
+    end: float
+    settle_s: float
+    item: int
+
+    @property
+    def busy_until(self) -> float:
+        return self.end + self.settle_s
+
+
+@dataclass(frozen=True)
+class Passage:
+    """An item passing gate ``gate`` from ``start`` to ``end``, which must find it safe."""
+
+    gate: str
+    start: float
+    end: float
+    item: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Where an item will go and why: outcome 'planned', 'late' or 'too_close'."""
+
+    outcome: str
+    bin: str
+    arrival: float
+    hold: Hold | None = None
+
+    @property
+    def gate_action(self) -> str:
+        if self.hold is None:
+            return "none"
+        state = f"{self.hold.state:g}°" if not isinstance(self.hold.state, bool) else "on"
+        return f"{self.hold.gate}→{state}"
+
+
+def overlaps(a0: float, a1: float, b0: float, b1: float) -> bool:
+    return a0 < b1 and b0 < a1
+
+
+class Planner:
+    """Books holds and passages for items in flight. Thread-safe: the loop plans, the scheduler reads."""
+
+    def __init__(
+        self,
+        routes: Mapping[str, Route],
+        places: Mapping[str, GatePlace],
+        default_bin: str,
+        pass_s: float,
+    ) -> None:
+        self.routes = dict(routes)
+        self.places = dict(places)
+        self.order = sorted(places, key=lambda g: places[g].delay_s)  # gates in the order an item meets them
+        self.default_bin = default_bin
+        self.pass_s = pass_s
+        self.holds: list[Hold] = []
+        self.passages: list[Passage] = []
+        self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)
+
+    def plan(self, item: int, bin_name: str, t_line: float, now: float) -> Plan:
+        """Book ``item`` (crossed the camera line at ``t_line``) for ``bin_name``; returns what will happen."""
+        with self.lock:
+            self._forget(now)
+            route = self.routes[bin_name]
+            if route.gate is not None:
+                hold, passages = self._needs(item, route, t_line)
+                if hold.start < now:
+                    return self._fallback(item, t_line, "late")
+                if not self._clashes(hold, passages):
+                    self._book(hold, passages)
+                    return Plan("planned", bin_name, t_line + self.places[route.gate].delay_s, hold)
+                return self._fallback(item, t_line, "too_close")
+            return self._fallback(item, t_line, "planned", wanted=bin_name)
+
+    def _fallback(self, item: int, t_line: float, outcome: str, wanted: str | None = None) -> Plan:
+        """Send the item through every gate safe (the default bin), or, if it rides through a booked hold, book
+        it into the bin that hold leads to."""
+        passages = [self._passage(item, gate, t_line) for gate in self.order]
+        for passage in passages:
+            hold = next((h for h in self.holds if h.gate == passage.gate
+                         and overlaps(h.start, h.busy_until, passage.start, passage.end)), None)
+            if hold is not None:
+                earlier = [p for p in passages if self.places[p.gate].delay_s < self.places[hold.gate].delay_s]
+                self._book(None, earlier)
+                return Plan("too_close", self._bin_of(hold), passage.start + self.pass_s / 2)
+        self._book(None, passages)
+        end = t_line + (self.places[self.order[-1]].delay_s if self.order else 0.0)
+        return Plan(outcome, wanted or self.default_bin, end)
+
+    def _needs(self, item: int, route: Route, t_line: float) -> tuple[Hold, list[Passage]]:
+        assert route.gate is not None
+        place = self.places[route.gate]
+        arrival = t_line + place.delay_s
+        state: State = route.angle if route.angle is not None else True
+        hold = Hold(route.gate, state, arrival - self.pass_s / 2 - place.settle_s, arrival + self.pass_s / 2,
+                    place.settle_s, item)
+        before = [self._passage(item, g, t_line) for g in self.order if self.places[g].delay_s < place.delay_s]
+        return hold, before
+
+    def _passage(self, item: int, gate: str, t_line: float) -> Passage:
+        arrival = t_line + self.places[gate].delay_s
+        return Passage(gate, arrival - self.pass_s / 2, arrival + self.pass_s / 2, item)
+
+    def _clashes(self, hold: Hold, passages: list[Passage]) -> bool:
+        for other in self.holds:
+            if other.gate == hold.gate and overlaps(other.start, other.busy_until, hold.start, hold.busy_until):
+                if other.state != hold.state:
+                    return True
+        for passage in self.passages:
+            if passage.gate == hold.gate and overlaps(hold.start, hold.busy_until, passage.start, passage.end):
+                return True
+        return any(
+            other.gate == p.gate and overlaps(other.start, other.busy_until, p.start, p.end)
+            for p in passages
+            for other in self.holds
+        )
+
+    def _book(self, hold: Hold | None, passages: list[Passage]) -> None:
+        if hold is not None:
+            self.holds.append(hold)
+        self.passages.extend(passages)
+        self.changed.notify_all()
+
+    def _bin_of(self, hold: Hold) -> str:
+        for name, route in self.routes.items():
+            if route.gate == hold.gate and (route.angle == hold.state or route.angle is None):
+                return name
+        return self.default_bin
+
+    def _forget(self, now: float) -> None:
+        self.holds = [h for h in self.holds if h.busy_until > now - 1.0]
+        self.passages = [p for p in self.passages if p.end > now - 1.0]
+
+    def state_at(self, t: float) -> dict[str, State | None]:
+        """Each gate's wanted state at time ``t``: a hold's state, or None for safe."""
+        with self.lock:
+            wanted: dict[str, State | None] = dict.fromkeys(self.places)
+            for hold in self.holds:
+                if hold.start <= t < hold.end:
+                    wanted[hold.gate] = hold.state
+            return wanted
+
+    def next_change(self, after: float) -> float | None:
+        """The first hold boundary later than ``after``, if any."""
+        with self.lock:
+            times = [t for h in self.holds for t in (h.start, h.end) if t > after]
+            return min(times, default=None)
+
+    def in_flight(self, now: float) -> int:
+        """Holds not yet finished."""
+        with self.lock:
+            return sum(h.end > now for h in self.holds)
+
+
+class GateScheduler:
+    """A thread that puts each gate into the planner's wanted state at every hold boundary.
+
+    ``apply(gate, state)`` drives one gate (state None = safe). On ``stop()`` every gate is driven safe.
+    """
+
+    def __init__(self, planner: Planner, apply: Callable[[str, State | None], None],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.planner = planner
+        self.apply = apply
+        self.clock = clock
+        self.actuations = 0
+        self._applied: dict[str, State | None] = dict.fromkeys(planner.places)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="gate-scheduler", daemon=True)
+
+    def start(self) -> GateScheduler:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            now = self.clock()
+            for gate, state in self.planner.state_at(now).items():
+                if state != self._applied[gate]:
+                    self.apply(gate, state)
+                    self._applied[gate] = state
+                    self.actuations += state is not None
+            upcoming = self.planner.next_change(now)
+            with self.planner.changed:
+                if not self._stop.is_set():
+                    wait = 0.5 if upcoming is None else min(0.5, max(0.0, upcoming - self.clock()))
+                    self.planner.changed.wait(wait)
+
+    def stop(self) -> None:
+        """Stop the thread (bounded wait) and leave every gate safe; safe to call twice."""
+        self._stop.set()
+        with self.planner.changed:
+            self.planner.changed.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2.0)
+        for gate in self._applied:
+            self.apply(gate, None)
+            self._applied[gate] = None

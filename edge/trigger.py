@@ -1,0 +1,172 @@
+"""Item detection: which frames show one physical item, and when it crossed the camera line.
+
+Triggers say, per frame, whether an item is in the region of interest (and where, if they can tell):
+
+- ``VisionTrigger``: difference against a learned model of the empty belt (a running average that follows slow
+  light changes while the belt is empty), brightness-compensated; an item is present while enough of it lies
+  in a band around the camera line (the ROI's centre), so that the next item entering the ROI is not confused
+  with the one leaving it;
+- ``BeamTrigger``: a break-beam / IR sensor at the camera line on a GPIO input (gpiozero, debounced);
+- no trigger (``frames`` mode, for image replay): every ``votes`` frames are one item.
+
+``ItemTracker`` turns the per-frame answers into items: an item starts when something is present and ends after
+``absent_frames`` frames without it, so each physical item yields exactly one ``Item``. Empty-belt frames never
+become items.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import cv2
+import numpy as np
+from gpiozero import DigitalInputDevice, Factory
+
+from edge.preprocess import Roi, crop_box
+from edge.sources import Frame
+
+
+class Trigger(Protocol):
+    def presence(self, frame: Frame) -> tuple[bool, float | None]:
+        """Whether an item is in the ROI, and its centre's x as a fraction of the ROI's width if known."""
+
+    def close(self) -> None: ...
+
+
+class VisionTrigger:
+    """Foreground against the empty belt inside the ROI, on a small grey copy of the frame."""
+
+    WIDTH = 96  # pixels across the ROI that detection works on
+
+    def __init__(self, roi: Roi | None, min_area: float, diff_threshold: int, alpha: float, band: float = 0.3
+                 ) -> None:
+        self.roi = roi
+        self.band = band
+        self.min_area = min_area
+        self.diff_threshold = diff_threshold
+        self.alpha = alpha
+        self.background: np.ndarray | None = None
+
+    def presence(self, frame: Frame) -> tuple[bool, float | None]:
+        x0, y0, x1, y1 = crop_box(frame.rgb, self.roi)
+        height = max(1, round(self.WIDTH * (y1 - y0) / (x1 - x0)))
+        grey = cv2.cvtColor(frame.rgb[y0:y1, x0:x1], cv2.COLOR_RGB2GRAY)
+        small = cv2.GaussianBlur(cv2.resize(grey, (self.WIDTH, height), interpolation=cv2.INTER_AREA), (5, 5), 0)
+        small = small.astype(np.float32)
+        if self.background is None or self.background.shape != small.shape:
+            self.background = small.copy()
+            return False, None
+        gain = float(np.median(small)) / max(1.0, float(np.median(self.background)))
+        mask = (np.abs(small - self.background * gain) > self.diff_threshold).astype(np.uint8)
+        mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+        if mask.mean() < self.min_area / 4:  # nothing anywhere in the ROI: learn the empty belt
+            cv2.accumulateWeighted(small, self.background, self.alpha)
+        b0 = round(self.WIDTH * (1 - self.band) / 2)
+        b1 = self.WIDTH - b0
+        if mask[:, b0:b1].mean() < self.min_area:
+            return False, None
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(mask)
+        in_band = [np.count_nonzero(labels[:, b0:b1] == i) for i in range(1, count)]
+        best = 1 + int(np.argmax(in_band))
+        left, width = stats[best, cv2.CC_STAT_LEFT], stats[best, cv2.CC_STAT_WIDTH]
+        return True, float((left + width / 2) / self.WIDTH)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class BeamTrigger:
+    """A break-beam sensor: the receiver's output goes low while the beam is broken (pull-up, active low)."""
+
+    def __init__(self, pin: int, bounce_s: float, pin_factory: Factory) -> None:
+        self.device = DigitalInputDevice(pin, pull_up=True, bounce_time=bounce_s or None, pin_factory=pin_factory)
+
+    def presence(self, frame: Frame) -> tuple[bool, float | None]:
+        return bool(self.device.is_active), None
+
+    def close(self) -> None:
+        self.device.close()
+
+
+@dataclass
+class Item:
+    """The frames of one physical item, and when its centre crossed the camera line (monotonic seconds)."""
+
+    frames: list[Frame]
+    t_line: float
+    scores: list[float] = field(default_factory=list)
+
+    def best(self, n: int) -> list[Frame]:
+        """Up to ``n`` frames, best-centred first."""
+        order = sorted(range(len(self.frames)), key=lambda i: self.scores[i])
+        return [self.frames[i] for i in order[:n]]
+
+    @property
+    def first(self) -> Frame:
+        return min(self.frames, key=lambda f: f.number)
+
+
+class ItemTracker:
+    """Groups frames into items with a trigger, or by count (``trigger=None``: every ``votes`` frames).
+
+    At most ``keep`` frames of an item are held (the best-centred ones when the trigger knows positions,
+    otherwise evenly thinned), so a slow item cannot fill the memory.
+    """
+
+    def __init__(self, trigger: Trigger | None, votes: int, absent_frames: int = 2, keep: int = 16) -> None:
+        self.trigger = trigger
+        self.votes = votes
+        self.absent_frames = absent_frames
+        self.keep = max(keep, votes)
+        self._frames: list[Frame] = []
+        self._xs: list[float | None] = []
+        self._absent = 0
+
+    def update(self, frame: Frame) -> Item | None:
+        """Feed one frame; returns an item when one has just been completed."""
+        if self.trigger is None:
+            self._frames.append(frame)
+            self._xs.append(None)
+            return self._finish() if len(self._frames) == self.votes else None
+        present, x = self.trigger.presence(frame)
+        if present:
+            self._absent = 0
+            self._frames.append(frame)
+            self._xs.append(x)
+            self._bound()
+            return None
+        if self._frames:
+            self._absent += 1
+            if self._absent >= self.absent_frames:
+                return self._finish()
+        return None
+
+    def flush(self) -> Item | None:
+        """The item in hand at the end of the stream, if any (count mode: only a complete one)."""
+        if self.trigger is None and len(self._frames) < self.votes:
+            return None
+        return self._finish() if self._frames else None
+
+    def _bound(self) -> None:
+        if len(self._frames) <= self.keep:
+            return
+        if self._xs[-1] is not None:  # drop the worst-centred frame
+            worst = max(range(len(self._xs)), key=lambda i: abs((self._xs[i] or 0.5) - 0.5))
+            del self._frames[worst], self._xs[worst]
+        else:  # positions unknown: thin evenly
+            self._frames, self._xs = self._frames[::2], self._xs[::2]
+
+    def _finish(self) -> Item:
+        frames, xs = self._frames, self._xs
+        self._frames, self._xs, self._absent = [], [], 0
+        times = np.array([f.monotonic for f in frames])
+        known = [(t, x) for t, x in zip(times, xs) if x is not None]
+        if len(known) >= 2 and np.ptp([x for _, x in known]) > 0.05:
+            slope, offset = np.polyfit([t for t, _ in known], [x for _, x in known], 1)
+            t_line = float((0.5 - offset) / slope) if slope > 0 else float(np.median(times))
+            scores = [abs(x - 0.5) if x is not None else 1.0 for x in xs]
+        else:
+            t_line = float((times.min() + times.max()) / 2) if self.trigger is not None else float(times.min())
+            scores = list(np.abs(times - t_line))
+        return Item(frames, t_line, scores)
