@@ -1,14 +1,17 @@
 """The sorting loop: frames → item → preprocess → classify → decide → plan the gates → record.
 
-Reads top to bottom as the data flows. Each physical item (found by the tracker) gets exactly one record,
-committed before the next item is sorted; the gates are moved later, at the item's arrival, by the scheduler
-thread that executes the planner's bookings.
+Reads top to bottom as the data flows. Detection runs on every frame in the loop's thread; finished items go
+to a sorting thread (classify, decide, plan, record), so a slow classifier never makes the tracker miss an
+item: each physical item gets exactly one record, committed in order. The gates are moved later, at the
+item's arrival, by the scheduler thread that executes the planner's bookings. If more than ``backlog`` items
+wait for the classifier, the newest are recorded ``late`` without classifying (their frames are dropped).
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import queue
 import threading
 import time
 from collections import Counter
@@ -29,13 +32,13 @@ logger = logging.getLogger("smartbin.items")
 
 
 class Observer(Protocol):
-    """Something that watches the loop (watchdog, metrics, web page). Called in the loop's thread: keep it quick."""
+    """Something that watches the loop (watchdog, metrics, web page). Keep the calls quick."""
 
     def on_frame(self, frame: Frame) -> None:
-        """A frame arrived from the camera."""
+        """A frame arrived from the camera (called in the loop's thread)."""
 
     def on_item(self, item_id: int, record: ItemRecord) -> None:
-        """An item's record was committed."""
+        """An item's record was committed (called in the sorting thread)."""
 
 
 @dataclass
@@ -79,6 +82,7 @@ class SortingLoop:
         roi: Roi | None = None,
         votes: int = 1,
         observers: Sequence[Observer] = (),
+        backlog: int = 8,
     ) -> None:
         self.stream = stream
         self.tracker = tracker
@@ -89,34 +93,58 @@ class SortingLoop:
         self.roi = roi
         self.votes = votes
         self.observers = list(observers)
+        self.backlog = backlog
         self.model_name = classifier.path.name
         self.tally = Tally()
         self._numbers = itertools.count()
         self._dead_frames = 0
 
     def run(self, max_items: int | None = None, stop: threading.Event | None = None) -> Tally:
-        """Sort items; returns the tally of this run."""
+        """Sort items; returns the tally of this run. Raises what stopped the sorting thread (RecordError)."""
         stop = stop or threading.Event()
-
-        def more() -> bool:
-            return max_items is None or self.tally.items < max_items
-
-        frames = iter(self.stream)
-        while more() and not stop.is_set():
-            frame = next(frames, None)
-            if frame is None:
-                break
-            for observer in self.observers:
-                observer.on_frame(frame)
-            if self.tracker.trigger is not None and self._is_dead(frame):
-                continue
-            item = self.tracker.update(frame)
-            if item is not None:
-                self._commit(self.sort(item))
-        item = self.tracker.flush()  # the item in hand when the stream ended or a stop was asked for
-        if item is not None and more():
-            self._commit(self.sort(item))
+        pending: queue.Queue[Item | None] = queue.Queue()
+        failure: list[BaseException] = []
+        worker = threading.Thread(target=self._sort_items, args=(pending, failure), name="sorting", daemon=True)
+        worker.start()
+        found = 0
+        try:
+            frames = iter(self.stream)
+            while (max_items is None or found < max_items) and not stop.is_set() and not failure:
+                frame = next(frames, None)
+                if frame is None:
+                    break
+                for observer in self.observers:
+                    observer.on_frame(frame)
+                if self.tracker.trigger is not None and self._is_dead(frame):
+                    continue
+                item = self.tracker.update(frame)
+                if item is not None:
+                    found += 1
+                    pending.put(self._shed(item, pending.qsize()))
+            item = self.tracker.flush()  # the item in hand when the stream ended or a stop was asked for
+            if item is not None and (max_items is None or found < max_items):
+                pending.put(item)
+        finally:
+            pending.put(None)
+            worker.join()
+        if failure:
+            raise failure[0]
         return self.tally
+
+    def _shed(self, item: Item, waiting: int) -> Item:
+        if waiting < self.backlog:
+            return item
+        logger.warning("classifier backlog of %d items: item at frame %d will be late", waiting, item.first.number)
+        return Item([item.first], item.t_line, [0.0], shed=True)
+
+    def _sort_items(self, pending: queue.Queue[Item | None], failure: list[BaseException]) -> None:
+        while (item := pending.get()) is not None:
+            if failure:
+                continue  # drain: the loop is stopping
+            try:
+                self._commit(self.sort(item))
+            except BaseException as exc:
+                failure.append(exc)
 
     def _is_dead(self, frame: Frame) -> bool:
         if not is_dead(frame.rgb):
@@ -142,6 +170,9 @@ class SortingLoop:
 
         decision: Decision | None = None
         error: str | None = None
+        if item.shed:
+            plan = self.planner.pass_through(next(self._numbers), item.t_line, time.monotonic())
+            return self._record(item, [], {"since_line": (time.monotonic() - item.t_line) * 1000}, None, plan, None)
         try:
             if any(is_dead(f.rgb) for f in frames):
                 raise ValueError("dead frame (no picture from the camera)")
@@ -165,6 +196,8 @@ class SortingLoop:
         first = item.first
         if error is not None:
             outcome = "error"
+        elif item.shed:
+            outcome = "late"
         elif plan.outcome == "planned":
             outcome = "rejected" if decision is not None and decision.rejected else "sorted"
         else:

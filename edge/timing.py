@@ -117,6 +117,12 @@ class Planner:
                 return self._fallback(item, t_line, "too_close")
             return self._fallback(item, t_line, "planned", wanted=bin_name)
 
+    def pass_through(self, item: int, t_line: float, now: float, outcome: str = "late") -> Plan:
+        """Book an item that gets no decision in time through every gate safe (the default bin)."""
+        with self.lock:
+            self._forget(now)
+            return self._fallback(item, t_line, outcome)
+
     def _fallback(self, item: int, t_line: float, outcome: str, wanted: str | None = None) -> Plan:
         """Send the item through every gate safe (the default bin), or, if it rides through a booked hold, book
         it into the bin that hold leads to."""

@@ -96,6 +96,7 @@ class Item:
     frames: list[Frame]
     t_line: float
     scores: list[float] = field(default_factory=list)
+    shed: bool = False  # dropped for a classifier backlog: recorded late, not classified
 
     def best(self, n: int) -> list[Frame]:
         """Up to ``n`` frames, best-centred first."""

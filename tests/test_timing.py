@@ -1,0 +1,94 @@
+"""The gate planner: holds at arrival, late and too-close items, never a silent wrong bin."""
+
+import threading
+import time
+
+import pytest
+
+from edge.gates import Route
+from edge.timing import GatePlace, GateScheduler, Planner
+
+ROUTES = {"glass": Route("flap", -60.0), "paper": Route("flap", 30.0), "hazard": Route("pusher"),
+          "rest": Route(None)}
+PLACES = {"pusher": GatePlace(delay_s=2.0, settle_s=0.05), "flap": GatePlace(delay_s=3.0, settle_s=0.3)}
+
+
+def planner() -> Planner:
+    return Planner(ROUTES, PLACES, default_bin="rest", pass_s=0.5)
+
+
+def test_hold_covers_the_items_passage_with_settle_time_ahead():
+    plan = planner().plan(1, "glass", t_line=10.0, now=10.5)
+    assert (plan.outcome, plan.bin, plan.gate_action) == ("planned", "glass", "flap→-60°")
+    assert plan.hold.start == pytest.approx(13.0 - 0.25 - 0.3) and plan.hold.end == pytest.approx(13.25)
+    assert plan.arrival == pytest.approx(13.0)
+
+
+def test_state_over_time_follows_the_holds():
+    p = planner()
+    p.plan(1, "hazard", t_line=0.0, now=0.1)
+    assert p.state_at(1.6) == {"pusher": None, "flap": None}
+    assert p.state_at(1.8) == {"pusher": True, "flap": None}
+    assert p.state_at(2.3) == {"pusher": None, "flap": None}
+    assert p.next_change(0.2) == pytest.approx(2.0 - 0.25 - 0.05)
+
+
+def test_a_decision_after_the_gate_had_to_move_is_late_and_goes_to_the_default_bin():
+    plan = planner().plan(1, "glass", t_line=0.0, now=2.6)
+    assert (plan.outcome, plan.bin, plan.hold) == ("late", "rest", None)
+
+
+def test_same_position_back_to_back_is_fine_different_position_is_too_close():
+    p = planner()
+    assert p.plan(1, "glass", t_line=0.0, now=0.1).outcome == "planned"
+    assert p.plan(2, "glass", t_line=0.3, now=0.4).outcome == "planned"  # flap stays at -60°
+    second = p.plan(3, "paper", t_line=0.9, now=1.0)  # flap cannot swing to +30° and back in time
+    assert second.outcome == "too_close"
+
+
+def test_an_item_that_would_ride_through_a_held_gate_is_booked_where_it_will_really_go():
+    p = planner()
+    p.plan(1, "glass", t_line=0.0, now=0.1)
+    plan = p.plan(2, "rest", t_line=0.2, now=0.3)  # reaches the flap while it is held for item 1
+    assert (plan.outcome, plan.bin) == ("too_close", "glass")
+
+
+def test_an_earlier_gate_held_for_another_item_blocks_the_route():
+    p = planner()
+    p.plan(1, "hazard", t_line=1.0, now=1.1)  # pusher held around t = 3.0
+    plan = p.plan(2, "glass", t_line=1.0, now=1.1)  # would pass the pusher at t = 3.0 too
+    assert plan.outcome == "too_close" and plan.bin == "hazard"
+
+
+def test_scheduler_drives_the_gates_at_the_planned_times():
+    p = Planner(ROUTES, {"pusher": GatePlace(0.3, 0.05), "flap": GatePlace(0.5, 0.1)}, "rest", pass_s=0.1)
+    calls: list[tuple[float, str, object]] = []
+    start = time.monotonic()
+    scheduler = GateScheduler(p, lambda gate, state: calls.append((time.monotonic() - start, gate, state))).start()
+    p.plan(1, "glass", t_line=start, now=start)
+    time.sleep(0.8)
+    scheduler.stop()
+    moves = [(round(t, 1), g, s) for t, g, s in calls if g == "flap"]
+    assert moves[0][1:] == ("flap", -60.0) and moves[0][0] == pytest.approx(0.35, abs=0.06)
+    assert moves[1][1:] == ("flap", None) and moves[1][0] == pytest.approx(0.55, abs=0.06)
+    assert calls[-2:] == [calls[-2][:2] + (None,), calls[-1][:2] + (None,)]  # stop: all safe
+
+
+def test_planner_is_safe_to_share_between_threads():
+    p = planner()
+    errors: list[Exception] = []
+
+    def plan_many(offset: int) -> None:
+        try:
+            for n in range(200):
+                p.plan(offset + n, "glass" if n % 2 else "hazard", t_line=n * 10.0, now=n * 10.0)
+                p.state_at(n * 10.0 + 2.0)
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=plan_many, args=(k * 1000,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors

@@ -1,0 +1,84 @@
+"""Item detection: vision against the empty belt and a break-beam on a mock GPIO input."""
+
+import time
+
+import numpy as np
+import pytest
+from gpiozero.pins.mock import MockFactory
+
+from edge.sources import Frame
+from edge.trigger import BeamTrigger, ItemTracker, VisionTrigger
+
+
+def frame(rgb: np.ndarray, n: int, t: float) -> Frame:
+    return Frame(rgb=rgb, timestamp=1000 + t, number=n, monotonic=t)
+
+
+def belt(item_x: float | None, gain: float = 1.0, width: int = 320, height: int = 180) -> np.ndarray:
+    """A plain belt with a bright square item centred at ``item_x`` (fraction of the frame width)."""
+    rgb = np.full((height, width, 3), 80, np.uint8)
+    rgb[::7] = 86  # a little texture
+    if item_x is not None:
+        x = int(item_x * width)
+        rgb[50:130, max(0, x - 40) : max(0, x + 40)] = (200, 180, 60)
+    return np.clip(rgb * gain, 0, 255).astype(np.uint8)
+
+
+def test_vision_finds_one_item_per_pass_and_its_line_time():
+    tracker = ItemTracker(VisionTrigger(None, min_area=0.1, diff_threshold=30, alpha=0.05), votes=3)
+    items = []
+    xs = [None] * 5 + list(np.linspace(0.1, 0.9, 17)) + [None] * 5 + list(np.linspace(0.1, 0.9, 17)) + [None] * 3
+    for n, x in enumerate(xs):
+        item = tracker.update(frame(belt(x), n, t=n * 0.1))
+        if item:
+            items.append(item)
+    assert len(items) == 2
+    assert items[0].t_line == pytest.approx((5 + 8) * 0.1, abs=0.06)  # x = 0.5 at the 9th item frame
+    best = items[0].best(3)
+    assert best[0].number == 13 and {f.number for f in best} == {12, 13, 14}
+
+
+def test_empty_belt_under_changing_light_is_never_an_item():
+    tracker = ItemTracker(VisionTrigger(None, min_area=0.1, diff_threshold=30, alpha=0.05), votes=3)
+    for n, gain in enumerate(np.linspace(0.7, 1.3, 60)):
+        assert tracker.update(frame(belt(None, gain), n, t=n * 0.1)) is None
+    assert tracker.flush() is None
+
+
+def test_frames_mode_groups_every_votes_frames():
+    tracker = ItemTracker(None, votes=2)
+    got = [tracker.update(frame(belt(0.5), n, t=float(n))) for n in range(5)]
+    assert [g is not None for g in got] == [False, True, False, True, False]
+    assert tracker.flush() is None  # an incomplete item is not an item
+    assert got[1].t_line == 0.0 and len(got[1].frames) == 2
+
+
+def test_a_slow_item_keeps_a_bounded_number_of_frames():
+    tracker = ItemTracker(VisionTrigger(None, min_area=0.1, diff_threshold=30, alpha=0.05), votes=3, keep=8)
+    tracker.update(frame(belt(None), 0, 0.0))
+    items = []
+    for n in range(1, 200):  # crawls across the band in ~150 frames
+        items.append(tracker.update(frame(belt(0.3 + n * 0.002), n, n * 0.1)))
+        assert len(tracker._frames) <= 8
+    (item,) = [i for i in items if i is not None]
+    assert len(item.frames) == 8 and abs(item.best(1)[0].number - 100) <= 4  # the best-centred were kept
+
+
+def test_break_beam_on_a_mock_gpio_input():
+    factory = MockFactory()
+    trigger = BeamTrigger(24, bounce_s=0.0, pin_factory=factory)
+    tracker = ItemTracker(trigger, votes=3)
+    pin = factory.pin(24)
+    pin.drive_high()  # beam received
+    items = []
+    for n in range(30):
+        if n == 10:
+            pin.drive_low()  # beam broken by an item
+        if n == 16:
+            pin.drive_high()
+        item = tracker.update(frame(belt(0.5), n, t=n * 0.1))
+        if item:
+            items.append(item)
+    trigger.close()
+    assert len(items) == 1 and [f.number for f in items[0].frames] == list(range(10, 16))
+    assert items[0].t_line == pytest.approx(1.25)
