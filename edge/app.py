@@ -12,6 +12,7 @@ from edge.gates import GateBank
 from edge.loop import Observer, SortingLoop
 from edge.pins import make_pin_factory
 from edge.records import Records
+from edge.retrain import FrameKeeper
 from edge.sources import FrameSource, FrameStream, open_source
 from edge.sources.folder import FolderSource
 from edge.timing import GatePlace, GateScheduler, Planner
@@ -62,8 +63,15 @@ class Sorter:
             roi=settings.camera.region,
             votes=settings.sorting.votes,
             observers=observers,
+            keeper=self._keeper(),
         )
         self.scheduler.start()
+
+    def _keeper(self) -> FrameKeeper | None:
+        retrain = self.settings.retrain
+        if not retrain.enabled:
+            return None
+        return FrameKeeper(self.settings.retrain_folder, retrain.keep_below, retrain.max_mb, self.settings.camera.region)
 
     def _trigger(self) -> Trigger | None:
         conveyor = self.settings.conveyor

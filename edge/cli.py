@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument("bin", help="bin name from the config")
     gate.add_argument("--hold", type=float, default=2.0, metavar="S", help="seconds to hold (default 2)")
     bench_arguments(command("bench", cmd_bench, BENCH_HELP))
+    frames = command("frames", cmd_frames, "export kept frames of uncertain items for labelling and retraining")
+    frames.add_argument("out", type=Path, help="output folder")
+    frames.add_argument("--labels", type=Path, default=None, metavar="CSV",
+                        help="id,label CSV filled in by you; without it a labels.csv to fill in is written to OUT")
     return parser
 
 
@@ -112,6 +116,14 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
     from edge.bench.command import run_command
 
     return run_command(settings, args)
+
+
+def cmd_frames(settings: Settings, args: argparse.Namespace) -> int:
+    from edge.model_card import read_card
+    from edge.retrain import export
+
+    print(export(settings.retrain_folder, args.out, args.labels, read_card(settings.model.path).labels))
+    return 0
 
 
 class stop_on_signals:

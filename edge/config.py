@@ -158,6 +158,13 @@ class RecordSettings(Section):
         return Path(base) / "smartbin" / "items.db"
 
 
+class RetrainSettings(Section):
+    enabled: bool = Field(True, description="keep frames of uncertain items for retraining")
+    folder: Path | None = Field(None, description="unset = 'uncertain' beside the item database")
+    keep_below: float = Field(0.8, ge=0, le=1, description="keep items decided with less confidence than this")
+    max_mb: float = Field(500.0, gt=0, description="size cap of the folder; the oldest frames go first")
+
+
 class Settings(Section):
     model: ModelSettings = ModelSettings()
     camera: CameraSettings = CameraSettings()
@@ -166,6 +173,7 @@ class Settings(Section):
     simulator: SimulatorSettings = SimulatorSettings()
     gpio: GpioSettings = GpioSettings()
     records: RecordSettings = RecordSettings()
+    retrain: RetrainSettings = RetrainSettings()
     gates: dict[str, Gate] = Field(default_factory=dict)
     bins: dict[str, BinSettings] = Field(default_factory=dict)
 
@@ -217,6 +225,11 @@ class Settings(Section):
             users = [b for b, s in self.bins.items() if s.gate == spec.gate]
             if len(users) > 1:
                 raise ValueError(f"bins.{name}.gate: relay {spec.gate!r} can serve one bin, used by {users}")
+
+    @property
+    def retrain_folder(self) -> Path:
+        """Where uncertain items' frames are kept."""
+        return self.retrain.folder or self.records.database.parent / "uncertain"
 
     @property
     def default_bin(self) -> str:
@@ -277,5 +290,6 @@ def resolve_paths(settings: Settings, base: Path) -> Settings:
             "model": settings.model.model_copy(update={"path": absolute(settings.model.path)}),
             "simulator": settings.simulator.model_copy(update={"items": absolute(settings.simulator.items)}),
             "records": settings.records.model_copy(update={"path": absolute(settings.records.path)}),
+            "retrain": settings.retrain.model_copy(update={"folder": absolute(settings.retrain.folder)}),
         }
     )

@@ -24,6 +24,7 @@ from edge.decision import Decider, Decision
 from edge.errors import ModelError, RecordError
 from edge.preprocess import Roi, prepare
 from edge.records import ItemRecord, Records
+from edge.retrain import FrameKeeper
 from edge.sources import Frame, FrameStream, is_dead
 from edge.timing import Plan, Planner
 from edge.trigger import Item, ItemTracker
@@ -82,6 +83,7 @@ class SortingLoop:
         roi: Roi | None = None,
         votes: int = 1,
         observers: Sequence[Observer] = (),
+        keeper: FrameKeeper | None = None,
         backlog: int = 8,
     ) -> None:
         self.stream = stream
@@ -93,6 +95,7 @@ class SortingLoop:
         self.roi = roi
         self.votes = votes
         self.observers = list(observers)
+        self.keeper = keeper
         self.backlog = backlog
         self.model_name = classifier.path.name
         self.tally = Tally()
@@ -142,7 +145,10 @@ class SortingLoop:
             if failure:
                 continue  # drain: the loop is stopping
             try:
-                self._commit(self.sort(item))
+                record = self.sort(item)
+                item_id = self._commit(record)
+                if self.keeper is not None and not item.shed:
+                    self.keeper.keep(item_id, item.best(1)[0], record)
             except BaseException as exc:
                 failure.append(exc)
 
@@ -219,7 +225,7 @@ class SortingLoop:
             truth=first.truth,
         )
 
-    def _commit(self, record: ItemRecord) -> None:
+    def _commit(self, record: ItemRecord) -> int:
         try:
             item_id = self.records.add(record)
         except RecordError:
@@ -229,6 +235,7 @@ class SortingLoop:
         logger.info("%s", describe(item_id, record))
         for observer in self.observers:
             observer.on_item(item_id, record)
+        return item_id
 
 
 def describe(item_id: int, record: ItemRecord) -> str:
