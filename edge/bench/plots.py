@@ -1,0 +1,103 @@
+"""PNG plots: latency distribution per model and thread count, confusion matrix per model, accuracy vs threshold.
+
+matplotlib is optional (``pip install 'smartbin[bench]'``, or ``apt install python3-matplotlib`` on a Pi): without
+it the benchmark writes every other output and says that the plots were skipped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.bench.runner import Bench
+
+
+def missing() -> str | None:
+    """Why plots cannot be drawn (matplotlib not installed), or None when they can."""
+    try:
+        import matplotlib
+    except ImportError:
+        return "skipped: matplotlib is not installed (pip install 'smartbin[bench]' or apt install python3-matplotlib)"
+    matplotlib.use("Agg")
+    return None
+
+
+def write(bench: Bench, report: dict[str, Any], out: Path) -> list[str]:
+    """Draw every plot into ``out``; returns the file names written."""
+    import matplotlib.pyplot as plt
+
+    names = [latency(bench, out / "latency.png", plt)]
+    for model in report["models"]:
+        if model["accuracy"]:
+            names.append(confusion(model, out / f"confusion-{model['name']}.png", plt))
+    if any(model["accuracy"] for model in report["models"]):
+        names.append(threshold(report, out / "threshold.png", plt))
+    return names
+
+
+def latency(bench: Bench, path: Path, plt: Any) -> str:
+    """Histogram of invoke and total latency per thread count, one panel per model."""
+    figure, axes = plt.subplots(len(bench.models), 2, figsize=(11, 3.2 * len(bench.models)), squeeze=False)
+    for row, model in zip(axes, bench.models):
+        for ax, stage in zip(row, ("invoke", "total")):
+            values = [p.latency_ms[stage] for p in model.passes if p.latency_ms[stage].size]
+            if not values:
+                continue
+            low, high = min(v.min() for v in values), max(np.percentile(v, 99.5) for v in values)
+            bins = np.linspace(low, max(high, low + 0.01), 60)
+            for run, v in zip(model.passes, values):
+                ax.hist(v, bins=bins, histtype="step", linewidth=1.5,
+                        label=f"{run.threads} thread(s): p50 {np.median(v):.3g} ms, p99 {np.percentile(v, 99):.3g}")
+            ax.set(title=f"{model.name}: {stage}", xlabel="ms (clipped at p99.5)", ylabel="images")
+            ax.legend(fontsize=8)
+    return save(figure, path, plt)
+
+
+def confusion(model: dict[str, Any], path: Path, plt: Any) -> str:
+    """Confusion matrix, rows normalised to the share of each true class, counts written in the cells."""
+    labels = model["accuracy"]["confusion"]["labels"]
+    counts = np.array(model["accuracy"]["confusion"]["matrix"])
+    support = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, support, out=np.zeros(counts.shape), where=support > 0)
+    size = 2 + 0.55 * len(labels)
+    figure, ax = plt.subplots(figsize=(size + 1, size))
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for (t, p), count in np.ndenumerate(counts):
+        if count:
+            ax.text(p, t, str(count), ha="center", va="center", fontsize=7,
+                    color="white" if shares[t, p] > 0.5 else "black")
+    ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set(xlabel="predicted", ylabel="truth",
+           title=f"{model['name']}: top-1 {100 * model['accuracy']['top1']:.1f} %")
+    figure.colorbar(image, ax=ax, label="share of the true class")
+    return save(figure, path, plt)
+
+
+def threshold(report: dict[str, Any], path: Path, plt: Any) -> str:
+    """Accuracy of the accepted images and the rejected share against the confidence threshold."""
+    figure, ax = plt.subplots(figsize=(7, 4.5))
+    for model in report["models"]:
+        curve = model["accuracy"]["curve"] if model["accuracy"] else None
+        if curve:
+            accuracy = [np.nan if a is None else a for a in curve["accepted_accuracy"]]
+            line, = ax.plot(curve["threshold"], accuracy, label=f"{model['name']}: top-1 of the accepted")
+            ax.plot(curve["threshold"], curve["rejected_share"], linestyle="--", color=line.get_color(),
+                    label=f"{model['name']}: share rejected")
+    configured = report["settings"]["threshold"]
+    ax.axvline(configured, color="grey", linewidth=1)
+    ax.text(configured, 0.02, f" configured {configured:g}", color="grey")
+    ax.set(xlabel="confidence threshold", ylabel="share", ylim=(0, 1.02), xlim=(0, 1),
+           title="Accuracy vs confidence threshold")
+    ax.legend(fontsize=8)
+    return save(figure, path, plt)
+
+
+def save(figure: Any, path: Path, plt: Any) -> str:
+    """Write and close a figure; returns its file name."""
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path.name

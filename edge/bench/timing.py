@@ -1,0 +1,137 @@
+"""One timed pass: one model at one thread count over every image, each stage timed on its own.
+
+Per image: ``decode`` (read the file; a camera hands over decoded frames, so it is not part of ``total``),
+``preprocess`` (crop, resize, set the input tensor), ``invoke``, ``postprocess`` (read and dequantize the output,
+rank the top 3, as the loop does), and ``total`` = the last three. Peak RSS is the process's high-water mark,
+reset before the model is built where Linux allows it (``/proc/self/clear_refs``; ``rss_before`` is the RSS
+then), else the process's peak so far.
+"""
+
+from __future__ import annotations
+
+import gc
+import resource
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edge.bench.dataset import BenchImage
+from edge.bench.model_info import captured_stderr
+from edge.bench.progress import ProgressBar
+from edge.classifier import Classifier, Prediction
+from edge.errors import ImageError
+from edge.images import read_rgb
+from edge.preprocess import prepare
+
+STAGES = ("decode", "preprocess", "invoke", "postprocess", "total")
+PERCENTILES = (50, 90, 99)
+
+
+@dataclass
+class Pass:
+    """What one pass measured. ``latency_ms[stage]`` and ``probabilities`` have one row per readable image."""
+
+    threads: int
+    load_s: float
+    peak_rss_bytes: int
+    rss_before_bytes: int | None
+    peak_scope: str
+    latency_ms: dict[str, np.ndarray]
+    probabilities: np.ndarray
+    readable: list[int]
+    top3: list[list[tuple[str, float]]] = field(default_factory=list)
+    unreadable: list[tuple[BenchImage, str]] = field(default_factory=list)
+
+    @property
+    def throughput(self) -> float:
+        """Images per second, one after the other (from the summed per-image totals)."""
+        total_s = float(self.latency_ms["total"].sum()) / 1000
+        return len(self.readable) / total_s if total_s > 0 else 0.0
+
+
+def stats(values_ms: np.ndarray) -> dict[str, float | int]:
+    """n, mean, min, p50, p90, p99 and max of latencies in ms."""
+    if values_ms.size == 0:
+        return {"n": 0}
+    p50, p90, p99 = np.percentile(values_ms, PERCENTILES)
+    return {"n": int(values_ms.size), "mean": float(values_ms.mean()), "min": float(values_ms.min()),
+            "p50": float(p50), "p90": float(p90), "p99": float(p99), "max": float(values_ms.max())}
+
+
+def peak_rss_bytes() -> int:
+    """The process's peak resident set size (getrusage)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def reset_peak_rss() -> bool:
+    """Reset the peak RSS to the current RSS (Linux ≥ 4.0); False where that is not possible."""
+    gc.collect()
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def load(model: Path, threads: int) -> tuple[Classifier, float, list[str]]:
+    """Build the classifier; returns it, the seconds it took, and what the runtime logged meanwhile."""
+    with captured_stderr() as log:
+        started = time.perf_counter()
+        classifier = Classifier(model, threads)
+        elapsed = time.perf_counter() - started
+    return classifier, elapsed, log
+
+
+def warm_up(classifier: Classifier, pixels: np.ndarray, count: int) -> float:
+    """Invoke ``count`` times on ``pixels``; returns the first invoke's ms."""
+    classifier.set_input(pixels)
+    started = time.perf_counter()
+    classifier.invoke()
+    first_ms = (time.perf_counter() - started) * 1000
+    for _ in range(count - 1):
+        classifier.invoke()
+    return first_ms
+
+
+def run_pass(model: Path, threads: int, images: Sequence[BenchImage], warmup: int, progress: ProgressBar,
+             label: str) -> Pass:
+    """Build ``model`` with ``threads`` threads, warm it up, then time every image (see the module docstring)."""
+    reset = reset_peak_rss()
+    rss_before = peak_rss_bytes() if reset else None
+    classifier, load_s, _ = load(model, threads)
+    with classifier:
+        size = classifier.input_size
+        warm_up(classifier, np.full((size[1], size[0], 3), 128, np.uint8), warmup)
+        rows: list[list[float]] = []
+        outputs: list[np.ndarray] = []
+        result = Pass(threads, load_s, 0, rss_before, "this pass" if reset else "process", {}, np.empty(0), [])
+        for index, image in enumerate(images):
+            progress.advance(label)
+            t0 = time.perf_counter()
+            try:
+                frame = read_rgb(image.path)
+            except ImageError as exc:
+                result.unreadable.append((image, str(exc)))
+                continue
+            t1 = time.perf_counter()
+            classifier.set_input(prepare(frame, size))
+            t2 = time.perf_counter()
+            classifier.invoke()
+            t3 = time.perf_counter()
+            prediction = Prediction(classifier.output(), classifier.labels)
+            top = prediction.top(3)
+            t4 = time.perf_counter()
+            outputs.append(prediction.probabilities)
+            result.top3.append(top)
+            rows.append([t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t1])
+            result.readable.append(index)
+    times = np.array(rows, dtype=np.float64).reshape(-1, len(STAGES)) * 1000
+    result.latency_ms = {stage: times[:, i] for i, stage in enumerate(STAGES)}
+    result.probabilities = np.array(outputs, dtype=np.float32).reshape(len(outputs), len(classifier.labels))
+    result.peak_rss_bytes = peak_rss_bytes()
+    return result

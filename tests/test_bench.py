@@ -1,0 +1,211 @@
+"""``smartbin bench`` on the tiny real int8 model and real photos: the report's structure, its figures against a
+direct computation with Classifier + prepare, the accuracy maths by hand, and bad input as one-line errors."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import shutil
+import sys
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.bench import plots
+from edge.bench.accuracy import evaluate
+from edge.bench.dataset import collect
+from edge.classifier import Classifier
+from edge.cli import main
+from edge.images import read_rgb
+from edge.preprocess import prepare
+from tests.conftest import SHARED_DATA, TINY_MODEL
+
+PER_CLASS = 3
+THRESHOLD = 0.115  # the tiny model is nearly flat (top-1 0.10–0.12 on these photos): this splits them
+
+
+def bench(*args: str) -> tuple[int, str, str]:
+    """Run ``smartbin bench ARGS`` in-process; returns the exit code, stdout and stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main(["bench", *args])
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """PER_CLASS real photos per class, two in a folder that is not a label, one file that is not an image."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real photos not found at {SHARED_DATA}")
+    root = tmp_path_factory.mktemp("photos")
+    for folder in sorted(p for p in SHARED_DATA.iterdir() if p.is_dir()):
+        (root / folder.name).mkdir()
+        for photo in sorted(folder.glob("*.jpg"))[:PER_CLASS]:
+            shutil.copy(photo, root / folder.name / photo.name)
+    (root / "compost").mkdir()
+    for photo in sorted((SHARED_DATA / "biological").glob("*.jpg"))[PER_CLASS:PER_CLASS + 2]:
+        shutil.copy(photo, root / "compost" / photo.name)
+    (root / "paper" / "torn.jpg").write_bytes(b"not a jpeg")
+    return root
+
+
+@pytest.fixture(scope="module")
+def run(photos: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+    """One benchmark of the tiny model at 1 and 2 threads; returns the report folder, stdout and stderr."""
+    out = tmp_path_factory.mktemp("report")
+    code, stdout, stderr = bench("--model", str(TINY_MODEL), "--images", str(photos), "--threads", "1,2",
+                                 "--threshold", str(THRESHOLD), "--warmup", "2", "--out", str(out))
+    assert code == 0, stderr
+    return out, stdout, stderr
+
+
+@pytest.fixture(scope="module")
+def report(run: tuple[Path, str, str]) -> dict:
+    return json.loads((run[0] / "report.json").read_text())
+
+
+def test_report_structure(run, report, photos):
+    out, stdout, _ = run
+    assert report["schema"] == "smartbin.bench-report/1"
+    assert report["platform"]["cores"] >= 1 and report["platform"]["versions"]["runtime"].startswith("ai-edge")
+    assert report["settings"]["threads"] == [1, 2] and report["settings"]["threshold"] == THRESHOLD
+    images = report["images"]
+    assert images["selected"] == 12 * PER_CLASS + 3 and images["readable"] == 12 * PER_CLASS + 2
+    assert [u["path"] for u in images["unreadable"]] == ["paper/torn.jpg"]
+    (model,) = report["models"]
+    assert model["sha256"] == hashlib.sha256(TINY_MODEL.read_bytes()).hexdigest()
+    assert model["card"]["input"] == {"width": 32, "height": 32} and len(model["card"]["labels"]) == 12
+    assert model["xnnpack"]["in_use"] and model["xnnpack"]["partitions"] >= 1
+    assert model["memory"]["activation_peak_bytes"] > 0 and model["memory"]["weight_bytes"] > 0
+    assert model["cold_start"]["load_s"] > 0 and model["cold_start"]["first_invoke_ms"] > 0
+    assert [r["threads"] for r in model["runs"]] == [1, 2]
+    for run_ in model["runs"]:
+        assert run_["images"] == 12 * PER_CLASS + 2 and run_["peak_rss_mib"] > 0 and run_["throughput_per_s"] > 0
+        for stage in ("decode", "preprocess", "invoke", "postprocess", "total"):
+            figures = run_["latency_ms"][stage]
+            assert figures["n"] == run_["images"]
+            assert 0 < figures["min"] <= figures["p50"] <= figures["p90"] <= figures["p99"] <= figures["max"]
+        assert run_["top1_same_as_first_run"] == 1.0
+    accuracy = model["accuracy"]
+    assert accuracy["images"] == 12 * PER_CLASS and accuracy["unknown_folders"] == {"compost": 2}
+    assert len(accuracy["curve"]["threshold"]) == 101
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["report.json", "report.md", "images-tiny12.csv", "latency.png", "confusion-tiny12.png", "threshold.png"])
+    for title in ("Models", "Speed", "Accuracy", "Per class", "Most frequent mistakes"):
+        assert title in stdout and f"**{title}" in (out / "report.md").read_text()
+    assert "compost (2)" in stdout and "paper/torn.jpg" in stdout
+
+
+def test_progress_bar_reports_on_stderr(run):
+    assert f"{2 * (12 * PER_CLASS + 3)} image runs in" in run[2]
+
+
+def test_figures_match_a_direct_computation(report, photos):
+    labels = report["models"][0]["card"]["labels"]
+    pairs = [(p, p.parent.name) for p in sorted(photos.glob("*/*.jpg")) if p.parent.name in labels]
+    pairs = [(p, label) for p, label in pairs if p.name != "torn.jpg"]
+    with Classifier(TINY_MODEL, threads=1) as classifier:
+        probs = np.array([classifier.probabilities(prepare(read_rgb(p), classifier.input_size)) for p, _ in pairs])
+    truth = [labels.index(label) for _, label in pairs]
+    predicted = probs.argmax(axis=1).tolist()
+    accuracy = report["models"][0]["accuracy"]
+
+    confusion = [[0] * 12 for _ in labels]
+    for t, p in zip(truth, predicted):
+        confusion[t][p] += 1
+    assert accuracy["confusion"]["matrix"] == confusion
+    assert accuracy["top1"] == pytest.approx(np.mean([t == p for t, p in zip(truth, predicted)]))
+    top3 = [t in np.argsort(-row, kind="stable")[:3] for row, t in zip(probs, truth)]
+    assert accuracy["top3"] == pytest.approx(np.mean(top3))
+    f1 = []
+    for c in range(12):
+        tp = sum(t == c and p == c for t, p in zip(truth, predicted))
+        precision = tp / max(predicted.count(c), 1)
+        recall = tp / max(truth.count(c), 1)
+        f1.append(2 * precision * recall / (precision + recall) if tp else 0.0)
+    assert accuracy["f1_weighted"] == pytest.approx(sum(f * truth.count(c) for c, f in enumerate(f1)) / len(truth))
+    accepted = probs.max(axis=1) >= THRESHOLD
+    assert 0 < accepted.sum() < len(truth)  # the threshold really splits the images
+    assert accuracy["threshold"]["rejected_share"] == pytest.approx(1 - accepted.mean())
+    correct = probs.argmax(axis=1) == np.array(truth)
+    assert accuracy["threshold"]["accepted_accuracy"] == pytest.approx(correct[accepted].mean())
+
+
+def test_csv_rows_agree_with_the_report(run, report):
+    rows = list(csv.DictReader((run[0] / "images-tiny12.csv").open()))
+    assert len(rows) == report["images"]["readable"]
+    for threads, run_ in zip((1, 2), report["models"][0]["runs"]):
+        invoke = np.array([float(r[f"invoke_ms_t{threads}"]) for r in rows])
+        total = np.array([float(r[f"total_ms_t{threads}"]) for r in rows])
+        assert np.median(invoke) == pytest.approx(run_["latency_ms"]["invoke"]["p50"], abs=1e-3)
+        assert run_["throughput_per_s"] == pytest.approx(len(rows) / (total.sum() / 1000), rel=1e-3)
+    known = [r for r in rows if r["truth"] in report["models"][0]["card"]["labels"]]
+    top1 = np.mean([r["top1"] == r["truth"] for r in known])
+    assert report["models"][0]["accuracy"]["top1"] == pytest.approx(top1)
+
+
+def test_accuracy_by_hand():
+    # 3 classes; truths a a a b b c; predictions a a b b c c (confidences 0.9 0.5 0.8 0.7 0.4 0.6)
+    labels = ["a", "b", "c"]
+    predicted, confidence = [0, 0, 1, 1, 2, 2], [0.9, 0.5, 0.8, 0.7, 0.4, 0.6]
+    probs = np.array([[(1 - p) / 2] * 3 for p in confidence])
+    probs[np.arange(6), predicted] = confidence
+    figures = evaluate(["a", "a", "a", "b", "b", "c", "x", None], np.vstack([probs, np.full((2, 3), 1 / 3)]),
+                       labels, threshold=0.6)
+    assert figures["images"] == 6 and figures["unknown_folders"] == {"x": 1}
+    assert figures["confusion"]["matrix"] == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
+    assert figures["top1"] == pytest.approx(4 / 6)
+    # F1: a = 2·2/(4+0+1) = 0.8, b = 2/(2+1+1) = 0.5, c = 2/(2+1+0) = 2/3; weights 3, 2, 1
+    assert figures["f1_weighted"] == pytest.approx((3 * 0.8 + 2 * 0.5 + 2 / 3) / 6)
+    assert figures["f1_macro"] == pytest.approx((0.8 + 0.5 + 2 / 3) / 3)
+    assert figures["per_class"]["b"] == {"support": 2, "predicted": 2, "precision": 0.5, "recall": 0.5, "f1": 0.5}
+    # at 0.6: rejected 0.5 (a) and 0.4 (c, wrong); accepted 0.9 a✓ 0.8 b✗ 0.7 b✓ 0.6 c✓
+    assert figures["threshold"]["rejected_share"] == pytest.approx(2 / 6)
+    assert figures["threshold"]["accepted_accuracy"] == pytest.approx(3 / 4)
+    assert figures["threshold"]["accepted_wrong_share"] == pytest.approx(1 / 6)
+    assert figures["top_confusions"][0] == {"truth": "a", "predicted": "b", "count": 1, "share_of_truth": 1 / 3}
+    assert evaluate([None, None], np.full((2, 3), 1 / 3), labels, 0.5) is None
+
+
+def test_split_manifest_and_max_images(photos, tmp_path):
+    manifest = tmp_path / "split.csv"
+    first = sorted(p.name for p in (photos / "battery").iterdir())[0]
+    rows = ["path,label,split", f"battery/{first},battery,test", "paper/gone.jpg,paper,test", "shoes/x.jpg,shoes,train"]
+    manifest.write_text("\n".join(rows) + "\n")
+    chosen = collect(photos, manifest, "test")
+    assert [i.truth for i in chosen.images] == ["battery"]
+    assert chosen.selection["listed"] == 2 and chosen.selection["missing"] == 1
+    capped = collect(photos, max_images=13)
+    assert len(capped.images) == 13 and len({i.truth for i in capped.images}) == 13  # one per folder first
+
+
+def test_plots_are_optional(monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert "matplotlib is not installed" in plots.missing()
+
+
+def one_line_error(code: int, stdout: str, stderr: str, expected: str) -> None:
+    assert code != 0 and stdout == ""
+    assert stderr.count("\n") == 1 and stderr.startswith("smartbin: ") and expected in stderr, stderr
+
+
+def test_bad_input_is_a_one_line_error(tmp_path, tiny_model, photos):
+    out = tmp_path / "out"
+    empty = tmp_path / "empty"
+    (empty / "battery").mkdir(parents=True)
+    one_line_error(*bench("--model", str(tiny_model), "--images", str(empty), "--out", str(out)), "no images")
+    one_line_error(*bench("--model", str(tiny_model), "--images", str(tmp_path / "nowhere"), "--out", str(out)),
+                   "images folder not found")
+    one_line_error(*bench("--model", str(tmp_path / "none.tflite"), "--images", str(photos), "--out", str(out)),
+                   "model not found")
+    card = json.loads(tiny_model.with_suffix(".json").read_text())
+    tiny_model.with_suffix(".json").write_text(json.dumps({**card, "labels": card["labels"][:11]}))
+    one_line_error(*bench("--model", str(tiny_model), "--images", str(photos), "--out", str(out)),
+                   "its card lists 11 labels")
+    one_line_error(*bench("--model", str(TINY_MODEL), "--images", str(photos), "--out", str(out),
+                          "--split-manifest", str(tmp_path / "none.csv")), "split manifest not found")
+    assert not out.exists()  # nothing written on failure
