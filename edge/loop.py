@@ -4,7 +4,8 @@ Reads top to bottom as the data flows. Detection runs on every frame in the loop
 to a sorting thread (classify, decide, plan, record), so a slow classifier never makes the tracker miss an
 item: each physical item gets exactly one record, committed in order. The gates are moved later, at the
 item's arrival, by the scheduler thread that executes the planner's bookings. If more than ``backlog`` items
-wait for the classifier, the newest are recorded ``late`` without classifying (their frames are dropped).
+wait for the classifier, a live camera's newest items are recorded ``late`` without classifying (their frames
+are dropped), while a replay waits.
 """
 
 from __future__ import annotations
@@ -105,7 +106,8 @@ class SortingLoop:
     def run(self, max_items: int | None = None, stop: threading.Event | None = None) -> Tally:
         """Sort items; returns the tally of this run. Raises what stopped the sorting thread (RecordError)."""
         stop = stop or threading.Event()
-        pending: queue.Queue[Item | None] = queue.Queue()
+        live = self.stream.source.live
+        pending: queue.Queue[Item | None] = queue.Queue(maxsize=0 if live else self.backlog)
         failure: list[BaseException] = []
         worker = threading.Thread(target=self._sort_items, args=(pending, failure), name="sorting", daemon=True)
         worker.start()
@@ -123,7 +125,7 @@ class SortingLoop:
                 item = self.tracker.update(frame)
                 if item is not None:
                     found += 1
-                    pending.put(self._shed(item, pending.qsize()))
+                    pending.put(self._shed(item, pending.qsize()) if live else item)
             item = self.tracker.flush()  # the item in hand when the stream ended or a stop was asked for
             if item is not None and (max_items is None or found < max_items):
                 pending.put(item)

@@ -10,12 +10,14 @@ from __future__ import annotations
 import bisect
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from gpiozero import AngularServo
 
+from edge.app import Sorter
 from edge.config import ServoGate, Settings
 from edge.gates import GateBank
-from edge.sources.conveyor import SimItem
+from edge.sources.conveyor import BeltSimulator, SimItem, simulator_for
 
 
 @dataclass
@@ -72,3 +74,38 @@ def servo_angle(gate: ServoGate, duty: float, frequency: float = 50.0) -> float:
     pulse = duty / frequency
     share = (pulse - gate.min_pulse_width) / (gate.max_pulse_width - gate.min_pulse_width)
     return gate.min_angle + share * (gate.max_angle - gate.min_angle)
+
+
+@dataclass
+class SimulatedItem:
+    """One item of a simulated run: its record, the truth, the bin it should reach and the bin it reached."""
+
+    record: dict[str, Any]
+    truth: str | None
+    wanted: str | None
+    reached: str
+
+
+def simulate(settings: Settings, items: int, timeout_s: float = 600.0) -> tuple[list[SimulatedItem], float]:
+    """Sort ``items`` items on the belt simulator and wait until they have passed every gate.
+
+    Returns each item (record paired with the simulator's item, in belt order) and the seconds the sorting took.
+    """
+    with Sorter(settings, source=simulator_for(settings)) as sorter:
+        recorder = GateRecorder(sorter.gates, settings)
+        started = time.monotonic()
+        sorter.loop.run(max_items=items)
+        elapsed = time.monotonic() - started
+        simulator = sorter.source
+        assert isinstance(simulator, BeltSimulator)
+        deadline = time.monotonic() + timeout_s
+        while len(simulator.passed(settings)) < items and time.monotonic() < deadline:
+            time.sleep(0.1)
+        passed = simulator.passed(settings)[:items]
+        reached = [recorder.reached_bin(item) for item in passed]
+        records = sorter.records.query("SELECT * FROM items ORDER BY id DESC LIMIT ?", (items,))[::-1]
+    bin_of = settings.bin_of()
+    return [
+        SimulatedItem(record, item.truth, bin_of.get(item.truth or ""), bin_name)
+        for record, item, bin_name in zip(records, passed, reached)
+    ], elapsed

@@ -1,12 +1,8 @@
 """End to end on the belt simulator with real photos: detection, timing, gates, and where items really went."""
 
-import sqlite3
 import time
 
-import pytest
-
-from edge.app import Sorter
-from edge.simulation import GateRecorder
+from edge.simulation import simulate
 from tests.conftest import make_settings
 
 
@@ -22,27 +18,16 @@ def belt_settings(tmp_path, tiny_model, garbage12, **sorting):
 
 
 def run_belt(settings, items: int):
-    """Sort ``items`` items, wait until they have passed every gate, and return records, sim items, bins."""
-    with Sorter(settings) as sorter:
-        recorder = GateRecorder(sorter.gates, settings)
-        sorter.loop.run(max_items=items)
-        sim = sorter.source
-        deadline = time.monotonic() + 30
-        while len(sim.passed(settings)) < items and time.monotonic() < deadline:
-            time.sleep(0.1)
-        passed = sim.passed(settings)[:items]
-        reached = [recorder.reached_bin(item) for item in passed]
-    db = sqlite3.connect(settings.records.database)
-    db.row_factory = sqlite3.Row
-    records = [dict(r) for r in db.execute("SELECT * FROM items ORDER BY id")]
-    return records, passed, reached
+    """Records, truths in belt order, and the bins the items really reached."""
+    result, _ = simulate(settings, items, timeout_s=30)
+    assert len(result) == items
+    return [r.record for r in result], [r.truth for r in result], [r.reached for r in result]
 
 
 def test_every_item_gets_one_record_and_reaches_the_bin_its_record_names(tmp_path, tiny_model, garbage12):
     settings = belt_settings(tmp_path, tiny_model, garbage12)
-    records, passed, reached = run_belt(settings, items=8)
-    assert len(records) == 8 and len(passed) == 8
-    assert [r["truth"] for r in records] == [item.truth for item in passed]  # one record per physical item
+    records, truths, reached = run_belt(settings, items=8)
+    assert [r["truth"] for r in records] == truths  # one record per physical item
     assert [r["bin"] for r in records] == reached  # the gates really routed each item where its record says
     assert any(r["gate_action"] != "none" for r in records)  # and gates did move
     assert {r["outcome"] for r in records} <= {"sorted", "too_close"}
@@ -59,7 +44,7 @@ def test_a_slow_classifier_makes_late_items_not_missorts(tmp_path, tiny_model, g
         return original(self, pixels)
 
     monkeypatch.setattr(Classifier, "classify", slow)
-    records, passed, reached = run_belt(settings, items=4)
-    assert [r["truth"] for r in records] == [item.truth for item in passed]  # no item missed while classifying
+    records, truths, reached = run_belt(settings, items=4)
+    assert [r["truth"] for r in records] == truths  # no item missed while classifying
     assert [r["outcome"] for r in records] == ["late"] * 4
     assert [r["bin"] for r in records] == reached == [settings.default_bin] * 4

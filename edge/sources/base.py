@@ -45,6 +45,7 @@ class FrameSource(ABC):
     finite source), ``close`` releases it and is safe to call twice. Sources are context managers."""
 
     name = "source"
+    live = True  # a live camera cannot wait for the sorter; a replay can
 
     def __init__(self) -> None:
         self._count = 0

@@ -15,6 +15,8 @@ logger = logging.getLogger(__name__)
 class FolderSource(FrameSource):
     """Each image of the folder, in name order, as one frame; unreadable images are skipped with a warning."""
 
+    live = False
+
     def __init__(self, folder: str | Path, loop: bool = False) -> None:
         super().__init__()
         self.folder = Path(folder)

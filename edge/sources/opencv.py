@@ -18,6 +18,7 @@ class OpenCVSource(FrameSource):
         self.name = f"camera {target}" if isinstance(target, int) else str(target)
         self.size = (width, height)
         self.loop = loop
+        self.live = not self.is_file
         self._capture: cv2.VideoCapture | None = None
 
     @property
