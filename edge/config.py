@@ -165,6 +165,12 @@ class RetrainSettings(Section):
     max_mb: float = Field(500.0, gt=0, description="size cap of the folder; the oldest frames go first")
 
 
+class MetricsSettings(Section):
+    enabled: bool = Field(False, description="serve Prometheus metrics at http://host:port/metrics")
+    host: str = Field("127.0.0.1", description="address to listen on; 0.0.0.0 = every interface")
+    port: int = Field(9101, ge=0, le=65535, description="TCP port; 0 = any free port (logged at start)")
+
+
 class Settings(Section):
     model: ModelSettings = ModelSettings()
     camera: CameraSettings = CameraSettings()
@@ -174,6 +180,7 @@ class Settings(Section):
     gpio: GpioSettings = GpioSettings()
     records: RecordSettings = RecordSettings()
     retrain: RetrainSettings = RetrainSettings()
+    metrics: MetricsSettings = MetricsSettings()
     gates: dict[str, Gate] = Field(default_factory=dict)
     bins: dict[str, BinSettings] = Field(default_factory=dict)
 
