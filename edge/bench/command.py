@@ -79,6 +79,5 @@ def run_command(settings: Settings, args: argparse.Namespace) -> int:
     report.write_json(data, out / "report.json")
     (out / "report.md").write_text(report.markdown(data, drawn), encoding="utf-8")
     print(report.terminal(data))
-    print(f"\nreport: {out}/report.json, report.md{', ' + str(len(drawn)) + ' plots' if drawn else ''}"
-          f"{'; plots ' + skipped if skipped else ''}")
+    print(f"\nreport: {out}/ report.json, report.md, {', '.join(drawn) if drawn else 'plots ' + str(skipped)}")
     return 0

@@ -148,7 +148,7 @@ def model_table(models: list[dict[str, Any]]) -> Table:
                      ms(cold["first_invoke_ms"]), delegated, mib(mem["activation_peak_bytes"]),
                      mib(mem["weight_bytes"]), m["runtime"]])
     return Table("Models (cold start: first load in this process, first invoke)",
-                 ["model", "MiB", "sha256", "load s", "1st invoke ms", "XNNPACK", "activations MiB",
+                 ["model", "file MiB", "sha256", "load s", "1st invoke ms", "XNNPACK", "activations MiB",
                   "weights MiB", "runtime"], rows)
 
 
@@ -238,8 +238,10 @@ def notes(report: dict[str, Any]) -> list[str]:
     lines = [f"machine: {where}, {plat['cores']} cores, load {plat['load_avg_1m']}, "
              f"{plat['versions']['runtime']}, {plat['system']}"]
     chosen = f"split {images['split']!r} of {images['manifest']}, " if "manifest" in images else ""
+    folders = len(images["per_folder"]) - ("." in images["per_folder"])
+    loose = f", {images['per_folder']['.']} outside them (speed only)" if "." in images["per_folder"] else ""
     lines.append(f"images: {images['readable']} readable of {images['selected']} in {images['root']} "
-                 f"({chosen}{len(images['per_folder'])} folders)")
+                 f"({chosen}{folders} class folders{loose})")
     if images.get("missing"):
         lines.append(f"split manifest: {images['missing']} listed images not found")
     if images["unreadable"]:

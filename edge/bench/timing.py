@@ -14,7 +14,7 @@ import resource
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,8 +43,8 @@ class Pass:
     latency_ms: dict[str, np.ndarray]
     probabilities: np.ndarray
     readable: list[int]
-    top3: list[list[tuple[str, float]]] = field(default_factory=list)
-    unreadable: list[tuple[BenchImage, str]] = field(default_factory=list)
+    top3: list[list[tuple[str, float]]]
+    unreadable: list[tuple[BenchImage, str]]
 
     @property
     def throughput(self) -> float:
@@ -98,40 +98,52 @@ def warm_up(classifier: Classifier, pixels: np.ndarray, count: int) -> float:
     return first_ms
 
 
+def time_image(classifier: Classifier, path: Path) -> tuple[list[float], Prediction, list[tuple[str, float]]]:
+    """Seconds per stage (in STAGES order), the prediction and its top 3 for one image file; ImageError if the
+    file is unreadable."""
+    t0 = time.perf_counter()
+    frame = read_rgb(path)
+    t1 = time.perf_counter()
+    classifier.set_input(prepare(frame, classifier.input_size))
+    t2 = time.perf_counter()
+    classifier.invoke()
+    t3 = time.perf_counter()
+    prediction = Prediction(classifier.output(), classifier.labels)
+    top = prediction.top(3)
+    t4 = time.perf_counter()
+    return [t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t1], prediction, top
+
+
 def run_pass(model: Path, threads: int, images: Sequence[BenchImage], warmup: int, progress: ProgressBar,
              label: str) -> Pass:
     """Build ``model`` with ``threads`` threads, warm it up, then time every image (see the module docstring)."""
     reset = reset_peak_rss()
     rss_before = peak_rss_bytes() if reset else None
     classifier, load_s, _ = load(model, threads)
+    seconds: list[list[float]] = []
+    predictions: list[Prediction] = []
+    tops: list[list[tuple[str, float]]] = []
+    readable: list[int] = []
+    unreadable: list[tuple[BenchImage, str]] = []
     with classifier:
-        size = classifier.input_size
-        warm_up(classifier, np.full((size[1], size[0], 3), 128, np.uint8), warmup)
-        rows: list[list[float]] = []
-        outputs: list[np.ndarray] = []
-        result = Pass(threads, load_s, 0, rss_before, "this pass" if reset else "process", {}, np.empty(0), [])
+        width, height = classifier.input_size
+        warm_up(classifier, np.full((height, width, 3), 128, np.uint8), warmup)
         for index, image in enumerate(images):
             progress.advance(label)
-            t0 = time.perf_counter()
             try:
-                frame = read_rgb(image.path)
+                row, prediction, top = time_image(classifier, image.path)
             except ImageError as exc:
-                result.unreadable.append((image, str(exc)))
+                unreadable.append((image, str(exc)))
                 continue
-            t1 = time.perf_counter()
-            classifier.set_input(prepare(frame, size))
-            t2 = time.perf_counter()
-            classifier.invoke()
-            t3 = time.perf_counter()
-            prediction = Prediction(classifier.output(), classifier.labels)
-            top = prediction.top(3)
-            t4 = time.perf_counter()
-            outputs.append(prediction.probabilities)
-            result.top3.append(top)
-            rows.append([t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t1])
-            result.readable.append(index)
-    times = np.array(rows, dtype=np.float64).reshape(-1, len(STAGES)) * 1000
-    result.latency_ms = {stage: times[:, i] for i, stage in enumerate(STAGES)}
-    result.probabilities = np.array(outputs, dtype=np.float32).reshape(len(outputs), len(classifier.labels))
-    result.peak_rss_bytes = peak_rss_bytes()
-    return result
+            seconds.append(row)
+            predictions.append(prediction)
+            tops.append(top)
+            readable.append(index)
+    times = np.array(seconds, dtype=np.float64).reshape(-1, len(STAGES)) * 1000
+    return Pass(
+        threads=threads, load_s=load_s, peak_rss_bytes=peak_rss_bytes(), rss_before_bytes=rss_before,
+        peak_scope="this pass" if reset else "process",
+        latency_ms={stage: times[:, i] for i, stage in enumerate(STAGES)},
+        probabilities=np.array([p.probabilities for p in predictions], np.float32).reshape(-1, len(classifier.labels)),
+        readable=readable, top3=tops, unreadable=unreadable,
+    )
