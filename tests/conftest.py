@@ -28,7 +28,7 @@ def make_settings(tmp_path: Path, **sections: dict) -> Settings:
     data["gpio"] = {"pin_factory": "mock"}
     data["records"] = {"path": tmp_path / "items.db"}
     for name, values in sections.items():
-        data[name] = {**data.get(name, {}), **values} if isinstance(data.get(name), dict) else values
+        data[name] = {**data[name], **values} if name not in ("bins", "gates") else values
     return Settings.model_validate(data)
 
 

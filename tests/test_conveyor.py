@@ -2,11 +2,16 @@
 
 import time
 
+from edge.config import load_settings
 from edge.simulation import simulate
 from tests.conftest import make_settings
 
 
 def belt_settings(tmp_path, tiny_model, garbage12, **sorting):
+    """A fast small belt of real photos; trash shares the glass bin, so that every decision needs a gate."""
+    bins = load_settings().model_dump()["bins"]
+    bins["glass"]["classes"] = [*bins["glass"]["classes"], "trash"]
+    bins["residual"]["classes"] = []
     return make_settings(
         tmp_path,
         model={"path": tiny_model},
@@ -14,6 +19,7 @@ def belt_settings(tmp_path, tiny_model, garbage12, **sorting):
         conveyor={"trigger": "vision", "belt_speed_m_s": 0.5},
         simulator={"items": garbage12, "seed": 7},
         sorting={"votes": 3, "threshold": 0.0, **sorting},
+        bins=bins,
     )
 
 

@@ -52,7 +52,10 @@ def test_every_image_of_a_replay_gets_one_record_with_its_decision(tiny_settings
     assert [r["frame"] for r in records] == list(range(6))
     bin_of = tiny_settings.bin_of()
     for record in records:
-        assert record["outcome"] in ("sorted", "rejected")
+        # a replay is not a belt: images come faster than a gate can move, so some items are too close
+        assert record["outcome"] in ("sorted", "rejected", "too_close")
+        if record["outcome"] == "too_close":
+            continue
         wanted = bin_of[record["label"]] if record["outcome"] == "sorted" else tiny_settings.sorting.reject_bin
         assert record["bin"] == wanted
         route = tiny_settings.bins[wanted]
@@ -84,7 +87,7 @@ def test_dead_frame_is_an_error_record_with_gates_safe(tiny_settings):
         sorter.loop.run()
     records = rows(tiny_settings)
     assert [r["outcome"] for r in records][1] == "error" and len(records) == 3
-    assert records[1]["bin"] == "residual" and records[1]["gate_action"] == "none"
+    assert records[1]["gate_action"] == "none"  # no gate moves for it: it rides along with the gates as they are
     assert "dead frame" in records[1]["error"]
 
 
