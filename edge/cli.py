@@ -1,5 +1,5 @@
-"""The ``smartbin`` command: run, check, gate. Parses arguments, loads settings, hands over; errors become one
-line on stderr and an exit code (2 for configuration errors)."""
+"""The ``smartbin`` command: run, check, gate, safe, bench, frames, status. Parses arguments, loads settings,
+hands over; errors become one line on stderr and an exit code (2 for configuration errors)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 from edge import __version__
@@ -18,6 +19,10 @@ from edge.bench.command import HELP as BENCH_HELP
 from edge.bench.command import add_arguments as bench_arguments
 from edge.config import DEFAULT_CONFIG, Settings, load_settings
 from edge.errors import SmartbinError
+from edge.logs import configure_logging, error_prefix
+from edge.loop import Observer
+from edge.notify import Notifier, ServiceWatch
+from edge.service import refuse_beside_service, unit_state
 from edge.sources import SPEC_HELP
 
 logger = logging.getLogger("smartbin")
@@ -27,16 +32,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``smartbin`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(message)s" if sys.stdout.isatty() else "%(levelname)s %(name)s: %(message)s",
-        stream=sys.stdout,
-    )
+    configure_logging(args.verbose, sys.stdout)
     try:
         settings = load_settings(args.config)
         return int(args.command(settings, args) or 0)
     except SmartbinError as exc:
-        print(f"smartbin: {exc}", file=sys.stderr)
+        print(f"{error_prefix(sys.stderr)}smartbin: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
@@ -63,26 +64,46 @@ def build_parser() -> argparse.ArgumentParser:
     gate = command("gate", cmd_gate, "move the gates to a bin by hand (installation), then back to safe")
     gate.add_argument("bin", help="bin name from the config")
     gate.add_argument("--hold", type=float, default=2.0, metavar="S", help="seconds to hold (default 2)")
+    command("safe", cmd_safe, "every gate to its safe position (the service's ExecStopPost, after any exit)")
     bench_arguments(command("bench", cmd_bench, BENCH_HELP))
     frames = command("frames", cmd_frames, "export kept frames of uncertain items for labelling and retraining")
     frames.add_argument("out", type=Path, help="output folder")
     frames.add_argument("--labels", type=Path, default=None, metavar="CSV",
                         help="id,label CSV filled in by you; without it a labels.csv to fill in is written to OUT")
+    status = command("status", cmd_status, "the service's state, today's items per bin, the latest error, the "
+                     "last items (default: the installed service's records)")
+    status.add_argument("--last", type=int, default=10, metavar="N", help="items to list (default 10)")
     return parser
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     if args.source:
         settings = settings.model_copy(update={"camera": settings.camera.model_copy(update={"source": args.source})})
+    refuse_beside_service(settings, camera=True)
     stop = threading.Event()
-    with stop_on_signals(stop), Sorter(settings) as sorter:
+    notifier = Notifier()
+    observers: list[Observer] = [ServiceWatch(notifier)]
+    with ExitStack() as stack:
+        stack.enter_context(stop_on_signals(stop))
+        if settings.metrics.enabled:
+            from edge.metrics import Metrics
+
+            observers.append(stack.enter_context(Metrics(settings)))
+        sorter = stack.enter_context(Sorter(settings, observers=observers))
         card = sorter.classifier.card
         logger.info(
             "sorting from %s with %s (%d classes, %dx%d, %s); records: %s",
             sorter.source.name, sorter.classifier.path.name, len(card.labels), card.input.width,
             card.input.height, sorter.classifier.runtime, sorter.records.path,
         )
-        tally = sorter.loop.run(max_items=args.max_items, stop=stop)
+        if notifier.backend != "none":
+            logger.info("systemd: notify through %s, watchdog %s", notifier.backend,
+                        f"every {notifier.watchdog_s / 3:g} s" if notifier.watchdog_s else "off")
+        notifier.ready(f"sorting from {sorter.source.name}")
+        try:
+            tally = sorter.loop.run(max_items=args.max_items, stop=stop)
+        finally:
+            notifier.stopping("stopping: gates to safe, closing the camera and the records")
     logger.info("done: %s", tally.summary())
     return 0
 
@@ -103,12 +124,24 @@ def cmd_gate(settings: Settings, args: argparse.Namespace) -> int:
     if args.bin not in settings.bins:
         print(f"smartbin: no bin {args.bin!r}; bins: {', '.join(settings.bins)}", file=sys.stderr)
         return 2
+    refuse_beside_service(settings, camera=False)
     factory = make_pin_factory(settings.gpio.pin_factory)
     with GateBank(settings, factory) as gates:
         route = gates.set_route(args.bin)
         print(f"{args.bin}: {route.describe()} for {args.hold:g} s ({type(factory).__name__})")
         time.sleep(args.hold)
     print("gates back to safe")
+    return 0
+
+
+def cmd_safe(settings: Settings, args: argparse.Namespace) -> int:
+    from edge.gates import GateBank
+    from edge.pins import make_pin_factory
+
+    refuse_beside_service(settings, camera=False)
+    with GateBank(settings, make_pin_factory(settings.gpio.pin_factory)):
+        pass  # built in the safe position, closed in it
+    print(f"gates safe: {', '.join(settings.gates) or 'none'} → {settings.default_bin}")
     return 0
 
 
@@ -123,6 +156,13 @@ def cmd_frames(settings: Settings, args: argparse.Namespace) -> int:
     from edge.retrain import export
 
     print(export(settings.retrain_folder, args.out, args.labels, read_card(settings.model.path).labels))
+    return 0
+
+
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    from edge.status import database_for, report
+
+    print("\n".join(report(database_for(settings, args.config is not None), args.last, unit_state())))
     return 0
 
 

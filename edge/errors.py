@@ -10,6 +10,7 @@
     │   ├── CameraStalled (TimeoutError)    no frame within the stall timeout
     │   └── CameraBusy                      another process holds the camera
     ├── GateError                           a gate device could not be set up or driven
+    ├── ServiceRunning                      the smartbin service holds the camera / gates asked for
     └── RecordError (OSError)               the item database cannot be written (e.g. disk full)
 """
 
@@ -56,6 +57,10 @@ class CameraBusy(CameraError):
 
 class GateError(SmartbinError):
     """A gate device could not be set up or driven."""
+
+
+class ServiceRunning(SmartbinError):
+    """The smartbin service is running and holds the camera or the gates that a command asked for."""
 
 
 class RecordError(SmartbinError, OSError):

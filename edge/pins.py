@@ -23,11 +23,16 @@ def board_model(model_file: Path = MODEL_FILE) -> str | None:
     return model if model.startswith("Raspberry Pi") else None
 
 
+def uses_mock_pins(kind: str = "auto") -> bool:
+    """Whether ``kind`` gives mock pins: 'mock', or 'auto' off a Raspberry Pi without ``GPIOZERO_PIN_FACTORY``."""
+    return kind == "mock" or (kind == "auto" and board_model() is None and "GPIOZERO_PIN_FACTORY" not in os.environ)
+
+
 def make_pin_factory(kind: str = "auto") -> Factory:
     """A pin factory for ``kind``: 'mock' (MockFactory with PWM-capable MockPWMPin), a gpiozero factory name
     ('lgpio', 'rpigpio', 'pigpio', 'native'), or 'auto': gpiozero's own choice (honouring
     ``GPIOZERO_PIN_FACTORY``) on a Raspberry Pi, mock pins elsewhere."""
-    if kind == "mock" or (kind == "auto" and board_model() is None and "GPIOZERO_PIN_FACTORY" not in os.environ):
+    if uses_mock_pins(kind):
         return MockFactory(pin_class=MockPWMPin)
     name = os.environ.get("GPIOZERO_PIN_FACTORY") if kind == "auto" else kind
     try:

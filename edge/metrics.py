@@ -1,0 +1,118 @@
+"""Prometheus metrics of a running bin (``[metrics]``, off by default): items per bin and outcome, confidence,
+per-stage latency, camera frame rate, gate moves, errors. A loop observer on its own registry, served over HTTP
+by prometheus-client (localhost unless configured)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import get_args
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, start_http_server
+
+from edge.config import Settings
+from edge.errors import ConfigError
+from edge.records import ItemRecord, Outcome
+from edge.sources import Frame
+
+logger = logging.getLogger(__name__)
+
+CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+FPS_WINDOW_S = 5.0
+
+
+class Metrics:
+    """Loop observer that counts into a Prometheus registry; ``serve()`` starts the endpoint, ``close()`` stops it.
+
+    Every (bin, outcome) and gate series exists from the start at 0, so rates work from the first scrape.
+    Counters have no ``_created`` series (turned off process-wide: they only double the scrape).
+    """
+
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
+        self.host, self.port = settings.metrics.host, settings.metrics.port
+        disable_created_metrics()
+        self.registry = CollectorRegistry()
+        self.gate_of = {name: spec.gate for name, spec in settings.bins.items()}
+        self.clock = clock
+        self.items = Counter("smartbin_items", "Items recorded, by bin and outcome", ["bin", "outcome"],
+                             registry=self.registry)
+        self.confidence = Histogram("smartbin_confidence", "Top-class confidence of classified items",
+                                    buckets=CONFIDENCE_BUCKETS, registry=self.registry)
+        self.latency = Histogram("smartbin_stage_latency_seconds", "Time per item and stage (since_line: from the "
+                                 "camera line to the record)", ["stage"], buckets=LATENCY_BUCKETS,
+                                 registry=self.registry)
+        self.frames = Counter("smartbin_frames", "Frames received from the camera", registry=self.registry)
+        self.fps = Gauge("smartbin_camera_fps", f"Camera frame rate over the last {FPS_WINDOW_S:g} s",
+                         registry=self.registry)
+        self.gate_moves = Counter("smartbin_gate_actuations", "Gate moves booked for items, by gate", ["gate"],
+                                  registry=self.registry)
+        self.errors = Counter("smartbin_errors", "Items that failed (dead frame, model error): outcome 'error'",
+                              registry=self.registry)
+        for bin_name in settings.bins:
+            for outcome in get_args(Outcome):
+                self.items.labels(bin_name, outcome)
+        for gate in settings.gates:
+            self.gate_moves.labels(gate)
+        self.fps.set_function(self._fps)
+        self._frame_times: deque[float] = deque()
+        self._lock = threading.Lock()
+        self._server: WSGIServer | None = None
+
+    def on_frame(self, frame: Frame) -> None:
+        self.frames.inc()
+        now = self.clock()
+        with self._lock:
+            self._frame_times.append(now)
+            while self._frame_times[0] < now - FPS_WINDOW_S:
+                self._frame_times.popleft()
+
+    def _fps(self) -> float:
+        with self._lock:
+            times = [t for t in self._frame_times if t >= self.clock() - FPS_WINDOW_S]
+        return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
+
+    def on_item(self, item_id: int, record: ItemRecord) -> None:
+        self.items.labels(record.bin, record.outcome).inc()
+        if record.confidence is not None:
+            self.confidence.observe(record.confidence)
+        for stage, ms in record.latency_ms.items():
+            self.latency.labels(stage).observe(ms / 1000)
+        gate = self.gate_of.get(record.bin)
+        if gate is not None:
+            self.gate_moves.labels(gate).inc()
+        if record.outcome == "error":
+            self.errors.inc()
+
+    def serve(self) -> Metrics:
+        """Start the HTTP endpoint in a daemon thread; logs its address."""
+        try:
+            self._server, _thread = start_http_server(self.port, self.host, self.registry)
+        except OSError as exc:
+            raise ConfigError(f"metrics: cannot listen on {self.host}:{self.port}: {exc.strerror or exc}") from None
+        logger.info("metrics at http://%s:%d/metrics", *self.address)
+        return self
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The (host, port) served; the real port when port 0 was asked for."""
+        assert self._server is not None, "not serving"
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    def close(self) -> None:
+        """Stop the endpoint; safe to call twice."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+
+    def __enter__(self) -> Metrics:
+        return self.serve()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

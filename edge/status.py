@@ -1,0 +1,61 @@
+"""``smartbin status``: the service's state (where systemd runs), today's items per bin, the latest error and the
+last items, read from the item database without writing to it."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import fields
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from edge import service
+from edge.config import Settings, load_settings
+from edge.loop import Tally, describe
+from edge.records import ItemRecord, Records
+from edge.service import UnitState
+
+
+def database_for(settings: Settings, config_given: bool, service_config: Path = service.CONFIG,
+                 service_state: Path = service.STATE) -> Path:
+    """The records to read: the given config's; else, where the service is installed, the service's (its
+    config's ``records.path``, else its state directory); else the embedded default's."""
+    if config_given or not service_config.exists():
+        return settings.records.database
+    return load_settings(service_config).records.path or service_state / "items.db"
+
+
+def report(database: Path, last: int, unit: UnitState | None, now: float | None = None) -> list[str]:
+    """The lines ``smartbin status`` prints. Raises RecordError if the database cannot be read."""
+    unknown = "unknown here (no systemd, or smartbin.service not installed)"
+    lines = [f"service    {unit.describe() if unit else unknown}"]
+    if not database.exists():
+        return [*lines, f"records    none yet: {database} does not exist"]
+    midnight = datetime.fromtimestamp(time.time() if now is None else now).replace(
+        hour=0, minute=0, second=0, microsecond=0).timestamp()
+    with Records(database, readonly=True) as records:
+        total = records.query("SELECT COUNT(*) AS n FROM items")[0]["n"]
+        today = records.counts(since=midnight)
+        error = records.query("SELECT * FROM items WHERE outcome = 'error' ORDER BY id DESC LIMIT 1")
+        recent = records.recent(last)
+    lines.append(f"records    {database}: {total} items")
+    lines.append(f"today      {Tally(Counter(today)).summary() if today else 'no items yet'}")
+    lines.append(f"last error {clock(error[0]['time'])} item {error[0]['id']}: {error[0]['error']}" if error
+                 else "last error none")
+    if recent:
+        lines.append(f"last {len(recent)} items:")
+        lines += [f"  {clock(row['time'])} {describe(row['id'], as_record(row))}" for row in recent]
+    return lines
+
+
+def clock(t: float) -> str:
+    """Local date and time of a Unix time."""
+    return datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def as_record(row: dict[str, Any]) -> ItemRecord:
+    """An ``items`` row (JSON decoded) as an ItemRecord."""
+    values = {f.name: row[f.name] for f in fields(ItemRecord)}
+    values["top_k"] = tuple(tuple(pair) for pair in values["top_k"])
+    return ItemRecord(**values)
