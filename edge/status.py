@@ -12,6 +12,7 @@ from typing import Any
 
 from edge import service
 from edge.config import Settings, load_settings
+from edge.errors import ConfigError, RecordError
 from edge.loop import Tally, describe
 from edge.records import ItemRecord, Records
 from edge.service import UnitState
@@ -20,18 +21,25 @@ from edge.service import UnitState
 def database_for(settings: Settings, config_given: bool, service_config: Path = service.CONFIG,
                  service_state: Path = service.STATE) -> Path:
     """The records to read: the given config's; else, where the service is installed, the service's (its
-    config's ``records.path``, else its state directory); else the embedded default's."""
+    config's ``records.path``, else its state directory, also when that config is broken); else the embedded
+    default's."""
     if config_given or not service_config.exists():
         return settings.records.database
-    return load_settings(service_config).records.path or service_state / "items.db"
+    try:
+        return load_settings(service_config).records.path or service_state / "items.db"
+    except ConfigError:
+        return service_state / "items.db"
 
 
 def report(database: Path, last: int, unit: UnitState | None, now: float | None = None) -> list[str]:
     """The lines ``smartbin status`` prints. Raises RecordError if the database cannot be read."""
     unknown = "unknown here (no systemd, or smartbin.service not installed)"
     lines = [f"service    {unit.describe() if unit else unknown}"]
-    if not database.exists():
-        return [*lines, f"records    none yet: {database} does not exist"]
+    try:
+        if not database.exists():
+            return [*lines, f"records    none yet: {database} does not exist"]
+    except PermissionError:
+        raise RecordError(f"cannot read {database}: permission denied (sudo smartbin status)") from None
     midnight = datetime.fromtimestamp(time.time() if now is None else now).replace(
         hour=0, minute=0, second=0, microsecond=0).timestamp()
     with Records(database, readonly=True) as records:
