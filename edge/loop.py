@@ -5,7 +5,8 @@ to a sorting thread (classify, decide, plan, record), so a slow classifier never
 item: each physical item gets exactly one record, committed in order. The gates are moved later, at the
 item's arrival, by the scheduler thread that executes the planner's bookings. If more than ``backlog`` items
 wait for the classifier, a live camera's newest items are recorded ``late`` without classifying (their frames
-are dropped), while a replay waits.
+are dropped), while a replay waits. If the sorting thread is stuck on one item for ``stuck_s``, observers stop
+hearing of frames, so that the service's watchdog (which pings on frames) restarts a hung sorter.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from edge.classifier import Classifier
 from edge.decision import Decider, Decision
@@ -41,6 +42,14 @@ class Observer(Protocol):
 
     def on_item(self, item_id: int, record: ItemRecord) -> None:
         """An item's record was committed (called in the sorting thread)."""
+
+
+@runtime_checkable
+class FrameObserver(Observer, Protocol):
+    """An observer that also wants the frame each item was classified on (the web page's live view)."""
+
+    def on_item_frame(self, item_id: int, frame: Frame) -> None:
+        """The item's best-centred frame, just before ``on_item`` for the same item (sorting thread)."""
 
 
 @dataclass
@@ -86,6 +95,7 @@ class SortingLoop:
         observers: Sequence[Observer] = (),
         keeper: FrameKeeper | None = None,
         backlog: int = 8,
+        stuck_s: float = 20.0,
     ) -> None:
         self.stream = stream
         self.tracker = tracker
@@ -98,6 +108,9 @@ class SortingLoop:
         self.observers = list(observers)
         self.keeper = keeper
         self.backlog = backlog
+        self.stuck_s = stuck_s
+        self._busy_since: float | None = None  # when the sorting thread took its current item
+        self._reported_stuck: float | None = None
         self.model_name = classifier.path.name
         self.tally = Tally()
         self._numbers = itertools.count()
@@ -118,8 +131,9 @@ class SortingLoop:
                 frame = next(frames, None)
                 if frame is None:
                     break
-                for observer in self.observers:
-                    observer.on_frame(frame)
+                if not self._stuck():
+                    for observer in self.observers:
+                        observer.on_frame(frame)
                 if self.tracker.trigger is not None and self._is_dead(frame):
                     continue
                 item = self.tracker.update(frame)
@@ -136,6 +150,15 @@ class SortingLoop:
             raise failure[0]
         return self.tally
 
+    def _stuck(self) -> bool:
+        busy_since = self._busy_since
+        if busy_since is None or time.monotonic() - busy_since < self.stuck_s:
+            return False
+        if busy_since != self._reported_stuck:
+            self._reported_stuck = busy_since
+            logger.error("sorting stuck on one item for %.0f s: frames no longer reported", self.stuck_s)
+        return True
+
     def _shed(self, item: Item, waiting: int) -> Item:
         if waiting < self.backlog:
             return item
@@ -146,13 +169,17 @@ class SortingLoop:
         while (item := pending.get()) is not None:
             if failure:
                 continue  # drain: the loop is stopping
+            self._busy_since = time.monotonic()
             try:
                 record = self.sort(item)
-                item_id = self._commit(record)
+                best = item.best(1)[0]
+                item_id = self._commit(record, best)
                 if self.keeper is not None and not item.shed:
-                    self.keeper.keep(item_id, item.best(1)[0], record)
+                    self.keeper.keep(item_id, best, record)
             except BaseException as exc:
                 failure.append(exc)
+            finally:
+                self._busy_since = None
 
     def _is_dead(self, frame: Frame) -> bool:
         if not is_dead(frame.rgb):
@@ -227,7 +254,7 @@ class SortingLoop:
             truth=first.truth,
         )
 
-    def _commit(self, record: ItemRecord) -> int:
+    def _commit(self, record: ItemRecord, frame: Frame) -> int:
         try:
             item_id = self.records.add(record)
         except RecordError:
@@ -236,6 +263,8 @@ class SortingLoop:
         self.tally.add(record)
         logger.info("%s", describe(item_id, record))
         for observer in self.observers:
+            if isinstance(observer, FrameObserver):
+                observer.on_item_frame(item_id, frame)
             observer.on_item(item_id, record)
         return item_id
 

@@ -182,3 +182,36 @@ def test_sigterm_finishes_the_item_leaves_gates_safe_and_records_committed(tmp_p
     db = sqlite3.connect(tmp_path / "items.db")
     assert db.execute("SELECT COUNT(*) FROM items").fetchone()[0] == logged
     assert "SIGTERM: stopping after the item in hand" in out and "done:" in out
+
+
+class FrameCounter:
+    def __init__(self):
+        self.frames = 0
+
+    def on_frame(self, frame):
+        self.frames += 1
+
+    def on_item(self, item_id, record):
+        pass
+
+
+def test_a_hung_sorting_thread_stops_the_frame_reports_that_feed_the_watchdog(tiny_settings, monkeypatch):
+    import threading
+    from edge.classifier import Classifier
+
+    release = threading.Event()
+    original = Classifier.classify
+    monkeypatch.setattr(Classifier, "classify", lambda self, pixels: release.wait(10) and original(self, pixels))
+    counter = FrameCounter()
+    frames = (picture(n % 5) for n in range(10_000))
+    with Sorter(tiny_settings, source=Frames(frames), observers=[counter]) as sorter:
+        sorter.loop.stuck_s = 0.2
+        sorter.stream.period = 0.01
+        runner = threading.Thread(target=sorter.loop.run, kwargs={"max_items": 3})
+        runner.start()
+        time.sleep(0.6)
+        seen = counter.frames
+        time.sleep(0.4)
+        assert counter.frames == seen  # stuck: no more frame reports, so no watchdog pings
+        release.set()
+        runner.join(10)
