@@ -20,6 +20,7 @@ from edge.bench.accuracy import evaluate
 from edge.bench.dataset import collect
 from edge.classifier import Classifier
 from edge.cli import main
+from edge.config import load_settings
 from edge.images import read_rgb
 from edge.preprocess import prepare
 from tests.conftest import SHARED_DATA, TINY_MODEL
@@ -103,6 +104,7 @@ def test_report_structure(run, report, direct):
             assert figures["n"] == run_["images"]
             assert 0 < figures["min"] <= figures["p50"] <= figures["p90"] <= figures["p99"] <= figures["max"]
         assert run_["top1_same_as_first_run"] == 1.0
+        assert run_["items_per_s"] == pytest.approx(run_["throughput_per_s"] / load_settings().sorting.votes)
     accuracy = model["accuracy"]
     assert accuracy["images"] == 12 * PER_CLASS and accuracy["unknown_folders"] == {"compost": 2}
     assert len(accuracy["curve"]["threshold"]) == 101

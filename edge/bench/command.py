@@ -14,7 +14,7 @@ HELP = "offline benchmark: speed and accuracy of one or more models on a folder 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The bench command's options (``--config`` comes from the CLI: model default and threshold)."""
+    """The bench command's options (``--config`` comes from the CLI: default model, threshold, votes)."""
     parser.add_argument("--model", type=Path, action="append", default=None, metavar="M.tflite",
                         help="model to benchmark, its card M.json beside it; repeat for several, side by side "
                              "(default: the configured model, i.e. the bundled one)")
@@ -65,7 +65,8 @@ def run_command(settings: Settings, args: argparse.Namespace) -> int:
     options = Options(
         models=tuple(args.model or [settings.model.path]), images=args.images,
         threads=args.threads or tuple(dict.fromkeys((1, os.cpu_count() or 1))), threshold=threshold,
-        warmup=args.warmup, manifest=args.split_manifest, split=args.split, max_images=args.max_images,
+        votes=settings.sorting.votes, warmup=args.warmup, manifest=args.split_manifest, split=args.split,
+        max_images=args.max_images,
     )
     out = args.out or Path(f"bench-{datetime.now():%Y%m%d-%H%M%S}")
     bench = run(options)

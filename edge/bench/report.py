@@ -34,7 +34,7 @@ def build(bench: Bench) -> dict[str, Any]:
                    "readable": len(first.readable),
                    "unreadable": [{"path": image.relative, "error": error} for image, error in first.unreadable],
                    "per_folder": count_by([images[i].truth or "." for i in first.readable])},
-        "models": [model_report(model) for model in bench.models],
+        "models": [model_report(model, bench.options.votes) for model in bench.models],
         "comparison": comparison(bench.models),
     }
 
@@ -56,12 +56,13 @@ def count_by(values: list[str]) -> dict[str, int]:
     return {str(u): int(c) for u, c in zip(unique, counts)}
 
 
-def model_report(model: ModelRun) -> dict[str, Any]:
-    """One model's figures: what it is, one entry per thread count, and its accuracy."""
+def model_report(model: ModelRun, votes: int) -> dict[str, Any]:
+    """One model's figures: what it is, one entry per thread count (items/s: ``votes`` images per item), and
+    its accuracy."""
     baseline = model.passes[0].probabilities.argmax(axis=1)
     runs = [{"threads": p.threads, "load_s": p.load_s, "images": len(p.readable),
              "latency_ms": {stage: stats(p.latency_ms[stage]) for stage in STAGES},
-             "throughput_per_s": p.throughput,
+             "throughput_per_s": p.throughput, "items_per_s": p.throughput / votes,
              "rss_before_mib": None if p.rss_before_bytes is None else p.rss_before_bytes / MIB,
              "peak_rss_mib": p.peak_rss_bytes / MIB,
              "peak_rss_scope": p.peak_scope,
@@ -167,11 +168,11 @@ def speed_table(report: dict[str, Any]) -> Table:
             rows.append([m["name"], str(run["threads"]), ms(lat["preprocess"].get("p50")),
                          *(ms(lat["invoke"].get(k)) for k in ("p50", "p90", "p99", "max")),
                          ms(lat["postprocess"].get("p50")), ms(lat["total"].get("p50")), ms(lat["total"].get("p99")),
-                         f"{run['throughput_per_s']:.1f}", f"{run['peak_rss_mib']:.0f}",
+                         f"{run['throughput_per_s']:.1f}", f"{run['items_per_s']:.1f}", f"{run['peak_rss_mib']:.0f}",
                          *([] if not ratios else ["" if ratio is None else f"{ratio:.2f}×"])])
     headers = ["model", "thr", "pre p50", "invoke p50", "p90", "p99", "max", "post p50", "total p50", "total p99",
-               "img/s", "peak RSS MiB"]
-    title = "Speed, ms per image (decode excluded)"
+               "img/s", "items/s", "peak RSS MiB"]
+    title = f"Speed, ms per image (decode excluded); items/s: img/s ÷ {report['settings']['votes']} frames per item"
     if ratios:
         headers.append("× first")
         title += f"; × first: invoke p50 as a multiple of {report['models'][0]['name']}'s"
@@ -239,7 +240,7 @@ def notes(report: dict[str, Any]) -> list[str]:
              f"{plat['versions']['runtime']}, {plat['system']}"]
     chosen = f"split {images['split']!r} of {images['manifest']}, " if "manifest" in images else ""
     folders = len(images["per_folder"]) - ("." in images["per_folder"])
-    loose = f", {images['per_folder']['.']} outside them (speed only)" if "." in images["per_folder"] else ""
+    loose = f", {images['per_folder']['.']} outside them: speed only" if "." in images["per_folder"] else ""
     lines.append(f"images: {images['readable']} readable of {images['selected']} in {images['root']} "
                  f"({chosen}{folders} class folders{loose})")
     if images.get("missing"):

@@ -27,6 +27,7 @@ class Options:
     images: Path
     threads: tuple[int, ...]
     threshold: float
+    votes: int = 1
     warmup: int = 5
     manifest: Path | None = None
     split: str | None = None
