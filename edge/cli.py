@@ -1,4 +1,4 @@
-"""The ``smartbin`` command: run, check, gate, safe, bench, frames, status. Parses arguments, loads settings,
+"""The ``smartbin`` command: run, check, gate, safe, bench, frames, status, web. Parses arguments, loads settings,
 hands over; errors become one line on stderr and an exit code (2 for configuration errors)."""
 
 from __future__ import annotations
@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     status = command("status", cmd_status, "the service's state, today's items per bin, the latest error, the "
                      "last items (default: the installed service's records)")
     status.add_argument("--last", type=int, default=10, metavar="N", help="items to list (default 10)")
+    command("web", cmd_web, "the web page on the records alone, without the sorter (default: the installed "
+            "service's config and records)")
     return parser
 
 
@@ -89,6 +91,12 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
             from edge.metrics import Metrics
 
             observers.append(stack.enter_context(Metrics(settings)))
+        if settings.web.enabled:
+            from edge.web import LiveState, WebServer
+
+            live = LiveState(settings.camera.region, settings.camera.source)
+            observers.append(live)
+            stack.enter_context(WebServer(settings, live))
         sorter = stack.enter_context(Sorter(settings, observers=observers))
         card = sorter.classifier.card
         logger.info(
@@ -163,6 +171,22 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     from edge.status import database_for, report
 
     print("\n".join(report(database_for(settings, args.config is not None), args.last, unit_state())))
+    return 0
+
+
+def cmd_web(settings: Settings, args: argparse.Namespace) -> int:
+    from edge.service import CONFIG
+    from edge.status import database_for
+    from edge.web import WebServer
+
+    if args.config is None and CONFIG.exists():
+        settings = load_settings(CONFIG)
+    database = database_for(settings, args.config is not None)
+    settings = settings.model_copy(update={"records": settings.records.model_copy(update={"path": database})})
+    stop = threading.Event()
+    with stop_on_signals(stop), WebServer(settings):
+        logger.info("serving the records of %s without the sorter (no live frame); Ctrl-C to stop", database)
+        stop.wait()
     return 0
 
 

@@ -7,6 +7,7 @@ checks that the file and these models agree. Errors name the key path, e.g.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from pathlib import Path
@@ -171,6 +172,30 @@ class MetricsSettings(Section):
     port: int = Field(9101, ge=0, le=65535, description="TCP port; 0 = any free port (logged at start)")
 
 
+class WebSettings(Section):
+    enabled: bool = Field(False, description="serve the operator's web page from `smartbin run`")
+    host: str = Field("127.0.0.1", description="address to listen on; any but a loopback address needs a token")
+    port: int = Field(8080, ge=0, le=65535, description="TCP port; 0 = any free port (logged at start)")
+    token: str = Field("", description="access token (at least 16 characters); empty = none, loopback only")
+    max_upload_mb: float = Field(10.0, gt=0, description="largest photo 'classify a photo' accepts, MB")
+
+    @model_validator(mode="after")
+    def _check_token(self) -> WebSettings:
+        if self.token and len(self.token) < 16:
+            raise ValueError("token: at least 16 characters")
+        if not self.token and not is_loopback(self.host):
+            raise ValueError(f"token: required to listen on {self.host!r} (only a loopback host may go without)")
+        return self
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is this machine only: ``localhost`` or a loopback address."""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class Settings(Section):
     model: ModelSettings = ModelSettings()
     camera: CameraSettings = CameraSettings()
@@ -181,6 +206,7 @@ class Settings(Section):
     records: RecordSettings = RecordSettings()
     retrain: RetrainSettings = RetrainSettings()
     metrics: MetricsSettings = MetricsSettings()
+    web: WebSettings = WebSettings()
     gates: dict[str, Gate] = Field(default_factory=dict)
     bins: dict[str, BinSettings] = Field(default_factory=dict)
 

@@ -68,6 +68,7 @@ class Records:
     def __init__(self, path: str | Path, readonly: bool = False) -> None:
         """Open the database, creating it; ``readonly`` opens an existing one and never writes (``status``)."""
         self.path = Path(path)
+        self.readonly = readonly
         try:
             if readonly:
                 self._db = sqlite3.connect(f"{self.path.absolute().as_uri()}?mode=ro", uri=True, timeout=10,
@@ -120,14 +121,16 @@ class Records:
         return {(b, o): n for b, o, n in cursor.fetchall()}
 
     def close(self) -> None:
-        """Checkpoint and close; safe to call twice."""
+        """Checkpoint (unless read-only) and close; safe to call twice."""
         db, self._db = getattr(self, "_db", None), None
-        if db is not None:
+        if db is None:
+            return
+        if not self.readonly:  # a reader's checkpoint would wait for the writer, then fail
             try:
                 db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error:
                 pass
-            db.close()
+        db.close()
 
     def __enter__(self) -> Records:
         return self

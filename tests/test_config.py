@@ -38,7 +38,7 @@ def test_documented_defaults_are_the_real_defaults(tmp_path):
     assert load_settings(write(tmp_path, documented)) == load_settings()
     keys = set(re.findall(r"^# (\w+) = ", default_text(), flags=re.M))
     for section in ("model", "camera", "sorting", "gpio", "records", "conveyor", "simulator", "retrain",
-                    "metrics"):
+                    "metrics", "web"):
         fields = set(Settings.model_fields[section].annotation.model_fields)
         assert fields <= keys, f"[{section}] keys not documented: {fields - keys}"
 

@@ -1,0 +1,274 @@
+"""The web page's routes: one static page (``static/``) over a small JSON API, documented in the README.
+
+    GET  /                          the page
+    GET  /api/live                  the latest item, with the URL of its frame
+    GET  /api/live/frame.jpg?id=N   the latest item's frame with the region of interest drawn (sorter only)
+    GET  /api/today                 items since midnight per bin and outcome, throughput per quarter hour
+    GET  /api/items?limit=N         the latest N items (default 50, at most 500)
+    GET  /api/items/{id}            one item (id: a number)
+    GET  /api/items/{id}/frame.jpg  an item's frame kept for retraining
+    GET  /api/health                camera frame rate, stage latencies, model and card, uptime, last error
+    POST /api/classify              classify an uploaded photo (multipart field ``image``, or the raw image)
+
+Errors are JSON ``{"error": "one line"}`` with their status: 400 bad request, 401 no token, 404 unknown item or
+frame, 413 upload over ``web.max_upload_mb``, 415 not an image, 503 records or model unavailable.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from edge import __version__
+from edge.config import Settings
+from edge.errors import ImageError, ModelError, RecordError, SmartbinError
+from edge.model_card import read_card
+from edge.runtime import interpreter_class
+from edge.web.auth import TokenGate
+from edge.web.photo import PhotoClassifier
+from edge.web.queries import RecordsView
+from edge.web.state import LiveState
+
+STATIC = Path(__file__).resolve().parent / "static"
+ASSETS = {"app.js": "text/javascript", "style.css": "text/css"}
+MAX_ITEMS = 500
+
+
+class Api:
+    """The endpoints over one sorter's records (``settings``) and, beside a running sorter, its ``live`` state."""
+
+    def __init__(self, settings: Settings, live: LiveState | None) -> None:
+        self.settings = settings
+        self.live = live
+        self.view = RecordsView(settings.records.database, settings.retrain_folder, list(settings.bins))
+        # beside a running sorter the page's interpreter takes one thread, leaving the cores to the loop
+        self.photos = PhotoClassifier(settings, 1 if live is not None else settings.model.threads or None)
+        self.model = model_facts(settings)
+        self.started = live.started if live is not None else time.time()
+        self.upload_cap = int(settings.web.max_upload_mb * 1024 * 1024)
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/", self.page),
+            Route("/static/{name}", self.asset),
+            Route("/api/live", self.latest),
+            Route("/api/live/frame.jpg", self.live_frame),
+            Route("/api/today", self.today),
+            Route("/api/items", self.items),
+            Route("/api/items/{item_id}", self.item),
+            Route("/api/items/{item_id}/frame.jpg", self.kept_frame),
+            Route("/api/health", self.health),
+            Route("/api/classify", self.classify, methods=["POST"]),
+        ]
+
+    def page(self, request: Request) -> Response:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    def asset(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in ASSETS:  # a fixed list: no request path ever reaches the file system
+            raise HTTPException(404, f"not found: {request.url.path}")
+        return FileResponse(STATIC / name, media_type=ASSETS[name], headers={"Cache-Control": "no-cache"})
+
+    def item_json(self, row: dict[str, Any]) -> dict[str, Any]:
+        """An item row with ``frame_url``: its live frame while it is the latest, else its kept frame, or null."""
+        item_id = row["id"]
+        latest = self.live.latest if self.live is not None else None
+        if latest is not None and latest.item_id == item_id and latest.frame is not None:
+            url: str | None = f"/api/live/frame.jpg?id={item_id}"
+        else:
+            url = f"/api/items/{item_id}/frame.jpg" if self.view.kept_frame(item_id) is not None else None
+        return {**row, "frame_url": url}
+
+    def latest(self, request: Request) -> Response:
+        rows = self.view.recent(1)
+        return JSONResponse({
+            "mode": "sorter" if self.live is not None else "standalone",
+            "roi": self.settings.camera.roi,
+            "item": self.item_json(rows[0]) if rows else None,
+        })
+
+    def live_frame(self, request: Request) -> Response:
+        item_id = int_param(request, "id", 0, 10**18)
+        if item_id is None:
+            raise HTTPException(400, "id is required: /api/live/frame.jpg?id=N (frame_url of /api/live)")
+        jpeg = self.live.jpeg(item_id) if self.live is not None else None
+        if jpeg is None:
+            raise HTTPException(404, f"no live frame of item {item_id}: only the latest item's frame is held "
+                                     "(see frame_url of /api/live)")
+        return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+    def today(self, request: Request) -> Response:
+        return JSONResponse(self.view.today())
+
+    def items(self, request: Request) -> Response:
+        limit = int_param(request, "limit", 1, MAX_ITEMS) or 50
+        return JSONResponse([self.item_json(row) for row in self.view.recent(limit)])
+
+    def item(self, request: Request) -> Response:
+        item_id = path_item_id(request)
+        row = self.view.item(item_id)
+        if row is None:
+            raise HTTPException(404, f"no item {item_id}")
+        return JSONResponse(self.item_json(row))
+
+    def kept_frame(self, request: Request) -> Response:
+        item_id = path_item_id(request)
+        path = self.view.kept_frame(item_id)
+        if path is None:
+            raise HTTPException(404, f"no kept frame of item {item_id}: only uncertain items' frames are kept "
+                                     "([retrain] in the config)")
+        return FileResponse(path, media_type="image/jpeg")
+
+    def health(self, request: Request) -> Response:
+        live = self.live
+        return JSONResponse({
+            "mode": "sorter" if live is not None else "standalone",
+            "version": __version__,
+            "started": self.started,
+            "uptime_s": round(time.time() - self.started, 1),
+            "camera": None if live is None else {"source": live.source, "fps": round(live.fps(), 2),
+                                                 "frames": live.frames},
+            "latency_ms": self.view.latency(),
+            "model": self.model,
+            "records": {"database": str(self.view.database), "items": self.view.total()},
+            "last_error": self.view.last_error(),
+            "upload_cap_mb": self.settings.web.max_upload_mb,
+        })
+
+    async def classify(self, request: Request) -> Response:
+        body = await read_capped(request, self.upload_cap)
+        if request.headers.get("content-type", "").startswith("multipart/form-data"):
+            data, camera_roi = await form_image(request, body, self.upload_cap)
+        else:  # the raw image as the body, for scripts: curl --data-binary @photo.jpg
+            data, camera_roi = body, request.query_params.get("roi") == "camera"
+        return JSONResponse(await run_in_threadpool(self.photos.classify, data, camera_roi))
+
+
+def path_item_id(request: Request) -> int:
+    """The item id of the path; 404 unless it is a plain number (so no path ever names a file)."""
+    value = request.path_params["item_id"]
+    if not is_number(value, 18):
+        raise HTTPException(404, f"no item {value!r}: items are numbered")
+    return int(value)
+
+
+def is_number(value: str, digits: int) -> bool:
+    """ASCII digits only, at most ``digits`` of them."""
+    return value.isascii() and value.isdigit() and len(value) <= digits
+
+
+def int_param(request: Request, name: str, low: int, high: int) -> int | None:
+    """An integer query parameter in [low, high], None if absent; 400 if it is something else."""
+    value = request.query_params.get(name)
+    if value is None:
+        return None
+    if not is_number(value, len(str(high))) or not low <= int(value) <= high:
+        raise HTTPException(400, f"{name} must be a whole number from {low} to {high}, not {value!r}")
+    return int(value)
+
+
+async def read_capped(request: Request, cap: int) -> bytes:
+    """The request body, refused with 413 as soon as it is known to exceed ``cap`` bytes."""
+    too_big = HTTPException(413, f"upload too large: at most {cap / 1024 / 1024:g} MB (web.max_upload_mb)")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > cap + 64 * 1024:  # room for the multipart framing
+        raise too_big
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > cap + 64 * 1024:
+            raise too_big
+    return bytes(body)
+
+
+async def form_image(request: Request, body: bytes, cap: int) -> tuple[bytes, bool]:
+    """The file of the multipart field ``image`` and whether the form asks for the camera's ROI (``roi=camera``)."""
+
+    async def chunks() -> AsyncGenerator[bytes, None]:
+        yield body
+
+    try:
+        form = await MultiPartParser(request.headers, chunks(), max_files=1, max_fields=4, max_part_size=cap).parse()
+    except MultiPartException as exc:
+        raise HTTPException(400, f"broken multipart body: {exc.message}") from None
+    try:
+        upload = form.get("image")
+        if not isinstance(upload, UploadFile):
+            raise HTTPException(400, "no photo: send it as the multipart file field 'image'")
+        if upload.size is not None and upload.size > cap:
+            raise HTTPException(413, f"upload too large: at most {cap / 1024 / 1024:g} MB (web.max_upload_mb)")
+        return await upload.read(), form.get("roi") == "camera"
+    finally:
+        await form.close()
+
+
+def model_facts(settings: Settings) -> dict[str, Any]:
+    """The model's name and the figures of its card, for the health page; ``error`` if the card is unreadable."""
+    path = settings.model.path
+    facts: dict[str, Any] = {"file": path.name, "path": str(path)}
+    try:
+        card = read_card(path)
+        facts["runtime"] = interpreter_class()[1]
+    except ModelError as exc:
+        return {**facts, "error": str(exc)}
+    validation = card.extra.get("validation", {})
+    return {
+        **facts,
+        "labels": len(card.labels),
+        "input": f"{card.input.width}x{card.input.height}",
+        "quantization": card.extra.get("quantization", {}).get("mode"),
+        "size_bytes": card.extra.get("size_bytes", {}).get("tflite"),
+        "created": card.extra.get("created"),
+        "validation": {key: validation.get(key) for key in
+                       ("images", "top1_agreement_pct", "float_top1_pct", "int8_top1_pct", "drop_pp")},
+    }
+
+
+def error_response(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    message = str(exc.detail)
+    if message == HTTPStatus(exc.status_code).phrase:  # the router's own 404 / 405: say what was asked
+        message = f"{message.lower()}: {request.method} {request.url.path}"
+    return error_response(exc.status_code, message)
+
+
+async def smartbin_error(request: Request, exc: Exception) -> Response:
+    status = 415 if isinstance(exc, ImageError) else 503 if isinstance(exc, (RecordError, ModelError)) else 500
+    return error_response(status, str(exc))
+
+
+async def internal_error(request: Request, exc: Exception) -> Response:  # uvicorn logs the traceback
+    return error_response(500, f"internal error: {type(exc).__name__} (details in the sorter's log)")
+
+
+def create_app(settings: Settings, live: LiveState | None = None) -> Starlette:
+    """The page and its API over the records of ``settings``. ``live``: the running sorter's state; None for
+    ``smartbin web`` on the records alone (no live frame, no camera). With ``web.token`` set every request
+    needs it. ``app.state.api.photos`` holds the page's classifier (close it with the app)."""
+    api = Api(settings, live)
+    middleware = [Middleware(TokenGate, token=settings.web.token)] if settings.web.token else []
+    app = Starlette(
+        routes=api.routes(),
+        middleware=middleware,
+        exception_handlers={HTTPException: http_error, SmartbinError: smartbin_error, Exception: internal_error},
+    )
+    app.state.api = api
+    return app

@@ -1,0 +1,98 @@
+"""Read-only queries of the item database for the web page: one item, recent items, today's counts and
+throughput, stage latencies, the last error, and where an item's kept frame lies."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, get_args
+
+import numpy as np
+
+from edge.records import Outcome, Records
+
+THROUGHPUT_BUCKET_S = 900  # items per quarter of an hour
+LATENCY_ITEMS = 100  # stage latencies over this many latest items
+
+
+class RecordsView:
+    """The records of ``database`` and the kept frames in ``frames_folder``, read only.
+
+    Every call opens its own read-only connection (the sorter writes through another one), so calls are safe
+    from any thread; a database that does not exist yet reads as empty. Raises RecordError if it is unreadable.
+    """
+
+    def __init__(self, database: Path, frames_folder: Path, bins: Sequence[str]) -> None:
+        self.database = database
+        self.frames_folder = frames_folder
+        self.bins = tuple(bins)
+
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        if not self.database.exists():
+            return []
+        with Records(self.database, readonly=True) as records:
+            return records.query(sql, params)
+
+    def item(self, item_id: int) -> dict[str, Any] | None:
+        """One item's row (JSON columns decoded), None if there is no such item."""
+        rows = self._query("SELECT * FROM items WHERE id = ?", (item_id,))
+        return rows[0] if rows else None
+
+    def recent(self, limit: int) -> list[dict[str, Any]]:
+        """The latest ``limit`` items, newest first."""
+        return self._query("SELECT * FROM items ORDER BY id DESC LIMIT ?", (limit,))
+
+    def total(self) -> int:
+        """Number of items recorded."""
+        rows = self._query("SELECT COUNT(*) AS n FROM items")
+        return int(rows[0]["n"]) if rows else 0
+
+    def last_error(self) -> dict[str, Any] | None:
+        """The latest item with outcome ``error``: id, time, error; None if none failed."""
+        rows = self._query("SELECT id, time, error FROM items WHERE outcome = 'error' ORDER BY id DESC LIMIT 1")
+        return rows[0] if rows else None
+
+    def today(self, now: float | None = None) -> dict[str, Any]:
+        """Items since local midnight: per bin, per outcome, per bin and outcome, and per quarter of an hour."""
+        now = time.time() if now is None else now
+        since = datetime.fromtimestamp(now).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+        outcomes = get_args(Outcome)
+        rows = self._query("SELECT bin, outcome, COUNT(*) AS n FROM items WHERE time >= ? GROUP BY bin, outcome",
+                           (since,))
+        bins = list(self.bins) + sorted({r["bin"] for r in rows} - set(self.bins))  # a bin renamed since
+        by_bin = {b: dict.fromkeys(outcomes, 0) for b in bins}
+        for row in rows:
+            by_bin[row["bin"]][row["outcome"]] = row["n"]
+        return {
+            "since": since,
+            "total": sum(r["n"] for r in rows),
+            "bins": {b: sum(counts.values()) for b, counts in by_bin.items()},
+            "outcomes": {o: sum(counts[o] for counts in by_bin.values()) for o in outcomes},
+            "by_bin": by_bin,
+            "throughput": {"bucket_s": THROUGHPUT_BUCKET_S, "buckets": self._throughput(since, now)},
+        }
+
+    def _throughput(self, since: float, now: float) -> list[tuple[float, int]]:
+        rows = self._query("SELECT CAST((time - ?) / ? AS INTEGER) AS slot, COUNT(*) AS n FROM items "
+                           "WHERE time >= ? GROUP BY slot", (since, THROUGHPUT_BUCKET_S, since))
+        if not rows:
+            return []
+        counts = {r["slot"]: r["n"] for r in rows}
+        last = max(int((now - since) // THROUGHPUT_BUCKET_S), *counts)
+        return [(since + slot * THROUGHPUT_BUCKET_S, counts.get(slot, 0)) for slot in range(min(counts), last + 1)]
+
+    def latency(self, items: int = LATENCY_ITEMS) -> dict[str, dict[str, float]]:
+        """Median, 95th percentile and maximum milliseconds per stage over the latest ``items`` items."""
+        per_stage: dict[str, list[float]] = {}
+        for row in self._query("SELECT latency_ms FROM items ORDER BY id DESC LIMIT ?", (items,)):
+            for stage, ms in row["latency_ms"].items():
+                per_stage.setdefault(stage, []).append(ms)
+        return {stage: {"p50": round(float(np.percentile(ms, 50)), 2), "p95": round(float(np.percentile(ms, 95)), 2),
+                        "max": round(max(ms), 2), "items": len(ms)} for stage, ms in per_stage.items()}
+
+    def kept_frame(self, item_id: int) -> Path | None:
+        """The item's frame kept for retraining (``NNNNNNNN.jpg``), if there is one."""
+        path = self.frames_folder / f"{item_id:08d}.jpg"
+        return path if path.is_file() else None

@@ -1,0 +1,190 @@
+// smartbin operator page: four tabs over the JSON API (see edge/web/app.py); the visible tab refreshes itself.
+"use strict";
+
+const OUTCOMES = ["sorted", "rejected", "late", "too_close", "error"];
+const REFRESH_MS = { live: 1000, today: 5000, health: 5000 };
+let uploadCapMb = null;
+let timer = null;
+let generation = 0;
+let shownFrame = null;
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, value);
+  node.append(...children.filter((c) => c !== null && c !== undefined));
+  return node;
+}
+
+const pct = (p) => `${(100 * p).toFixed(1)} %`;
+const clock = (t) => new Date(t * 1000).toLocaleTimeString([], { hour12: false });
+const stamp = (t) => new Date(t * 1000).toLocaleString([], { hour12: false });
+const ms = (v) => (v === undefined || v === null ? "–" : v.toFixed(1));
+
+function duration(s) {
+  const d = Math.floor(s / 86400), h = Math.floor((s % 86400) / 3600), m = Math.floor((s % 3600) / 60);
+  return d ? `${d} d ${h} h` : h ? `${h} h ${m} min` : `${m} min ${Math.floor(s % 60)} s`;
+}
+
+async function getJSON(url, options = {}) {
+  const response = await fetch(url, { cache: "no-store", ...options });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(body.error || `${response.status} ${response.statusText}`);
+  return body;
+}
+
+function tag(text, kind) {
+  return el("span", { class: `tag ${kind || ""}` }, text);
+}
+
+function bars(container, topK) {
+  container.replaceChildren(...topK.map(([label, p]) =>
+    el("div", { class: "bar", "data-label": label, "data-p": String(p) },
+      el("span", { class: "name" }, label),
+      el("span", { class: "track" }, el("span", { class: "fill", style: `width: ${(100 * p).toFixed(1)}%` })),
+      el("span", { class: "value" }, pct(p)))));
+}
+
+function facts(dl, pairs) {
+  dl.replaceChildren(...pairs.flatMap(([name, value]) => [el("dt", {}, name), el("dd", {}, value ?? "–")]));
+}
+
+function table(node, head, rows) {
+  node.replaceChildren(
+    el("thead", {}, el("tr", {}, ...head.map((h) => el("th", {}, h)))),
+    el("tbody", {}, ...rows.map((cells) => el("tr", {}, ...cells.map((c) => el("td", {}, c))))));
+}
+
+async function showLive() {
+  const { item, mode } = await getJSON("/api/live");
+  $("live-empty").hidden = item !== null;
+  if (item === null) return;
+  $("live-label").textContent = item.label === null ? "not classified" : `${item.label} ${pct(item.confidence)}`;
+  $("live-tags").replaceChildren(tag(`bin ${item.bin}`, "bin"), " ", tag(item.outcome, item.outcome));
+  facts($("live-facts"), [
+    ["item", `${item.id} (frame ${item.frame})`], ["time", stamp(item.time)], ["gate", item.gate_action],
+    ["latency", `${ms(item.latency_ms.total)} ms (since the camera line ${ms(item.latency_ms.since_line)} ms)`],
+    ["truth", item.truth], ["error", item.error],
+  ].filter(([, v]) => v !== null && v !== undefined));
+  bars($("live-bars"), item.top_k);
+  const frame = $("live-frame");
+  if (item.frame_url !== shownFrame) {
+    shownFrame = item.frame_url;
+    if (item.frame_url) frame.src = item.frame_url;
+  }
+  frame.hidden = !item.frame_url;
+  $("live-noframe").hidden = Boolean(item.frame_url);
+  $("live-caption").textContent = mode === "sorter"
+    ? `item ${item.id}: its best-centred frame; the amber box is the region of interest the model sees`
+    : `item ${item.id}: smartbin web without the sorter shows kept frames only`;
+}
+
+async function showToday() {
+  const [today, items] = await Promise.all([getJSON("/api/today"), getJSON("/api/items?limit=50")]);
+  $("today-outcomes").replaceChildren(
+    el("div", { class: "card", "data-outcome": "total" }, el("b", {}, String(today.total)), "items today"),
+    ...OUTCOMES.map((o) => el("div", { class: `card ${o}`, "data-outcome": o },
+      el("b", {}, String(today.outcomes[o])), o.replace("_", " "))));
+  table($("today-bins"), ["bin", "items", ...OUTCOMES.map((o) => o.replace("_", " "))],
+    Object.entries(today.by_bin).map(([bin, counts]) =>
+      [bin, String(today.bins[bin]), ...OUTCOMES.map((o) => String(counts[o]))]));
+  $("today-bins").querySelectorAll("tbody tr").forEach((row, i) => {
+    row.dataset.bin = Object.keys(today.by_bin)[i];
+  });
+  const buckets = today.throughput.buckets;
+  const most = Math.max(1, ...buckets.map(([, n]) => n));
+  $("today-throughput").replaceChildren(...(buckets.length ? buckets.map(([t, n]) =>
+    el("div", { class: "column", title: `${clock(t)}: ${n} items`, "data-n": String(n) },
+      el("span", { class: "count" }, n ? String(n) : ""),
+      el("span", { class: "stick", style: `height: ${(100 * n) / most}%` }),
+      el("span", { class: "when" }, clock(t).slice(0, 5)))) : [el("p", { class: "muted" }, "no items today")]));
+  table($("today-items"), ["time", "item", "label", "confidence", "bin", "outcome", "frame"],
+    items.map((item) => [
+      clock(item.time), String(item.id), item.label ?? "–",
+      item.confidence === null ? "–" : pct(item.confidence), item.bin, tag(item.outcome, item.outcome),
+      item.frame_url ? el("a", { href: item.frame_url, target: "_blank" }, "frame") : "",
+    ]));
+}
+
+async function showHealth() {
+  const h = await getJSON("/api/health");
+  uploadCapMb = h.upload_cap_mb;
+  const m = h.model, v = m.validation || {};
+  facts($("health-facts"), [
+    ["mode", h.mode === "sorter" ? "sorter (this process sorts)" : "standalone (records only, no camera)"],
+    ["uptime", `${duration(h.uptime_s)} (since ${stamp(h.started)})`],
+    ["camera", h.camera ? `${h.camera.source}: ${h.camera.fps.toFixed(1)} fps, ${h.camera.frames} frames` : "–"],
+    ["model", m.error ? `${m.file}: ${m.error}` : `${m.file} (${m.labels} classes, ${m.input} px, ${m.runtime})`],
+    ["card", m.error ? "–" : `${m.quantization ?? "?"}; validation on ${v.images ?? "?"} images: ` +
+      `int8 top-1 ${v.int8_top1_pct ?? "?"} %, agreement with float ${v.top1_agreement_pct ?? "?"} %, ` +
+      `drop ${v.drop_pp ?? "?"} pp`],
+    ["records", `${h.records.items} items in ${h.records.database}`],
+    ["last error", h.last_error
+      ? `${stamp(h.last_error.time)} item ${h.last_error.id}: ${h.last_error.error}` : "none"],
+    ["version", `smartbin ${h.version}`],
+  ]);
+  table($("health-latency"), ["stage", "median", "95th percentile", "max", "items"],
+    Object.entries(h.latency_ms).map(([stage, s]) => [stage, ms(s.p50), ms(s.p95), ms(s.max), String(s.items)]));
+}
+
+async function classify(event) {
+  event.preventDefault();
+  const file = $("classify-file").files[0];
+  const error = $("classify-error");
+  error.hidden = true;
+  $("classify-result").hidden = true;
+  if (!file) return;
+  if (uploadCapMb !== null && file.size > uploadCapMb * 1024 * 1024) {
+    error.textContent = `upload too large: at most ${uploadCapMb} MB`;
+    error.hidden = false;
+    return;
+  }
+  try {
+    const result = await getJSON("/api/classify", { method: "POST", body: new FormData($("classify-form")) });
+    $("classify-preview").src = URL.createObjectURL(file);
+    $("classify-label").textContent = `${result.label} ${pct(result.confidence)}`;
+    $("classify-tags").replaceChildren(
+      tag(`would go to bin ${result.bin}`, "bin"), " ",
+      tag(result.rejected ? `rejected: below ${result.threshold}` : "sorted", result.rejected ? "rejected" : "sorted"),
+      " ", el("span", { class: "muted" }, `${result.model}, ${result.crop}, ${result.ms} ms`));
+    bars($("classify-bars"), result.top_k);
+    $("classify-result").hidden = false;
+  } catch (e) {
+    error.textContent = e.message;
+    error.hidden = false;
+  }
+}
+
+const VIEWS = { live: showLive, today: showToday, health: showHealth };
+
+async function refresh(name) {
+  try {
+    await VIEWS[name]();
+    $("status").textContent = `updated ${clock(Date.now() / 1000)}`;
+    $("status").className = "";
+  } catch (e) {
+    $("status").textContent = `cannot update: ${e.message}`;
+    $("status").className = "error";
+  }
+}
+
+function show() {
+  const wanted = location.hash.slice(1);
+  const name = wanted in VIEWS || wanted === "classify" ? wanted : "live";
+  for (const section of document.querySelectorAll("main > section")) section.hidden = section.id !== name;
+  for (const link of document.querySelectorAll("nav a")) link.classList.toggle("active", link.hash === `#${name}`);
+  const mine = ++generation; // a refresh loop ends when another tab is shown
+  clearTimeout(timer);
+  if (!(name in VIEWS)) return;
+  const loop = async () => {
+    await refresh(name);
+    if (mine === generation) timer = setTimeout(loop, REFRESH_MS[name]);
+  };
+  loop();
+}
+
+$("classify-form").addEventListener("submit", classify);
+window.addEventListener("hashchange", show);
+getJSON("/api/health").then((h) => { uploadCapMb = h.upload_cap_mb; }).catch(() => {});
+show();

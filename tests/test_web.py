@@ -1,0 +1,429 @@
+"""The operator's web page: a real headless Chromium (Debian's, through Selenium and chromedriver) on the page of
+a replay-simulator run, the JSON API's bad inputs, the token and bind rules, and both commands that serve it.
+
+Screenshots go to artifacts/ (the README's docs/web-live.png is one of them, committed once)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+import pytest
+
+from edge.app import Sorter
+from edge.classifier import Classifier
+from edge.config import DEFAULT_CONFIG, Settings, load_settings
+from edge.errors import ConfigError
+from edge.images import read_rgb
+from edge.loop import FrameObserver
+from edge.preprocess import Roi, prepare
+from edge.records import ItemRecord, Records
+from edge.sources import Frame
+from edge.web import LiveState, WebServer
+from edge.web.queries import RecordsView
+from edge.web.state import annotated_jpeg
+from tests.conftest import PROJECT, TINY_MODEL, make_settings
+from tests.test_loop import write_config
+
+ARTIFACTS = PROJECT / "artifacts"
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+CHROMIUM_ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--window-size=1200,760")
+ITEMS = 12
+
+
+def request(url: str, method: str = "GET", body: bytes | None = None, headers: dict[str, str] | None = None
+            ) -> tuple[int, http.client.HTTPMessage, bytes]:
+    """(status, headers, body) of one request; redirects are not followed."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=20)
+    try:
+        conn.request(method, parts.path + (f"?{parts.query}" if parts.query else ""), body, headers or {})
+        response = conn.getresponse()
+        return response.status, response.headers, response.read()
+    finally:
+        conn.close()
+
+
+def post_refused_early(url: str, body: bytes | object, headers: dict[str, str], **options: object
+                       ) -> tuple[int, bytes]:
+    """(status, body) of a POST that the server may answer before it has read the whole body."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=20)
+    try:
+        try:
+            conn.request("POST", parts.path, body, headers, **options)  # type: ignore[arg-type]
+        except OSError:
+            pass  # the server answered and closed before the end of the body
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def get_json(url: str) -> object:
+    status, _, body = request(url)
+    assert status == 200, body
+    return json.loads(body)
+
+
+def multipart(data: bytes, field: str = "image", filename: str = "photo.jpg") -> tuple[bytes, dict[str, str]]:
+    boundary = "smartbin-test-boundary"
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+            f"Content-Type: application/octet-stream\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
+def db_rows(settings: Settings, sql: str) -> list[tuple]:
+    with sqlite3.connect(settings.records.database) as db:
+        return db.execute(sql).fetchall()
+
+
+def web_settings(tmp_path: Path, **web: object) -> Settings:
+    """Replay of a folder (``photos`` in tmp_path) at 2 frames a second, one frame per item, with the tiny model
+    and a region of interest inside the frame; the page on any free local port."""
+    model = tmp_path / "tiny12.tflite"
+    for suffix in (".tflite", ".json"):
+        shutil.copy(TINY_MODEL.with_suffix(suffix), model.with_suffix(suffix))
+    return make_settings(
+        tmp_path, model={"path": model}, sorting={"votes": 1},
+        camera={"source": str(tmp_path / "photos"), "fps": 2.0, "roi": (0.1, 0.1, 0.8, 0.8)},
+        conveyor={"trigger": "frames", "item_pass_s": 0.1}, web={"port": 0, **web})
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium, headless, driven by its own chromedriver."""
+    if not (CHROMIUM and CHROMEDRIVER):
+        reason = "Debian's chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the browser tests: {reason}")
+        pytest.skip(reason)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in CHROMIUM_ARGS:
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="module")
+def replay(tmp_path_factory, garbage12, browser):
+    """The page served by a sorter replaying real photos: the browser opens it before the first item, then the
+    sorter sorts ITEMS items (the page must follow by itself). Yields (settings, live state, server)."""
+    tmp_path = tmp_path_factory.mktemp("web")
+    for label in sorted(p.name for p in garbage12.iterdir())[:ITEMS]:  # one real photo of each class
+        (tmp_path / "photos" / label).mkdir(parents=True)
+        photo = sorted((garbage12 / label).iterdir())[0]
+        (tmp_path / "photos" / label / photo.name).symlink_to(photo)
+    settings = web_settings(tmp_path)
+    live = LiveState(settings.camera.region, settings.camera.source)
+    with WebServer(settings, live) as server, Sorter(settings, observers=[live]) as sorter:
+        browser.get(server.url + "#live")
+        wait_for(browser, lambda d: d.find_element("id", "live-empty").is_displayed())
+        sorter.loop.run(max_items=ITEMS)
+        yield settings, live, server
+
+
+def wait_for(driver, condition, timeout: float = 15.0):
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition)
+
+
+def screenshot(driver, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    driver.save_screenshot(str(ARTIFACTS / name))
+
+
+def show(driver, tab: str) -> None:
+    driver.find_element("id", f"tab-{tab}").click()
+    wait_for(driver, lambda d: d.find_element("id", tab).is_displayed())
+
+
+def test_live_view_follows_the_sorter_to_its_last_item_and_top5(replay, browser):
+    settings, live, server = replay
+    item_id, label, top_k, bin_name, outcome = db_rows(
+        settings, "SELECT id, label, top_k, bin, outcome FROM items ORDER BY id DESC LIMIT 1")[0]
+    assert item_id == ITEMS and live.latest is not None and live.latest.item_id == item_id
+    wait_for(browser, lambda d: d.find_element("id", "live-facts").text.startswith(f"item\n{item_id} "))
+    assert browser.find_element("id", "live-label").text.startswith(label)
+    bars = browser.find_elements("css selector", "#live-bars .bar")
+    assert [(b.get_attribute("data-label"), float(b.get_attribute("data-p"))) for b in bars] == \
+        [tuple(pair) for pair in json.loads(top_k)]
+    widths = [b.find_element("class name", "fill").size["width"] for b in bars]
+    assert widths == sorted(widths, reverse=True) and widths[0] > 0
+    assert browser.find_element("id", "live-tags").text.split() == ["bin", bin_name, outcome]
+    frame = browser.find_element("id", "live-frame")
+    wait_for(browser, lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", frame))
+    assert frame.get_attribute("src").endswith(f"/api/live/frame.jpg?id={item_id}")
+
+    screenshot(browser, "web-live.png")
+
+
+def test_today_counts_match_the_database_and_items_link_their_kept_frames(replay, browser):
+    settings, _, server = replay
+    show(browser, "today")
+    wait_for(browser, lambda d: d.find_elements("css selector", "#today-items tbody tr"))
+    cards = {c.get_attribute("data-outcome"): int(c.find_element("tag name", "b").text)
+             for c in browser.find_elements("css selector", "#today-outcomes .card")}
+    outcomes = dict(db_rows(settings, "SELECT outcome, COUNT(*) FROM items GROUP BY outcome"))
+    assert cards == {"total": ITEMS, **{o: outcomes.get(o, 0) for o in
+                                        ("sorted", "rejected", "late", "too_close", "error")}}
+    per_bin = {r.get_attribute("data-bin"): int(r.find_elements("tag name", "td")[1].text)
+               for r in browser.find_elements("css selector", "#today-bins tbody tr")}
+    assert per_bin == dict.fromkeys(settings.bins, 0) | dict(db_rows(settings, "SELECT bin, COUNT(*) FROM items "
+                                                                       "GROUP BY bin"))
+    rows = [[td.text for td in tr.find_elements("tag name", "td")]
+            for tr in browser.find_elements("css selector", "#today-items tbody tr")]
+    assert [int(r[1]) for r in rows] == list(range(ITEMS, 0, -1))
+    kept = {int(p.stem) for p in settings.retrain_folder.glob("*.jpg")}
+    assert kept - {ITEMS}, "the tiny model is unsure of most items: their frames are kept"
+    links = browser.find_elements("css selector", "#today-items a")
+    linked = {int(re.search(r"/api/items/(\d+)/frame.jpg", a.get_attribute("href"))[1]) for a in links
+              if "/api/items/" in a.get_attribute("href")}
+    assert linked == kept - {ITEMS}  # the latest item links its live frame instead
+    status, headers, body = request(links[-1].get_attribute("href"))
+    assert status == 200 and headers["content-type"] == "image/jpeg" and body[:2] == b"\xff\xd8"
+    screenshot(browser, "web-today.png")
+
+
+def test_health_shows_fps_latencies_model_and_uptime(replay, browser):
+    show(browser, "health")
+    wait_for(browser, lambda d: d.find_elements("css selector", "#health-latency tbody tr"))
+    text = browser.find_element("id", "health-facts").text
+    assert "sorter (this process sorts)" in text and "tiny12.tflite (12 classes, 32x32 px" in text
+    assert re.search(r"camera\n.+/photos: \d+\.\d fps, \d+ frames", text) and "last error\nnone" in text
+    stages = [tr.find_element("tag name", "td").text for tr in
+              browser.find_elements("css selector", "#health-latency tbody tr")]
+    assert {"preprocess", "classify", "decide", "plan", "total", "since_line"} <= set(stages)
+    screenshot(browser, "web-health.png")
+
+
+def test_a_real_photo_gets_the_loops_label_without_a_record(replay, browser, garbage12):
+    settings, _, _ = replay
+    photo = sorted((garbage12 / "cardboard").iterdir())[0]
+    with Classifier(settings.model.path) as classifier:
+        expected = classifier.classify(prepare(read_rgb(photo), classifier.input_size)).top(5)
+    items = db_rows(settings, "SELECT COUNT(*) FROM items")
+    show(browser, "classify")
+    browser.find_element("id", "classify-file").send_keys(str(photo))
+    browser.find_element("css selector", "#classify-form button").click()
+    wait_for(browser, lambda d: d.find_element("id", "classify-result").is_displayed())
+    assert browser.find_element("id", "classify-label").text.startswith(f"{expected[0][0]} ")
+    bars = browser.find_elements("css selector", "#classify-bars .bar")
+    assert [(b.get_attribute("data-label"), float(b.get_attribute("data-p"))) for b in bars] == \
+        [(label, pytest.approx(p)) for label, p in expected]
+    screenshot(browser, "web-classify.png")
+    assert db_rows(settings, "SELECT COUNT(*) FROM items") == items  # nothing recorded
+
+    browser.find_element("id", "classify-file").send_keys(str(PROJECT / "pyproject.toml"))
+    browser.find_element("css selector", "#classify-form button").click()
+    wait_for(browser, lambda d: d.find_element("id", "classify-error").is_displayed())
+    assert browser.find_element("id", "classify-error").text.startswith("not an image")
+
+
+@pytest.fixture(scope="module")
+def standalone(replay):
+    """``smartbin web`` alone on the same records (no sorter in the process)."""
+    settings, _, _ = replay
+    with WebServer(settings) as server:
+        yield settings, server.url
+
+
+def test_standalone_serves_the_same_records_without_a_live_frame(standalone, replay):
+    settings, url = standalone
+    assert get_json(url + "api/today") == get_json(replay[2].url + "api/today")
+    live = get_json(url + "api/live")
+    assert live["mode"] == "standalone" and live["item"]["id"] == ITEMS
+    assert live["item"]["frame_url"] in (None, f"/api/items/{ITEMS}/frame.jpg")  # a kept frame at most
+    health = get_json(url + "api/health")
+    assert health["mode"] == "standalone" and health["camera"] is None and health["records"]["items"] == ITEMS
+
+
+def test_reading_the_records_never_waits_for_the_sorters_write(tmp_path):
+    with Records(tmp_path / "items.db") as records:
+        records.add(ItemRecord(time.time(), 0, "test", "residual", "none", "sorted", "tiny12.tflite"))
+        writer = sqlite3.connect(tmp_path / "items.db")
+        writer.execute("BEGIN IMMEDIATE")  # the sorter in the middle of committing an item
+        view = RecordsView(tmp_path / "items.db", tmp_path / "uncertain", ["residual"])
+        started = time.monotonic()
+        assert view.total() == 1 and view.today()["total"] == 1 and view.recent(5)[0]["frame"] == 0
+        assert time.monotonic() - started < 1
+        writer.rollback()
+        writer.close()
+
+
+@pytest.mark.parametrize("case, status, message", [
+    ("text", 415, "not an image"),
+    ("empty", 415, "not an image"),
+    ("no boundary", 400, "broken multipart body"),
+    ("garbage", 400, "broken multipart body"),
+    ("no image field", 400, "no photo"),
+    ("declared huge", 413, "upload too large: at most 1 MB"),
+    ("streamed huge", 413, "upload too large: at most 1 MB"),
+])
+def test_bad_uploads_get_one_line_and_their_status(tmp_path, case, status, message):
+    settings = web_settings(tmp_path, max_upload_mb=1.0)
+    cases = {
+        "text": multipart(b"not a photo at all\n"),
+        "empty": multipart(b""),
+        "no boundary": (b"whatever", {"Content-Type": "multipart/form-data"}),
+        "garbage": (b"no boundary here", {"Content-Type": "multipart/form-data; boundary=xyz"}),
+        "no image field": multipart(b"\xff\xd8", field="photo"),
+        "declared huge": multipart(os.urandom(2 * 1024 * 1024)),
+    }
+    with WebServer(settings) as server:
+        if case == "streamed huge":  # chunked: no Content-Length to refuse it by
+            chunks = (os.urandom(64 * 1024) for _ in range(40))
+            got, body = post_refused_early(server.url + "api/classify", chunks, {"Content-Type": "image/jpeg"},
+                                           encode_chunked=True)
+        else:
+            got, body = post_refused_early(server.url + "api/classify", *cases[case])
+    error = json.loads(body)["error"]
+    assert (got, error[:len(message)]) == (status, message) and "\n" not in error and "Traceback" not in error
+
+
+def test_unknown_items_and_paths_get_404_and_never_a_file_outside_the_frames(standalone):
+    settings, url = standalone
+    (settings.retrain_folder.parent / "secret.jpg").write_bytes(b"\xff\xd8 not for the page")
+    cases = {
+        "api/items/99999": (404, "no item 99999"),
+        "api/items/abc": (404, "no item 'abc': items are numbered"),
+        "api/items/" + "9" * 5000: (404, "no item '9999"),
+        "api/items/%C2%B2": (404, "no item '²'"),
+        "api/live/frame.jpg?id=" + "9" * 5000: (400, "id must be a whole number"),
+        "api/items/99999/frame.jpg": (404, "no kept frame of item 99999"),
+        "api/live/frame.jpg?id=1": (404, "no live frame of item 1"),
+        "api/live/frame.jpg?id=..": (400, "id must be a whole number"),
+        "api/items?limit=0": (400, "limit must be a whole number from 1 to 500"),
+        "api/items/..%2f..%2fsecret/frame.jpg": (404, ""),
+        "api/items/1/../../secret.jpg": (404, ""),
+        "api/items/..%2f..%2fsecret.jpg": (404, ""),
+        "api/items/%2e%2e/frame.jpg": (404, ""),
+        "static/..%2f..%2f..%2fconfig.py": (404, ""),
+        "static/%2e%2e/app.py": (404, ""),
+        "static/index.html": (404, "not found"),
+        "api/classify": (405, "method not allowed: GET /api/classify"),
+    }
+    for path, (status, message) in cases.items():
+        got, _, body = request(url + path)
+        assert (got, json.loads(body)["error"][:len(message)]) == (status, message), path
+        assert b"not for the page" not in body and b"import" not in body
+    for path in ("static/app.js", "static/style.css", ""):
+        assert request(url + path)[0] == 200
+
+
+@pytest.mark.parametrize("host, token, error", [
+    ("127.0.0.1", "", None),
+    ("localhost", "", None),
+    ("::1", "", None),
+    ("0.0.0.0", "", "web: token: required to listen on '0.0.0.0'"),
+    ("192.168.1.20", "", "web: token: required to listen on '192.168.1.20'"),
+    ("bin.local", "", "web: token: required to listen on 'bin.local'"),
+    ("0.0.0.0", "short", "web: token: at least 16 characters"),
+    ("0.0.0.0", "a-long-enough-token", None),
+])
+def test_no_token_no_lan_bind(tmp_path, host, token, error):
+    config = tmp_path / "lan.toml"
+    config.write_text(DEFAULT_CONFIG.read_text().replace("\n[web]\n", f'\n[web]\nhost = "{host}"\ntoken = "{token}"\n'))
+    if error is None:
+        assert load_settings(config).web.host == host
+        return
+    with pytest.raises(ConfigError) as info:
+        load_settings(config)
+    assert str(info.value).startswith(f"lan.toml: {error}") and "\n" not in str(info.value)
+
+
+def test_token_is_required_on_every_request_and_compared_in_constant_time(tmp_path, monkeypatch):
+    import edge.web.auth
+
+    token = "s3cret-token-for-the-test"
+    compared = []
+    real = edge.web.auth.hmac.compare_digest
+    monkeypatch.setattr(edge.web.auth.hmac, "compare_digest", lambda a, b: compared.append(1) or real(a, b))
+    settings = web_settings(tmp_path, token=token)
+    with WebServer(settings) as server:
+        url = server.url
+        for path in ("", "api/today", "static/app.js", "api/items/1/frame.jpg"):
+            status, headers, body = request(url + path)
+            assert status == 401 and headers["WWW-Authenticate"] == "Bearer", path
+            assert json.loads(body)["error"].startswith("access token required")
+        assert request(url + "api/today", headers={"Authorization": f"Bearer {token}x"})[0] == 401
+        assert request(url + "api/today", headers={"Authorization": f"Bearer {token}"})[0] == 200
+        assert request(url + "?token=wrong")[0] == 401
+        status, headers, _ = request(url + "api/today?token=" + token + "&x=1")
+        assert status == 303 and headers["Location"] == "/api/today?x=1"
+        cookie = headers["Set-Cookie"]
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie
+        assert request(url + "api/today", headers={"Cookie": cookie.split(";")[0]})[0] == 200
+        assert request(url + "api/today", headers={"Cookie": "smartbin_token=nope"})[0] == 401
+    assert compared
+
+
+def test_a_busy_port_is_one_line_at_start(tmp_path):
+    settings = web_settings(tmp_path)
+    with WebServer(settings) as server:
+        port = urlsplit(server.url).port
+        busy = settings.model_copy(update={"web": settings.web.model_copy(update={"port": port})})
+        with pytest.raises(ConfigError, match=rf"^web: cannot listen on 127.0.0.1:{port}: .+$"):
+            WebServer(busy)
+
+
+def test_live_frame_is_the_items_best_frame_with_the_roi_drawn_and_the_frame_untouched():
+    live = LiveState(Roi(0.25, 0.0, 0.5, 1.0), "test")
+    assert isinstance(live, FrameObserver)
+    rgb = np.full((240, 320, 3), 40, np.uint8)
+    frame = Frame(rgb, time.time(), 7, time.monotonic())
+    live.on_frame(frame)
+    live.on_item_frame(3, frame)
+    live.on_item(3, ItemRecord(frame.timestamp, 7, "test", "residual", "none", "sorted", "tiny12.tflite"))
+    assert live.jpeg(2) is None and live.jpeg(3) is live.jpeg(3)  # encoded once per item
+    import cv2
+
+    drawn = cv2.cvtColor(cv2.imdecode(np.frombuffer(live.jpeg(3), np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    assert drawn.shape == rgb.shape and (rgb == 40).all()
+    amber = np.abs(drawn.astype(int) - (255, 160, 0)).sum(axis=2) < 90
+    assert amber[:, 78:83].any(axis=1).all() and amber[:, 237:242].any(axis=1).all()  # the ROI's sides
+    assert not amber[10:230, 100:220].any()  # and nothing inside
+    assert annotated_jpeg(np.zeros((720, 1280, 3), np.uint8), None)[:2] == b"\xff\xd8"
+
+
+def test_commands_serve_the_page_beside_the_sorter_and_alone(tmp_path, tiny_model, garbage12):
+    config = write_config(tmp_path, tiny_model)
+    config.write_text(config.read_text().replace("\n[web]\n", "\n[web]\nenabled = true\nport = 0\n").replace(
+        "\n[simulator]\n", f'\n[simulator]\nitems = "{garbage12}"\n'))
+
+    def start(*args: str) -> tuple[subprocess.Popen, str]:
+        proc = subprocess.Popen([sys.executable, "-m", "edge.cli", *args, "--config", str(config)],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for line in proc.stdout:  # type: ignore[union-attr]
+            if "web page at " in line:
+                return proc, line.split("web page at ")[1].split()[0]
+        raise AssertionError(f"no web page line; exit {proc.wait()}")
+
+    proc, url = start("run", "--max-items", "4")
+    deadline = time.monotonic() + 30
+    while (live := get_json(url + "api/live"))["item"] is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert live["mode"] == "sorter" and live["item"]["frame_url"].startswith("/api/live/frame.jpg")
+    assert proc.wait(timeout=60) == 0
+    proc, url = start("web")
+    assert get_json(url + "api/live")["mode"] == "standalone" and get_json(url + "api/today")["total"] == 4
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 0
