@@ -9,8 +9,7 @@ static page over a small JSON API (Starlette, served by uvicorn in a background 
     server.py    WebServer: binds the port at start, serves in a daemon thread, stops on close
 """
 
-from edge.web.app import create_app
 from edge.web.server import WebServer
 from edge.web.state import LiveState
 
-__all__ = ["LiveState", "WebServer", "create_app"]
+__all__ = ["LiveState", "WebServer"]
