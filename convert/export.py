@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from convert.errors import ConversionError
-from convert.progress import Progress
+from edge.progress import Progress
 from edge.runtime import interpreter_class
 
 EXACT_INPUT = (1.0, 0)  # uint8 input quantization under which raw pixels go in unchanged

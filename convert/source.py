@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from convert.errors import ConversionError
+from edge.model_card import sha256_of
 
 
 @dataclass(frozen=True)
@@ -25,15 +25,6 @@ class SourceModel:
     def size(self) -> tuple[int, int]:
         """(width, height), the order ``edge.preprocess.prepare`` takes."""
         return self.width, self.height
-
-
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_source(path: str | Path) -> SourceModel:

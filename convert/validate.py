@@ -14,7 +14,7 @@ import numpy as np
 
 from convert.dataset import Item, Reader
 from convert.errors import ConversionError
-from convert.progress import Progress
+from edge.progress import Progress
 from edge.classifier import Classifier
 
 BATCH = 32  # images per Keras float prediction

@@ -16,6 +16,7 @@ Everything else in the card (validation figures, source sha256, versions) is kep
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,15 @@ class ModelCard:
     labels: tuple[str, ...]
     input: InputContract
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file (the cards and reports name models by it)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def card_path(model_path: str | Path) -> Path:

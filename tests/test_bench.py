@@ -116,7 +116,7 @@ def test_report_structure(run, report, direct):
 
 
 def test_progress_bar_reports_on_stderr(run):
-    assert f"{2 * (12 * PER_CLASS + 3)} image runs in" in run[2]
+    assert f"{2 * (12 * PER_CLASS + 3)} done in" in run[2]
 
 
 def test_figures_match_a_direct_computation(report, direct):

@@ -17,7 +17,7 @@ from convert.__main__ import main
 from convert.dataset import Reader, list_folder, stratified_order
 from convert.errors import ConversionError
 from convert.labels import DEFAULT_LABELS, resolve_labels
-from convert.progress import Progress
+from edge.progress import Progress
 from convert.validate import Predictions, metrics
 from edge.images import labelled_images, read_rgb
 from edge.preprocess import prepare
@@ -84,7 +84,7 @@ def test_progress_reports_eta() -> None:
     progress.advance()
     progress.finish()
     lines = stream.getvalue().splitlines()
-    assert lines[0].startswith("calibration: 1/4 (25%) ETA ") and lines[-1].startswith("calibration: 2/4 done in")
+    assert lines[0].startswith("calibration: 1/4 (25%) [#####") and "ETA" in lines[0] and lines[-1].startswith("calibration: 2/4 done in")
 
 
 # --- bad input: one line, non-zero exit, nothing written -------------------------------------------------

@@ -12,6 +12,5 @@ a terminal table, ``report.json``, ``report.md``, a per-image CSV per model and 
     runner.py         cold starts, the passes, the report
     report.py         report.json, report.md, the terminal tables, the per-image CSV
     plots.py          latency distribution, confusion matrices, accuracy vs threshold (needs matplotlib)
-    progress.py       the progress bar with ETA on stderr
     command.py        the ``smartbin bench`` arguments
 """

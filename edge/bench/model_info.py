@@ -13,7 +13,6 @@ its partition in a workspace of its own). ``weights`` are the constant tensors, 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 import tempfile
@@ -25,16 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from edge.model_card import sha256_of
+
 DELEGATE = "DELEGATE"
-
-
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @contextmanager

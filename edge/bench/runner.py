@@ -12,9 +12,10 @@ import numpy as np
 
 from edge.bench.accuracy import evaluate
 from edge.bench.dataset import ImageSet, collect
-from edge.bench.model_info import delegation, memory, ops_of, sha256_of
+from edge.bench.model_info import delegation, memory, ops_of
+from edge.model_card import sha256_of
 from edge.bench.platform_info import platform_info
-from edge.bench.progress import ProgressBar
+from edge.progress import Progress
 from edge.bench.timing import Pass, load, run_pass, warm_up
 from edge.model_card import ModelCard
 
@@ -67,7 +68,7 @@ def run(options: Options, stream: TextIO | None = None) -> Bench:
     models = [cold_start(path, name, options.threads[0])
               for path, name in zip(options.models, unique_names(options.models))]
     images = image_set.images
-    progress = ProgressBar(len(models) * len(options.threads) * len(images), stream)
+    progress = Progress("benchmark", len(models) * len(options.threads) * len(images), stream, every=10.0)
     for model in models:
         for threads in options.threads:
             model.passes.append(run_pass(model.path, threads, images, options.warmup, progress,
@@ -75,7 +76,7 @@ def run(options: Options, stream: TextIO | None = None) -> Bench:
         first = model.passes[0]
         truths = [images[i].truth for i in first.readable]
         model.accuracy = evaluate(truths, first.probabilities, model.labels, options.threshold)
-    progress.close()
+    progress.finish()
     return Bench(options, image_set, platform, models, created, time.monotonic() - started)
 
 

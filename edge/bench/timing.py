@@ -21,7 +21,7 @@ import numpy as np
 
 from edge.bench.dataset import BenchImage
 from edge.bench.model_info import captured_stderr
-from edge.bench.progress import ProgressBar
+from edge.progress import Progress
 from edge.classifier import Classifier, Prediction
 from edge.errors import ImageError
 from edge.images import read_rgb
@@ -114,7 +114,7 @@ def time_image(classifier: Classifier, path: Path) -> tuple[list[float], Predict
     return [t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t1], prediction, top
 
 
-def run_pass(model: Path, threads: int, images: Sequence[BenchImage], warmup: int, progress: ProgressBar,
+def run_pass(model: Path, threads: int, images: Sequence[BenchImage], warmup: int, progress: Progress,
              label: str) -> Pass:
     """Build ``model`` with ``threads`` threads, warm it up, then time every image (see the module docstring)."""
     reset = reset_peak_rss()
@@ -129,7 +129,7 @@ def run_pass(model: Path, threads: int, images: Sequence[BenchImage], warmup: in
         width, height = classifier.input_size
         warm_up(classifier, np.full((height, width, 3), 128, np.uint8), warmup)
         for index, image in enumerate(images):
-            progress.advance(label)
+            progress.advance(task=label)
             try:
                 row, prediction, top = time_image(classifier, image.path)
             except ImageError as exc:
