@@ -5,7 +5,7 @@ a terminal table, ``report.json``, ``report.md``, a per-image CSV per model and 
 (no TensorFlow), so it runs on the Pi itself.
 
     dataset.py        the images: class sub-folders, an optional split manifest, an optional cap
-    model_info.py     what a model is: sha256, XNNPACK delegation, activation and weight memory
+    model_info.py     what the runtime made of a model: XNNPACK delegation, activation and weight memory
     platform_info.py  what the machine is: board, CPU, cores, governor, load, versions
     timing.py         one timed pass of one model at one thread count over every image
     accuracy.py       top-1/top-3, F1, per-class precision/recall, confusion, the confidence threshold

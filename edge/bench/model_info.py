@@ -1,4 +1,4 @@
-"""What a model is, as the runtime sees it: file hash, XNNPACK delegation, activation and weight memory.
+"""What a model is, as the runtime sees it: XNNPACK delegation, activation and weight memory.
 
 XNNPACK: a delegate replaces the ops it takes with one ``DELEGATE`` node in the interpreter's op list; without
 an explicit delegate the only one the CPU runtime applies is XNNPACK. The ops it took are found by walking
@@ -19,12 +19,9 @@ import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from edge.model_card import sha256_of
 
 DELEGATE = "DELEGATE"
 

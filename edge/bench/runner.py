@@ -13,11 +13,10 @@ import numpy as np
 from edge.bench.accuracy import evaluate
 from edge.bench.dataset import ImageSet, collect
 from edge.bench.model_info import delegation, memory, ops_of
-from edge.model_card import sha256_of
 from edge.bench.platform_info import platform_info
-from edge.progress import Progress
 from edge.bench.timing import Pass, load, run_pass, warm_up
-from edge.model_card import ModelCard
+from edge.model_card import ModelCard, sha256_of
+from edge.progress import Progress
 
 
 @dataclass(frozen=True)

@@ -21,11 +21,11 @@ import numpy as np
 
 from edge.bench.dataset import BenchImage
 from edge.bench.model_info import captured_stderr
-from edge.progress import Progress
 from edge.classifier import Classifier, Prediction
 from edge.errors import ImageError
 from edge.images import read_rgb
 from edge.preprocess import prepare
+from edge.progress import Progress
 
 STAGES = ("decode", "preprocess", "invoke", "postprocess", "total")
 PERCENTILES = (50, 90, 99)
