@@ -1,0 +1,131 @@
+"""The Markdown model card (``models/README.md``), written from the shipped card and the training record.
+
+    python -m models.report --card models/garbage12_resnet50_int8.json \
+        --training models/float_test_metrics.json --out models/README.md
+
+Every figure comes from the two JSON files, so a rebuild regenerates a consistent card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from models.split import SPLITS, read_manifest
+
+TARGETS = {"top1": 0.96, "weighted_f1": 0.96, "agreement": 0.99, "drop_pp": 0.5}
+
+
+def _mark(ok: bool) -> str:
+    return "met" if ok else "**not met**"
+
+
+def headline(test: dict[str, Any]) -> list[str]:
+    """The table of headline figures against the issue's targets."""
+    i8, fl = test["int8"], test["float"]
+    rows = [
+        ("top-1", f"{i8['top1']:.4f}", f"{fl['top1']:.4f}", "≥ 0.96", _mark(i8["top1"] >= TARGETS["top1"])),
+        ("weighted F1", f"{i8['weighted_f1']:.4f}", f"{fl['weighted_f1']:.4f}", "≥ 0.96",
+         _mark(i8["weighted_f1"] >= TARGETS["weighted_f1"])),
+        ("macro F1", f"{i8['macro_f1']:.4f}", f"{fl['macro_f1']:.4f}", "", ""),
+        ("float/int8 top-1 agreement", f"{test['top1_agreement']:.2%}", "", "≥ 99 %",
+         _mark(test["top1_agreement"] >= TARGETS["agreement"])),
+        ("int8 drop vs float", f"{test['drop_pp']:+.2f} pp", "", "≤ 0.5 pp", _mark(test["drop_pp"] <= TARGETS["drop_pp"])),
+    ]
+    lines = ["| test split | int8 (shipped) | float (Keras) | target | |", "|---|---:|---:|---:|---|"]
+    return lines + [f"| {' | '.join(row)} |" for row in rows]
+
+
+def per_class(test: dict[str, Any], labels: list[str]) -> list[str]:
+    """Per-class precision / recall / F1 of the int8 model, recall of the float model."""
+    lines = [
+        "| class | test photos | int8 precision | int8 recall | int8 F1 | float precision | float recall |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label in labels:
+        i8, fl = test["int8"]["per_class"][label], test["float"]["per_class"][label]
+        lines.append(f"| {label} | {i8['support']} | {i8['precision']:.3f} | {i8['recall']:.3f} | {i8['f1']:.3f} "
+                     f"| {fl['precision']:.3f} | {fl['recall']:.3f} |")
+    return lines
+
+
+def split_table(manifest: Path, labels: list[str]) -> list[str]:
+    """Photos per class and split."""
+    counts = Counter((e.label, e.split) for e in read_manifest(manifest))
+    lines = ["| class | " + " | ".join(SPLITS) + " |", "|---|" + "---:|" * len(SPLITS)]
+    lines += [f"| {label} | " + " | ".join(str(counts[(label, s)]) for s in SPLITS) + " |" for label in labels]
+    totals = [sum(counts[(label, s)] for label in labels) for s in SPLITS]
+    return lines + ["| **all** | " + " | ".join(f"**{n}**" for n in totals) + " |"]
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min"
+
+
+def render(card: dict[str, Any], training: dict[str, Any], manifest: Path, template: str) -> str:
+    """The Markdown card."""
+    test, labels = card["test"], list(card["labels"])
+    recipe, fit = training["recipe"], training["training"]
+    confusions = "\n".join(
+        f"- {c['true']} → {c['predicted']}: {c['count']} of {test['int8']['per_class'][c['true']]['support']}"
+        for c in test["int8"]["top_confusions"]
+    )
+    values = {
+        "headline": "\n".join(headline(test)),
+        "per_class": "\n".join(per_class(test, labels)),
+        "split_table": "\n".join(split_table(manifest, labels)),
+        "confusions": confusions,
+        "images": test["images"],
+        "tflite_mb": f"{card['size_bytes']['tflite'] / 1e6:.1f}",
+        "keras_mb": f"{card['size_bytes']['keras'] / 1e6:.1f}",
+        "keras_sha": card["source"]["sha256"],
+        "views": recipe["views"],
+        "aug_views": recipe["views"] - 1,
+        "epochs": recipe["epochs"],
+        "epochs_run": fit["epochs_run"],
+        "best_epoch": fit["best_epoch"],
+        "lr": recipe["lr"],
+        "batch": recipe["batch"],
+        "smoothing": recipe["label_smoothing"],
+        "power": recipe["class_weight_power"],
+        "patience": recipe["patience"],
+        "seed": recipe["seed"],
+        "train_time": _minutes(fit["seconds"]),
+        "extract_time": _minutes(training["extraction"]["seconds"]),
+        "extract_images": training["extraction"]["images"],
+        "cpu": training["machine"]["cpu"],
+        "cores": training["machine"]["cores"],
+        "tf": training["versions"]["tensorflow"],
+        "keras": training["versions"]["keras"],
+        "int8_ms": f"{1000 * test['int8_seconds_per_image']:.0f}",
+        "eval_cores": test["machine"]["cores"],
+        "calibration": card["quantization"].get("calibration", {}).get("images", "?"),
+        "val_top1": f"{training['val_from_features']['top1']:.4f}",
+    }
+    return template.format(**values)
+
+
+TEMPLATE = Path(__file__).with_name("README.template.md")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--card", type=Path, default=Path("models/garbage12_resnet50_int8.json"), help="model card")
+    parser.add_argument("--training", type=Path, default=Path("models/float_test_metrics.json"),
+                        help="training record written by models.train")
+    parser.add_argument("--manifest", type=Path, default=Path("models/split.csv"), help="split manifest")
+    parser.add_argument("--template", type=Path, default=TEMPLATE, help="Markdown template")
+    parser.add_argument("--out", type=Path, default=Path("models/README.md"), help="Markdown card to write")
+    args = parser.parse_args(argv)
+    card = json.loads(args.card.read_text(encoding="utf-8"))
+    training = json.loads(args.training.read_text(encoding="utf-8"))
+    args.out.write_text(render(card, training, args.manifest, args.template.read_text(encoding="utf-8")),
+                        encoding="utf-8")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
