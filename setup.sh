@@ -66,4 +66,4 @@ fi
 
 runtime=$(.venv/bin/python -c 'from edge.runtime import interpreter_class; print(interpreter_class()[1])')
 say "TFLite runtime: $runtime"
-say "done. Try: .venv/bin/smartbin check   and   .venv/bin/smartbin run --max-items 20"
+say "done. Try: .venv/bin/smartbin check   and   .venv/bin/smartbin run --max-items 10"
