@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import platform
-import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -60,11 +59,13 @@ def temperature_c() -> float | None:
 
 
 def versions(runtime: str) -> dict[str, str]:
-    """Versions of Python and the packages the benchmark's figures depend on."""
+    """Versions of Python and the packages the benchmark's figures depend on (matplotlib where installed)."""
     found = {"smartbin": __version__, "python": platform.python_version(), "runtime": runtime,
              "numpy": np.__version__, "opencv": cv2.__version__}
-    if "matplotlib" in sys.modules:
+    try:
         found["matplotlib"] = metadata.version("matplotlib")
+    except metadata.PackageNotFoundError:
+        pass
     return found
 
 
