@@ -3,12 +3,13 @@
 Per image: ``decode`` (read the file; a camera hands over decoded frames, so it is not part of ``total``),
 ``preprocess`` (crop, resize, set the input tensor), ``invoke``, ``postprocess`` (read and dequantize the output,
 rank the top 3, as the loop does), and ``total`` = the last three. Peak RSS is the process's high-water mark,
-reset before the model is built where Linux allows it (``/proc/self/clear_refs``; ``rss_before`` is the RSS
-then), else the process's peak so far.
+reset before the model is built where Linux allows it (freed heap handed back with glibc's ``malloc_trim``,
+then ``/proc/self/clear_refs``; ``rss_before`` is the RSS then), else the process's peak so far.
 """
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import resource
 import sys
@@ -69,8 +70,13 @@ def peak_rss_bytes() -> int:
 
 
 def reset_peak_rss() -> bool:
-    """Reset the peak RSS to the current RSS (Linux ≥ 4.0); False where that is not possible."""
+    """Free what can be freed, then reset the peak RSS to the current RSS (Linux ≥ 4.0); False where the reset
+    is not possible."""
     gc.collect()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)  # glibc keeps freed heap (decoded photos, a closed model) otherwise
+    except (OSError, AttributeError):
+        pass
     try:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
