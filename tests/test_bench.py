@@ -104,6 +104,7 @@ def test_report_structure(run, report, direct):
             assert figures["n"] == run_["images"]
             assert 0 < figures["min"] <= figures["p50"] <= figures["p90"] <= figures["p99"] <= figures["max"]
         assert run_["top1_same_as_first_run"] == 1.0
+        assert 0 <= run_["other_cpu_share"] <= 1
         assert run_["items_per_s"] == pytest.approx(run_["throughput_per_s"] / load_settings().sorting.votes)
     accuracy = model["accuracy"]
     assert accuracy["images"] == 12 * PER_CLASS and accuracy["unknown_folders"] == {"compost": 2}

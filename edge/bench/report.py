@@ -18,6 +18,7 @@ from edge.bench.timing import STAGES, stats
 SCHEMA = "smartbin.bench-report/1"
 NUMBER = re.compile(r"^(–|-?[\d.]+( %|×)?|)$")  # cells aligned right: numbers, percentages, ratios, blanks
 MIB = 1024 * 1024
+BUSY = 0.1  # share of the CPU taken by other processes during a pass above which its timings are flagged
 
 
 def build(bench: Bench) -> dict[str, Any]:
@@ -65,7 +66,7 @@ def model_report(model: ModelRun, votes: int) -> dict[str, Any]:
              "throughput_per_s": p.throughput, "items_per_s": p.throughput / votes,
              "rss_before_mib": None if p.rss_before_bytes is None else p.rss_before_bytes / MIB,
              "peak_rss_mib": p.peak_rss_bytes / MIB,
-             "peak_rss_scope": p.peak_scope,
+             "peak_rss_scope": p.peak_scope, "other_cpu_share": p.other_cpu_share,
              "top1_same_as_first_run": float(np.mean(p.probabilities.argmax(axis=1) == baseline))
              if len(baseline) else None}
             for p in model.passes]
@@ -249,6 +250,10 @@ def notes(report: dict[str, Any]) -> list[str]:
         lines.append(f"unreadable: {len(images['unreadable'])}: "
                      + ", ".join(u["path"] for u in images["unreadable"][:10]))
     for m in report["models"]:
+        for run in m["runs"]:
+            if (run["other_cpu_share"] or 0) > BUSY:
+                lines.append(f"{m['name']} ×{run['threads']}: other processes took {pct(run['other_cpu_share'])} of "
+                             "the CPU during the pass, its timings are disturbed: rerun on a quiet machine")
         unknown = (m["accuracy"] or {}).get("unknown_folders")
         if unknown:
             lines.append(f"{m['name']}: folders that are not labels of the model, left out of its accuracy: "

@@ -4,13 +4,16 @@ Per image: ``decode`` (read the file; a camera hands over decoded frames, so it 
 ``preprocess`` (crop, resize, set the input tensor), ``invoke``, ``postprocess`` (read and dequantize the output,
 rank the top 3, as the loop does), and ``total`` = the last three. Peak RSS is the process's high-water mark,
 reset before the model is built where Linux allows it (freed heap handed back with glibc's ``malloc_trim``,
-then ``/proc/self/clear_refs``; ``rss_before`` is the RSS then), else the process's peak so far.
+then ``/proc/self/clear_refs``; ``rss_before`` is the RSS then), else the process's peak so far. The CPU time
+other processes took during the timed images (``/proc/stat`` minus this process) says whether the machine was
+quiet: a busy core slows a multi-threaded invoke down to the pace of its slowest thread.
 """
 
 from __future__ import annotations
 
 import ctypes
 import gc
+import os
 import resource
 import sys
 import time
@@ -41,6 +44,7 @@ class Pass:
     peak_rss_bytes: int
     rss_before_bytes: int | None
     peak_scope: str
+    other_cpu_share: float | None
     latency_ms: dict[str, np.ndarray]
     probabilities: np.ndarray
     readable: list[int]
@@ -52,6 +56,27 @@ class Pass:
         """Images per second, one after the other (from the summed per-image totals)."""
         total_s = float(self.latency_ms["total"].sum()) / 1000
         return len(self.readable) / total_s if total_s > 0 else 0.0
+
+
+def cpu_seconds() -> tuple[float, float] | None:
+    """(busy CPU seconds of the whole machine since boot, CPU seconds of this process); None off Linux."""
+    try:
+        ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (ticks + [0] * 8)[:8]
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    machine = (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    return machine, usage.ru_utime + usage.ru_stime
+
+
+def other_cpu_share(before: tuple[float, float] | None, wall_s: float) -> float | None:
+    """Share of the machine's CPU time that other processes (or the hypervisor) took since ``before``."""
+    after = cpu_seconds()
+    if before is None or after is None or wall_s <= 0:
+        return None
+    others = (after[0] - before[0]) - (after[1] - before[1])
+    return min(max(others / (wall_s * (os.cpu_count() or 1)), 0.0), 1.0)
 
 
 def stats(values_ms: np.ndarray) -> dict[str, float | int]:
@@ -134,6 +159,7 @@ def run_pass(model: Path, threads: int, images: Sequence[BenchImage], warmup: in
     with classifier:
         width, height = classifier.input_size
         warm_up(classifier, np.full((height, width, 3), 128, np.uint8), warmup)
+        started, cpu_before = time.perf_counter(), cpu_seconds()
         for index, image in enumerate(images):
             progress.advance(task=label)
             try:
@@ -145,10 +171,11 @@ def run_pass(model: Path, threads: int, images: Sequence[BenchImage], warmup: in
             predictions.append(prediction)
             tops.append(top)
             readable.append(index)
+        others = other_cpu_share(cpu_before, time.perf_counter() - started)
     times = np.array(seconds, dtype=np.float64).reshape(-1, len(STAGES)) * 1000
     return Pass(
         threads=threads, load_s=load_s, peak_rss_bytes=peak_rss_bytes(), rss_before_bytes=rss_before,
-        peak_scope="this pass" if reset else "process",
+        peak_scope="this pass" if reset else "process", other_cpu_share=others,
         latency_ms={stage: times[:, i] for i, stage in enumerate(STAGES)},
         probabilities=np.array([p.probabilities for p in predictions], np.float32).reshape(-1, len(classifier.labels)),
         readable=readable, top3=tops, unreadable=unreadable,
