@@ -203,8 +203,11 @@ def class_table(models: list[dict[str, Any]]) -> Table:
         support = next(c["support"] for c in cells if c)
         rows.append([label, str(support)] + [x for c in cells for x in
                                              ((pct(c["precision"]), pct(c["recall"])) if c else ("", ""))])
-    headers = ["class", "images"] + [f"{m['name']} {x}" for m in scored for x in ("precision", "recall")]
-    return Table("Per class", headers, rows)
+    if len(scored) == 1:
+        return Table("Per class", ["class", "images", "precision", "recall"], rows)
+    legend = ", ".join(f"{i} = {m['name']}" for i, m in enumerate(scored, 1))
+    headers = ["class", "images"] + [f"{x}{i}" for i in range(1, len(scored) + 1) for x in ("P", "R")]
+    return Table(f"Per class: precision P and recall R of model {legend}", headers, rows)
 
 
 def confusion_table(models: list[dict[str, Any]]) -> Table:
@@ -217,10 +220,9 @@ def as_text(table: Table) -> str:
     """The table aligned in columns for the terminal."""
     grid = [table.headers, *table.rows]
     widths = [max(len(row[i]) for row in grid) for i in range(len(table.headers))]
-    lines = [table.title, "  ".join(h.ljust(w) for h, w in zip(table.headers, widths)).rstrip()]
     right = [all(NUMBER.match(row[i]) for row in table.rows) for i in range(len(table.headers))]
-    lines += ["  ".join(cell.rjust(w) if r else cell.ljust(w) for cell, w, r in zip(row, widths, right)).rstrip()
-              for row in table.rows]
+    lines = [table.title] + ["  ".join(cell.rjust(w) if r else cell.ljust(w) for cell, w, r in zip(row, widths, right))
+                             .rstrip() for row in grid]
     return "\n".join(lines)
 
 
