@@ -77,21 +77,20 @@ def confusion(model: dict[str, Any], path: Path, plt: Any) -> str:
 
 
 def threshold(report: dict[str, Any], path: Path, plt: Any) -> str:
-    """Accuracy of the accepted images and the rejected share against the confidence threshold."""
-    figure, ax = plt.subplots(figsize=(7, 4.5))
+    """Against the confidence threshold: top-1 accuracy of the accepted images (left), share rejected (right)."""
+    figure, (accepted, rejected) = plt.subplots(1, 2, figsize=(11, 4.2))
     for model in report["models"]:
         curve = model["accuracy"]["curve"] if model["accuracy"] else None
         if curve:
-            accuracy = [np.nan if a is None else a for a in curve["accepted_accuracy"]]
-            line, = ax.plot(curve["threshold"], accuracy, label=f"{model['name']}: top-1 of the accepted")
-            ax.plot(curve["threshold"], curve["rejected_share"], linestyle="--", color=line.get_color(),
-                    label=f"{model['name']}: share rejected")
+            accuracy = [np.nan if a is None else 100 * a for a in curve["accepted_accuracy"]]
+            accepted.plot(curve["threshold"], accuracy, label=model["name"])
+            rejected.plot(curve["threshold"], [100 * r for r in curve["rejected_share"]], label=model["name"])
     configured = report["settings"]["threshold"]
-    ax.axvline(configured, color="grey", linewidth=1)
-    ax.text(configured, 0.02, f" configured {configured:g}", color="grey")
-    ax.set(xlabel="confidence threshold", ylabel="share", ylim=(0, 1.02), xlim=(0, 1),
-           title="Accuracy vs confidence threshold")
-    ax.legend(fontsize=8)
+    for ax, title in ((accepted, "top-1 of the accepted images, %"), (rejected, "images to the reject bin, %")):
+        ax.axvline(configured, color="grey", linewidth=1, label=f"configured threshold {configured:g}")
+        ax.set(xlabel="confidence threshold", title=title, xlim=(0, 1))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     return save(figure, path, plt)
 
 
