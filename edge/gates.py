@@ -29,7 +29,7 @@ class Route:
     def describe(self) -> str:
         if self.gate is None:
             return "none"
-        return f"{self.gate}→{self.angle:g}°" if self.angle is not None else f"{self.gate} on"
+        return f"{self.gate}→{self.angle:g}°" if self.angle is not None else f"{self.gate}→on"
 
 
 class GateBank:

@@ -26,7 +26,7 @@ CREATE TABLE IF NOT EXISTS items (
     confidence  REAL,
     top_k       TEXT    NOT NULL,   -- JSON [[label, probability], ...], most probable first
     bin         TEXT    NOT NULL,   -- where the item was sent
-    gate_action TEXT    NOT NULL,   -- e.g. 'flap→45°', 'pusher on', 'none'
+    gate_action TEXT    NOT NULL,   -- e.g. 'flap→45°', 'pusher→on', 'none'
     outcome     TEXT    NOT NULL CHECK (outcome IN ('sorted', 'rejected', 'error', 'late', 'too_close')),
     error       TEXT,
     latency_ms  TEXT    NOT NULL,   -- JSON {stage: milliseconds}

@@ -74,8 +74,8 @@ class Plan:
     def gate_action(self) -> str:
         if self.hold is None:
             return "none"
-        state = f"{self.hold.state:g}°" if not isinstance(self.hold.state, bool) else "on"
-        return f"{self.hold.gate}→{state}"
+        angle = None if isinstance(self.hold.state, bool) else self.hold.state
+        return Route(self.hold.gate, angle).describe()
 
 
 def overlaps(a0: float, a1: float, b0: float, b1: float) -> bool:
@@ -196,11 +196,6 @@ class Planner:
         with self.lock:
             times = [t for h in self.holds for t in (h.start, h.end) if t > after]
             return min(times, default=None)
-
-    def in_flight(self, now: float) -> int:
-        """Holds not yet finished."""
-        with self.lock:
-            return sum(h.end > now for h in self.holds)
 
 
 class GateScheduler:
