@@ -1,19 +1,36 @@
-"""The preprocessing contract: frame → region of interest → model input.
+"""The preprocessing contract: frame → crop → model input.
 
 The model does its own normalisation (the ResNet-50 "caffe" transform lives inside the TFLite graph), so the
-edge only crops and resizes and hands over uint8 RGB pixels. This one function is used by the sorting loop,
-the benchmark, the converter's calibration and validation, and the tests alike.
+edge only crops and resizes and hands over uint8 RGB pixels. ``prepare`` is used by the sorting loop, the
+benchmark, the converter's calibration and validation, training, "classify a photo" and the tests alike.
+
+Two crops:
+
+- ``roi``: the region of interest (or the centre square), as it is;
+- ``item``: a square around the item (its bounding box, ``ITEM_MARGIN`` on each side), clamped to the frame
+  and padded with the belt's colour where the square is larger than the frame. The box comes from the vision
+  trigger (which knows the pixels that differ from the empty belt) or, for the beam trigger and stills, from
+  ``locate_item``: the pixels of the region that stand out from the colour of its border (the belt). When
+  nothing stands out, the item crop falls back to the ROI.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import cv2
 import numpy as np
 
 RESIZE_METHOD = "cv2.INTER_AREA"
 CENTER_SQUARE = "center-square"
+ITEM_CROP = "item-square"
+CropMode = Literal["item", "roi"]
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in frame pixels, x1/y1 exclusive
+
+ITEM_MARGIN = 0.12  # share of the item's larger side added on each side of the item crop
+LOCATE_WIDTH = 128  # pixels across the region that ``locate_item`` works on
+MIN_CONTRAST = 28.0  # smallest colour distance from the belt (0-441) that counts as "stands out"
 
 
 @dataclass(frozen=True)
@@ -52,13 +69,121 @@ def crop_box(frame: np.ndarray, roi: Roi | None = None) -> tuple[int, int, int, 
     return roi.box(width, height) if roi is not None else center_square(width, height)
 
 
-def prepare(frame: np.ndarray, size: tuple[int, int], roi: Roi | None = None) -> np.ndarray:
-    """Crop ``frame`` (uint8 RGB, H×W×3) to ``roi`` and resize it to ``size`` = (width, height).
+def border_pixels(image: np.ndarray, width: int = 2) -> np.ndarray:
+    """The values of the outer ``width``-pixel ring of an H×W(×C) image: N(×C)."""
+    ring = [image[:width], image[-width:], image[width:-width, :width], image[width:-width, -width:]]
+    return np.concatenate([part.reshape(-1, *image.shape[2:]) for part in ring])
 
-    Returns a C-contiguous uint8 RGB array of shape (height, width, 3), ready for the model's input.
+
+def belt_colour(image: np.ndarray) -> np.ndarray:
+    """The belt's colour behind an item: the per-channel median of the image's border, float32 RGB."""
+    return np.median(border_pixels(image), axis=0).astype(np.float32)
+
+
+def foreground(image: np.ndarray) -> np.ndarray:
+    """Which pixels of an RGB image stand out from the colour of its border: a uint8 0/1 mask.
+
+    The border's median is the belt; a pixel stands out when its colour distance from it exceeds both
+    ``MIN_CONTRAST`` and 1.5 × the border's own 90th-percentile distance (a textured belt needs more).
+    Holes inside an item (a label the colour of the belt) are filled; specks are opened away.
+    """
+    smooth = cv2.GaussianBlur(image, (3, 3), 0).astype(np.float32)
+    belt = np.median(border_pixels(smooth), axis=0)
+    distance = np.linalg.norm(smooth - belt, axis=2)
+    threshold = max(MIN_CONTRAST, 1.5 * float(np.percentile(border_pixels(distance), 90)))
+    mask = (distance > threshold).astype(np.uint8)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
+    return fill_holes(mask)
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """A 0/1 mask with every background region that does not touch the border set to 1."""
+    padded = np.pad(mask, 1)
+    outside = padded.copy()
+    cv2.floodFill(outside, None, (0, 0), 2)
+    return (outside[1:-1, 1:-1] != 2).astype(np.uint8)
+
+
+def item_box(mask: np.ndarray, min_share: float = 0.004) -> tuple[int, int, int, int] | None:
+    """Bounding box (x0, y0, x1, y1) of the item in a 0/1 mask: the largest blob and every blob at least
+    a sixth of its size (an item seen in pieces); ``None`` when less than ``min_share`` of the mask is set."""
+    count, _, stats, _ = cv2.connectedComponentsWithStats(mask)
+    if count < 2:
+        return None
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    if areas.max() < min_share * mask.size:
+        return None
+    keep = stats[1:][areas >= areas.max() / 6]
+    x0, y0 = keep[:, cv2.CC_STAT_LEFT].min(), keep[:, cv2.CC_STAT_TOP].min()
+    x1 = (keep[:, cv2.CC_STAT_LEFT] + keep[:, cv2.CC_STAT_WIDTH]).max()
+    y1 = (keep[:, cv2.CC_STAT_TOP] + keep[:, cv2.CC_STAT_HEIGHT]).max()
+    return int(x0), int(y0), int(x1), int(y1)
+
+
+def locate_item(frame: np.ndarray, region: Box | None = None) -> Box | None:
+    """The item's bounding box in frame pixels, found against the belt's colour inside ``region`` (default:
+    the whole frame), or ``None`` when nothing stands out."""
+    height, width = frame.shape[:2]
+    x0, y0, x1, y1 = region or (0, 0, width, height)
+    scale = LOCATE_WIDTH / max(1, x1 - x0)
+    small_size = (LOCATE_WIDTH, max(8, round((y1 - y0) * scale)))
+    small = cv2.resize(frame[y0:y1, x0:x1], small_size, interpolation=cv2.INTER_AREA)
+    box = item_box(foreground(small))
+    if box is None:
+        return None
+    sx, sy = (x1 - x0) / small_size[0], (y1 - y0) / small_size[1]
+    return (x0 + int(box[0] * sx), y0 + int(box[1] * sy),
+            x0 + min(x1 - x0, int(np.ceil(box[2] * sx))), y0 + min(y1 - y0, int(np.ceil(box[3] * sy))))
+
+
+def item_square(box: Box, frame_width: int, frame_height: int, margin: float = ITEM_MARGIN) -> Box:
+    """A square around ``box`` with ``margin`` × its larger side on each side, moved inside the frame where
+    it fits; a square larger than the frame keeps the item centred and reaches beyond it (to be padded)."""
+    bx0, by0, bx1, by1 = box
+    side = max(2, round(max(bx1 - bx0, by1 - by0) * (1 + 2 * margin)))
+
+    def place(low: int, high: int, limit: int) -> int:
+        start = round((low + high - side) / 2)
+        return start if side > limit else min(max(0, start), limit - side)
+
+    x0, y0 = place(bx0, bx1, frame_width), place(by0, by1, frame_height)
+    return x0, y0, x0 + side, y0 + side
+
+
+def crop_padded(frame: np.ndarray, box: Box) -> np.ndarray:
+    """``frame[box]``, with the parts of ``box`` beyond the frame filled with the belt's colour."""
+    height, width = frame.shape[:2]
+    x0, y0, x1, y1 = box
+    inside = frame[max(0, y0) : min(height, y1), max(0, x0) : min(width, x1)]
+    pads = (max(0, -y0), max(0, y1 - height), max(0, -x0), max(0, x1 - width))
+    if not any(pads):
+        return inside
+    fill = tuple(float(c) for c in belt_colour(frame))
+    return cv2.copyMakeBorder(inside, *pads, cv2.BORDER_CONSTANT, value=fill)
+
+
+def prepare(
+    frame: np.ndarray,
+    size: tuple[int, int],
+    roi: Roi | None = None,
+    crop: CropMode = "roi",
+    box: Box | None = None,
+) -> np.ndarray:
+    """Crop ``frame`` (uint8 RGB, H×W×3) and resize it to ``size`` = (width, height) with INTER_AREA.
+
+    ``crop="roi"``: the ROI (or the centre square). ``crop="item"``: the square around the item, whose
+    bounding box is ``box`` if the caller knows it (the vision trigger) or is located in the ROI against the
+    belt's colour; the ROI when nothing stands out. Returns C-contiguous uint8 RGB (height, width, 3).
     """
     if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
         raise ValueError(f"expected a uint8 H×W×3 RGB frame, got {frame.dtype} {frame.shape}")
-    x0, y0, x1, y1 = crop_box(frame, roi)
-    crop = frame[y0:y1, x0:x1]
-    return np.ascontiguousarray(cv2.resize(crop, size, interpolation=cv2.INTER_AREA))
+    region = crop_box(frame, roi)
+    if crop == "item":
+        box = box or locate_item(frame, region)
+    if crop == "item" and box is not None:
+        pixels = crop_padded(frame, item_square(box, frame.shape[1], frame.shape[0]))
+    else:
+        x0, y0, x1, y1 = region
+        pixels = frame[y0:y1, x0:x1]
+    return np.ascontiguousarray(cv2.resize(pixels, size, interpolation=cv2.INTER_AREA))

@@ -1,7 +1,14 @@
-"""Training views of a photo: the clean view the edge sees, and seeded augmented views.
+"""Training views of a photo: the clean view, seeded augmented photo views, and belt views.
 
 Every view goes through ``edge.preprocess.prepare`` (crop + cv2.INTER_AREA resize to 224), so training sees
-exactly the pixels the edge and the converter see. Augmentation is split around that call:
+exactly the pixels the edge and the converter see. Three kinds of view:
+
+- ``clean``: the photo's centre square, as "classify a photo" sees a photo;
+- ``photo``: the photo augmented (below);
+- ``belt``: the photo's item cut out and put on a random belt, as a camera frame (``belt_frame``), then the
+  edge's item crop (``prepare(..., crop="item")``): what the sorter sees on a belt.
+
+Photo augmentation is split around ``prepare``:
 
 - before ``prepare``, on the original photo: a random crop (area 55–100 %, aspect 3:4–4:3), passed to
   ``prepare`` as its ROI: the same crop-and-resize code path, just another box;
@@ -9,20 +16,28 @@ exactly the pixels the edge and the converter see. Augmentation is split around 
   as one affine warp with reflected borders, then light jitter for a belt under other lamps: brightness,
   contrast, saturation, hue, and a per-channel gain (white balance).
 
-A view is a pure function of (photo, seed, view, index): ``rng = default_rng([seed, view, index])``.
+A belt frame (``BeltConfig``) is 480×360 pixels of belt (dark two times out of three), the item at a random
+size (30–85 % of the frame's height), position (anywhere, up to a fifth of it out of the frame), rotation
+and mirror, then the camera: motion blur along the belt (0–12 px), light level and white balance, sensor
+noise, JPEG artefacts (``edge.belt``, shared with the simulator).
+
+A view is a pure function of (photo, kind, seed, view, index): ``rng = default_rng([seed, view, index])``.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import cv2
 import numpy as np
 
-from edge.preprocess import Roi, prepare
+from edge import belt
+from edge.preprocess import Roi, locate_item, prepare
 
 SIZE = (224, 224)
+ViewKind = Literal["clean", "photo", "belt"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +55,17 @@ class AugmentConfig:
     saturation: float = 0.3
     hue_deg: float = 8.0
     channel_gain: float = 0.08
+
+
+@dataclass(frozen=True)
+class BeltConfig:
+    """Ranges of a belt frame (defaults are the shipped recipe's)."""
+
+    width: int = 480
+    height: int = 360
+    item_side: tuple[float, float] = (0.30, 0.85)  # share of the frame's height
+    out_of_frame: float = 0.2  # largest share of the item's side that may lie beyond the frame
+    blur_px: tuple[float, float] = (0.0, 12.0)
 
 
 def clean_view(photo: np.ndarray) -> np.ndarray:
@@ -92,8 +118,36 @@ def augmented_view(photo: np.ndarray, rng: np.random.Generator, cfg: AugmentConf
     return photometric(geometric(image, rng, cfg), rng, cfg)
 
 
-def view(photo: np.ndarray, seed: int, view_index: int, image_index: int) -> np.ndarray:
-    """View ``view_index`` of a photo: 0 is the clean view, others are augmented with a seeded generator."""
-    if view_index == 0:
+def belt_frame(photo: np.ndarray, rng: np.random.Generator, cfg: BeltConfig = BeltConfig()) -> np.ndarray:
+    """A camera frame (uint8 RGB, cfg.height × cfg.width) of the photo's item on a random belt."""
+    frame = belt.belt_texture(rng, cfg.width, cfg.height)
+    side = round(rng.uniform(*cfg.item_side) * cfg.height)
+    item = belt.cut_out(photo[:, ::-1] if rng.random() < 0.5 else photo)
+    rgb, alpha = belt.transformed(item, side, float(rng.uniform(0, 360)))
+    h, w = alpha.shape
+    slack_x, slack_y = round(cfg.out_of_frame * w), round(cfg.out_of_frame * h)
+    left = int(rng.integers(-slack_x, max(-slack_x + 1, cfg.width - w + slack_x)))
+    top = int(rng.integers(-slack_y, max(-slack_y + 1, cfg.height - h + slack_y)))
+    belt.place(frame, rgb, alpha, left, top)
+    return belt.camera(frame, rng, float(rng.uniform(*cfg.blur_px)))
+
+
+def belt_view(photo: np.ndarray, rng: np.random.Generator, cfg: BeltConfig = BeltConfig()) -> np.ndarray:
+    """The edge's item crop of a random belt frame of the photo, 224×224 uint8 RGB.
+
+    A frame where the crop finds no item (a dark item on a dark belt: the sorter's trigger would not see it
+    either) is drawn again, up to three times."""
+    for _ in range(3):
+        frame = belt_frame(photo, rng, cfg)
+        box = locate_item(frame)
+        if box is not None:
+            break
+    return prepare(frame, SIZE, crop="item", box=box)
+
+
+def view(photo: np.ndarray, kind: ViewKind, seed: int, view_index: int, image_index: int) -> np.ndarray:
+    """One view of a photo: ``clean``, or ``photo`` / ``belt`` drawn with ``default_rng([seed, view, index])``."""
+    if kind == "clean":
         return clean_view(photo)
-    return augmented_view(photo, np.random.default_rng([seed, view_index, image_index]))
+    rng = np.random.default_rng([seed, view_index, image_index])
+    return augmented_view(photo, rng) if kind == "photo" else belt_view(photo, rng)

@@ -1,12 +1,14 @@
 """The feature cache: ``conv5_block2_out`` of every image view, computed once, float16 on disk.
 
 The frozen part of the network (everything before ``conv5_block3``) sees each view of each photo once; its
-output (7×7×2048) is kept as a float16 ``.npy`` per (split, view, seed) in a cache folder outside the repo.
+output (7×7×2048) is kept as a float16 ``.npy`` per (split, kind, view, seed) in a cache folder outside the
+repo. Kinds are those of ``models.augment``: ``clean``, ``photo`` (augmented photo), ``belt`` (belt frame →
+item crop).
 A file's name carries a digest of what it depends on (the split's file list, the weights file, the feature
 layer, the augmentation ranges), so a rerun reuses it and a changed input gets a new file. Extraction writes
 ``NAME.part.npy`` with a progress file and resumes after an interruption.
 
-    python -m models.features --data ../shared/data/garbage12 --weights W.h5 --views 4
+    python -m models.features --data ../shared/data/garbage12 --weights W.h5
 """
 
 from __future__ import annotations
@@ -24,13 +26,38 @@ from pathlib import Path
 import numpy as np
 
 from edge.images import read_rgb
-from models.augment import AugmentConfig, view
+from models.augment import AugmentConfig, BeltConfig, ViewKind, view
 from models.split import Entry, read_manifest, select
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_CACHE = Path.home() / ".cache" / "smartbin" / "features"
 BATCH = 32
+BELT_EVAL_SEED = 1_000_003  # the belt-view val/test sets: belts that no training view uses
+
+
+@dataclasses.dataclass(frozen=True)
+class ViewSpec:
+    """One cached array: a split's photos in one view."""
+
+    split: str
+    kind: ViewKind
+    index: int = 0
+    seed: int = 0
+
+    @property
+    def tag(self) -> str:
+        return "clean" if self.kind == "clean" else f"{self.kind}{self.index}-s{self.seed}"
+
+
+def view_plan(photo_views: int, belt_views: int, seed: int) -> list[ViewSpec]:
+    """What the recipe caches: val/test clean and on held-out belts, train clean + augmented + belt views."""
+    evaluation = [ViewSpec(s, k, 0, BELT_EVAL_SEED if k == "belt" else 0)
+                  for s in ("val", "test") for k in ("clean", "belt")]
+    train = [ViewSpec("train", "clean")]
+    train += [ViewSpec("train", "photo", i, seed) for i in range(1, photo_views + 1)]
+    train += [ViewSpec("train", "belt", photo_views + i, seed) for i in range(1, belt_views + 1)]
+    return evaluation + train
 
 
 def weights_identity(weights: str | None) -> str:
@@ -39,29 +66,31 @@ def weights_identity(weights: str | None) -> str:
     return f"{path.name}:{path.stat().st_size}" if path and path.is_file() else str(weights)
 
 
-def cache_name(entries: list[Entry], split: str, view_index: int, seed: int, weights: str | None) -> str:
-    """File stem of one (split, view, seed) feature array, with a digest of its inputs."""
+def cache_name(entries: list[Entry], spec: ViewSpec, weights: str | None) -> str:
+    """File stem of one view's feature array, with a digest of its inputs."""
     from models.architecture import FEATURE_LAYER
 
+    config = {"clean": "clean", "photo": AugmentConfig(), "belt": BeltConfig()}[spec.kind]
     key = {
         "paths": [e.path for e in entries],
         "weights": weights_identity(weights),
         "layer": FEATURE_LAYER,
-        "augment": dataclasses.asdict(AugmentConfig()) if view_index else "clean",
-        "view": view_index,
-        "seed": seed if view_index else 0,
+        "augment": config if isinstance(config, str) else dataclasses.asdict(config),
+        "kind": spec.kind,
+        "view": spec.index,
+        "seed": spec.seed,
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
-    tag = "clean" if view_index == 0 else f"v{view_index}-s{seed}"
-    return f"{split}-{tag}-{digest}"
+    return f"{spec.split}-{spec.tag}-{digest}"
 
 
-def _batches(data: Path, entries: list[Entry], start: int, view_index: int, seed: int) -> Iterator[np.ndarray]:
+def _batches(data: Path, entries: list[Entry], start: int, spec: ViewSpec) -> Iterator[np.ndarray]:
     """uint8 batches of views from ``start`` on, the next batch decoded while the current one runs."""
 
     def load(first: int) -> np.ndarray:
         stop = min(first + BATCH, len(entries))
-        return np.stack([view(read_rgb(data / entries[i].path), seed, view_index, i) for i in range(first, stop)])
+        return np.stack([view(read_rgb(data / entries[i].path), spec.kind, spec.seed, spec.index, i)
+                         for i in range(first, stop)])
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(load, start) if start < len(entries) else None
@@ -77,8 +106,7 @@ def extract(
     data: Path,
     entries: list[Entry],
     out: Path,
-    view_index: int,
-    seed: int,
+    spec: ViewSpec,
 ) -> np.ndarray:
     """Compute (or resume) the features of one view of ``entries`` into ``out`` (.npy); return them mapped."""
     from models.architecture import FEATURE_SHAPE, preprocess
@@ -91,7 +119,7 @@ def extract(
     done, spent = state["done"], state.get("seconds", 0.0)
     array = np.lib.format.open_memmap(part, mode="r+" if done else "w+", dtype=np.float16, shape=shape)
     started, last_log, resumed_at = time.monotonic(), 0.0, done
-    for batch in _batches(data, entries, done, view_index, seed):
+    for batch in _batches(data, entries, done, spec):
         features = trunk.predict_on_batch(preprocess(batch))
         array[done : done + len(batch)] = np.asarray(features, np.float16)
         done += len(batch)
@@ -122,24 +150,19 @@ def feature_set(
     data: Path,
     entries: list[Entry],
     cache: Path,
-    views: int,
-    seed: int,
+    plan: list[ViewSpec],
     weights: str | None,
-) -> dict[str, list[np.ndarray]]:
-    """Features of train (``views`` views: clean + augmented) and val/test (clean), extracting what is missing.
-
-    Returns split → list of arrays (one per view), each row in manifest order of that split.
-    """
+) -> dict[ViewSpec, np.ndarray]:
+    """Features of every view in ``plan``, extracting what is missing; each row in manifest order of its split."""
     from models.architecture import trunk as make_trunk
 
     cache.mkdir(parents=True, exist_ok=True)
     trunk = make_trunk(model)
-    plan = [("train", 0), ("val", 0), ("test", 0)] + [("train", v) for v in range(1, views)]
-    result: dict[str, list[np.ndarray]] = {"train": [], "val": [], "test": []}
-    for split, view_index in plan:
-        subset = select(entries, split)
-        name = cache_name(subset, split, view_index, seed, weights)
-        result[split].append(extract(trunk, data, subset, cache / f"{name}.npy", view_index, seed))
+    result: dict[ViewSpec, np.ndarray] = {}
+    for spec in plan:
+        subset = select(entries, spec.split)
+        name = cache_name(subset, spec, weights)
+        result[spec] = extract(trunk, data, subset, cache / f"{name}.npy", spec)
     return result
 
 
@@ -149,7 +172,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--manifest", type=Path, default=Path("models/split.csv"), help="split manifest")
     parser.add_argument("--weights", default="imagenet", help="ImageNet weights: 'imagenet' or a .weights.h5 path")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help=f"feature cache (default {DEFAULT_CACHE})")
-    parser.add_argument("--views", type=int, default=4, help="train views per photo: 1 clean + N-1 augmented")
+    parser.add_argument("--photo-views", type=int, default=1, help="augmented photo views per train photo")
+    parser.add_argument("--belt-views", type=int, default=2, help="belt views per train photo")
     parser.add_argument("--seed", type=int, default=0, help="augmentation seed")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -157,7 +181,8 @@ def main(argv: list[str] | None = None) -> None:
 
     started = time.monotonic()
     entries = read_manifest(args.manifest)
-    feature_set(build_model(args.weights), args.data, entries, args.cache, args.views, args.seed, args.weights)
+    plan = view_plan(args.photo_views, args.belt_views, args.seed)
+    feature_set(build_model(args.weights), args.data, entries, args.cache, plan, args.weights)
     logger.info("features ready in %.0f s", time.monotonic() - started)
 
 

@@ -4,14 +4,17 @@
         --weights ~/.cache/smartbin/imagenet/resnet50_imagenet_notop.weights.h5
 
 1. Split: ``models/split.csv`` (see ``models.split``), stratified 70/15/15 by a hash of the file name.
-2. Features: the frozen trunk's output (``conv5_block2_out``) for each train photo × ``--views`` views
-   (1 clean + augmented, see ``models.augment``) and for val/test (clean), cached on disk (``models.features``).
+2. Features: the frozen trunk's output (``conv5_block2_out``) for each train photo in 1 clean view,
+   ``--photo-views`` augmented photo views and ``--belt-views`` belt views (item cut out, put on a random belt,
+   item crop: see ``models.augment``), and for val/test clean and on held-out belts, cached on disk
+   (``models.features``).
 3. Training of ``conv5_block3`` + head on those features: Adam with cosine learning-rate decay, categorical
    cross-entropy (optional label smoothing), class weights against the imbalance, one random view per photo
-   per epoch, early stopping on validation loss (best weights kept). Seeds fixed; TF ops deterministic.
+   per epoch, early stopping on the loss of val clean + val belt (best weights kept). Seeds fixed; TF ops
+   deterministic.
 4. The trained layers are the full model's own (``models.architecture.top`` shares them); the full model is
-   checked against the feature path on validation photos, evaluated from pixels on the test split, saved as
-   ``.keras`` (outside the repo by default: ~100 MB), and its metrics written as JSON.
+   checked against the feature path on validation photos, evaluated from pixels on the test split (photos
+   and belt views), saved as ``.keras`` (outside the repo by default: ~100 MB), and its metrics written as JSON.
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ import numpy as np
 
 from edge.images import read_rgb
 from models.architecture import preprocess
-from models.augment import clean_view
-from models.features import DEFAULT_CACHE, cache_name, extraction_seconds, feature_set
+from models.augment import ViewKind, view
+from models.features import DEFAULT_CACHE, ViewSpec, cache_name, extraction_seconds, feature_set, view_plan
 from models.metrics import machine, summary, top_confusions
 from models.split import Entry, read_manifest, select
 
@@ -82,18 +85,19 @@ def make_views_dataset(views: list[np.ndarray], labels: np.ndarray, weights: np.
     return Views()
 
 
-def pixels_of(data: Path, entries: list[Entry]) -> np.ndarray:
-    """Clean 224×224 uint8 views of the entries (what the edge feeds the model)."""
-    return np.stack([clean_view(read_rgb(data / e.path)) for e in entries])
+def pixels_of(data: Path, entries: list[Entry], spec: ViewSpec, first: int = 0) -> np.ndarray:
+    """224×224 uint8 views of the entries (what the edge feeds the model); ``first``: index of entries[0]."""
+    return np.stack([view(read_rgb(data / e.path), spec.kind, spec.seed, spec.index, first + i)
+                     for i, e in enumerate(entries)])
 
 
-def predict_pixels(model, data: Path, entries: list[Entry], batch: int = 32) -> np.ndarray:
-    """Class probabilities of the full model on the clean views of ``entries``, from the photos (as the
-    converter's validation feeds it: ``prepare`` → caffe ``preprocess_input``)."""
+def predict_pixels(model, data: Path, entries: list[Entry], spec: ViewSpec, batch: int = 32) -> np.ndarray:
+    """Class probabilities of the full model on one view of ``entries``, from the photos (as the converter's
+    validation feeds it: ``prepare`` → caffe ``preprocess_input``)."""
     out = []
     started = time.monotonic()
     for first in range(0, len(entries), batch):
-        pixels = pixels_of(data, entries[first : first + batch])
+        pixels = pixels_of(data, entries[first : first + batch], spec, first)
         out.append(np.asarray(model.predict_on_batch(preprocess(pixels))))
         if (first // batch) % 10 == 0:
             logger.info("full model on photos: %d/%d (%.0f s)", first + len(pixels), len(entries),
@@ -102,8 +106,9 @@ def predict_pixels(model, data: Path, entries: list[Entry], batch: int = 32) -> 
 
 
 def check_assembly(model, top, data: Path, entries: list[Entry], features: np.ndarray, n: int) -> dict[str, float]:
-    """Full model on photos vs. trained top on cached (float16) features, for the first ``n`` entries."""
-    full = np.asarray(model.predict(preprocess(pixels_of(data, entries[:n])), batch_size=32, verbose=0))
+    """Full model on clean photos vs. trained top on cached (float16) features, for the first ``n`` entries."""
+    pixels = pixels_of(data, entries[:n], ViewSpec("val", "clean"))
+    full = np.asarray(model.predict(preprocess(pixels), batch_size=32, verbose=0))
     part = np.asarray(top.predict(np.asarray(features[:n], np.float32), batch_size=32, verbose=0))
     result = {
         "images": n,
@@ -115,6 +120,21 @@ def check_assembly(model, top, data: Path, entries: list[Entry], features: np.nd
     return result
 
 
+TEST_KEYS: dict[ViewKind, str] = {"clean": "float_test", "belt": "float_test_belt"}
+
+
+def test_figures(model, args: argparse.Namespace, entries: list[Entry], truth: np.ndarray, labels: list[str],
+                 spec: ViewSpec) -> dict[str, Any]:
+    """The full model's figures on one view of the test split, from the photos; probabilities saved beside it."""
+    probabilities = predict_pixels(model, args.data, entries, spec)
+    np.save(args.out.with_suffix(f".test_{spec.kind}_probabilities.npy"), probabilities)
+    test = summary(truth, probabilities.argmax(1), labels)
+    test["top_confusions"] = top_confusions(np.array(test["confusion"]), labels)
+    logger.info("TEST %s (float, from photos): top-1 %.4f, weighted F1 %.4f", spec.kind, test["top1"],
+                test["weighted_f1"])
+    return test
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data/garbage12"), help="dataset root")
@@ -123,8 +143,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help=f"feature cache (default {DEFAULT_CACHE})")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"trained .keras (default {DEFAULT_OUT})")
     parser.add_argument("--metrics", type=Path, default=Path("models/float_test_metrics.json"), help="metrics JSON")
-    parser.add_argument("--views", type=int, default=4, help="train views per photo: 1 clean + N-1 augmented")
-    parser.add_argument("--epochs", type=int, default=30, help="maximum epochs (one view per photo each)")
+    parser.add_argument("--photo-views", type=int, default=1, help="augmented photo views per train photo")
+    parser.add_argument("--belt-views", type=int, default=2, help="belt views per train photo")
+    parser.add_argument("--epochs", type=int, default=20, help="maximum epochs (one view per photo each)")
     parser.add_argument("--batch", type=int, default=32, help="batch size")
     parser.add_argument("--lr", type=float, default=3e-4, help="initial Adam learning rate (cosine decay to 1%%)")
     parser.add_argument("--label-smoothing", type=float, default=0.1, help="label smoothing of the loss")
@@ -153,14 +174,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     y = {s: np.array([index[e.label] for e in es]) for s, es in splits.items()}
 
     model = build_model(args.weights, num_classes=len(labels))
-    features = feature_set(model, args.data, entries, args.cache, args.views, args.seed, args.weights)
-    names = [cache_name(splits["train"], "train", v, args.seed, args.weights) for v in range(args.views)] + [
-        cache_name(splits[s], s, 0, args.seed, args.weights) for s in ("val", "test")
-    ]
-    extraction = extraction_seconds(args.cache, names)
+    plan = view_plan(args.photo_views, args.belt_views, args.seed)
+    features = feature_set(model, args.data, entries, args.cache, plan, args.weights)
+    extraction = extraction_seconds(args.cache, [cache_name(splits[s.split], s, args.weights) for s in plan])
     logger.info("features ready (extraction took %.0f s in all); loading train views", extraction)
-    train_views = [np.asarray(v) for v in features["train"]]
-    val_x = np.asarray(features["val"][0], np.float32)
+    train_views = [np.asarray(features[s]) for s in plan if s.split == "train"]
+    val_specs = [s for s in plan if s.split == "val"]
+    val_x = np.concatenate([np.asarray(features[s], np.float32) for s in val_specs])
+    val_y = np.concatenate([y["val"]] * len(val_specs))
 
     weights = class_weights(y["train"], len(labels), args.class_weight_power)
     dataset = make_views_dataset(train_views, y["train"], weights, args.batch, args.seed)
@@ -176,7 +197,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     history = top.fit(
         dataset,
         epochs=args.epochs,
-        validation_data=(val_x, np.eye(len(labels), dtype=np.float32)[y["val"]]),
+        validation_data=(val_x, np.eye(len(labels), dtype=np.float32)[val_y]),
         callbacks=[stop],
         verbose=2,
     )
@@ -185,9 +206,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     logger.info("trained in %.0f s, best epoch %d", training_seconds, best_epoch)
 
     val_pred = np.asarray(top.predict(val_x, batch_size=64, verbose=0)).argmax(1)
-    val = summary(y["val"], val_pred, labels)
-    logger.info("val (features): top-1 %.4f, weighted F1 %.4f", val["top1"], val["weighted_f1"])
-    assembly = check_assembly(model, top, args.data, splits["val"], features["val"][0], 64)
+    n_val = len(y["val"])
+    val = {s.kind: summary(y["val"], val_pred[i * n_val : (i + 1) * n_val], labels) for i, s in enumerate(val_specs)}
+    for kind, figures in val.items():
+        logger.info("val %s (features): top-1 %.4f, weighted F1 %.4f", kind, figures["top1"], figures["weighted_f1"])
+    assembly = check_assembly(model, top, args.data, splits["val"], features[val_specs[0]], 64)
     logger.info("assembled model vs feature model on 64 val photos: %s", assembly)
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -208,19 +231,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "best_epoch": best_epoch,
             "history": {k: [round(float(x), 5) for x in v] for k, v in history.history.items()},
         },
-        "extraction": {"seconds": round(extraction, 1), "images": sum(len(v) for vs in features.values() for v in vs)},
+        "extraction": {"seconds": round(extraction, 1), "images": sum(len(v) for v in features.values())},
         "assembly_check": assembly,
-        "val_from_features": {k: val[k] for k in ("top1", "weighted_f1", "macro_f1")},
+        "val_from_features": {kind: {k: f[k] for k in ("top1", "weighted_f1", "macro_f1")} for kind, f in val.items()},
         "machine": machine(),
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__},
     }
     if not args.no_test:
-        probabilities = predict_pixels(model, args.data, splits["test"])
-        np.save(args.out.with_suffix(".test_probabilities.npy"), probabilities)
-        test = summary(y["test"], probabilities.argmax(1), labels)
-        test["top_confusions"] = top_confusions(np.array(test["confusion"]), labels)
-        result["float_test"] = test
-        logger.info("TEST (float, from photos): top-1 %.4f, weighted F1 %.4f", test["top1"], test["weighted_f1"])
+        for spec in (s for s in plan if s.split == "test"):
+            result[TEST_KEYS[spec.kind]] = test_figures(model, args, splits["test"], y["test"], labels, spec)
     args.metrics.parent.mkdir(parents=True, exist_ok=True)
     args.metrics.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     logger.info("wrote %s", args.metrics)
