@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_CACHE = Path.home() / ".cache" / "smartbin" / "features"
 BATCH = 32
 BELT_EVAL_SEED = 1_000_003  # the belt-view val/test sets: belts that no training view uses
+BELT_VIEW_INDEX = 100  # belt views are numbered from here, apart from the photo views
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,8 +56,8 @@ def view_plan(photo_views: int, belt_views: int, seed: int) -> list[ViewSpec]:
     evaluation = [ViewSpec(s, k, 0, BELT_EVAL_SEED if k == "belt" else 0)
                   for s in ("val", "test") for k in ("clean", "belt")]
     train = [ViewSpec("train", "clean")]
+    train += [ViewSpec("train", "belt", BELT_VIEW_INDEX + i, seed) for i in range(belt_views)]
     train += [ViewSpec("train", "photo", i, seed) for i in range(1, photo_views + 1)]
-    train += [ViewSpec("train", "belt", photo_views + i, seed) for i in range(1, belt_views + 1)]
     return evaluation + train
 
 
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--manifest", type=Path, default=Path("models/split.csv"), help="split manifest")
     parser.add_argument("--weights", default="imagenet", help="ImageNet weights: 'imagenet' or a .weights.h5 path")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help=f"feature cache (default {DEFAULT_CACHE})")
-    parser.add_argument("--photo-views", type=int, default=1, help="augmented photo views per train photo")
+    parser.add_argument("--photo-views", type=int, default=0, help="augmented photo views per train photo")
     parser.add_argument("--belt-views", type=int, default=2, help="belt views per train photo")
     parser.add_argument("--seed", type=int, default=0, help="augmentation seed")
     args = parser.parse_args(argv)
