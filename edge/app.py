@@ -43,9 +43,10 @@ class Sorter:
             self.source = source or open_source(settings)
             self._stack.enter_context(self.source)
             trigger = self._trigger()
+            votes = 1 if trigger is None and isinstance(self.source, FolderSource) else settings.sorting.votes
             if trigger is not None:
                 self._stack.callback(trigger.close)
-            self.stream = FrameStream(self.source, settings.camera.stall_timeout_s, settings.camera.fps)
+            self.stream = FrameStream(self.source, settings.camera.stall_timeout_s, frame_rate(settings, self.source))
             self._stack.callback(self.stream.stop)
             self.planner = planner_for(settings, self.gates)
             self.scheduler = GateScheduler(self.planner, self.gates.apply)
@@ -55,13 +56,14 @@ class Sorter:
             raise
         self.loop = SortingLoop(
             self.stream.start(),
-            ItemTracker(trigger, settings.sorting.votes, settings.conveyor.absent_frames),
+            ItemTracker(trigger, votes, settings.conveyor.absent_frames),
             self.classifier,
             Decider(settings.bin_of(), settings.sorting.threshold, settings.sorting.reject_bin),
             self.planner,
             self.records,
             roi=settings.camera.region,
-            votes=settings.sorting.votes,
+            crop=settings.camera.crop,
+            votes=votes,
             observers=observers,
             keeper=self._keeper(),
         )
@@ -95,6 +97,16 @@ class Sorter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def frame_rate(settings: Settings, source: FrameSource) -> float:
+    """How fast to read the source: ``camera.fps``, and for a folder of photos (one item each) no faster than
+    the belt would bring items (``simulator.spacing_m`` / belt speed apart), so that the gates keep up."""
+    fps = settings.camera.fps
+    if not isinstance(source, FolderSource):
+        return fps
+    items_per_s = settings.conveyor.belt_speed_m_s / settings.simulator.spacing_m
+    return min(fps, items_per_s) if fps > 0 else items_per_s
 
 
 def planner_for(settings: Settings, gates: GateBank) -> Planner:

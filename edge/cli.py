@@ -1,5 +1,5 @@
-"""The ``smartbin`` command: run, check, gate, safe, bench, frames, status, web. Parses arguments, loads settings,
-hands over; errors become one line on stderr and an exit code (2 for configuration errors)."""
+"""The ``smartbin`` command: run, check, classify, gate, safe, bench, frames, status, web. Parses arguments, loads
+settings, hands over; errors become one line on stderr and an exit code (2 for configuration errors)."""
 
 from __future__ import annotations
 
@@ -61,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--source", help=f"override camera.source: {SPEC_HELP}")
     run.add_argument("--max-items", type=int, default=None, metavar="N", help="stop after N items")
     command("check", cmd_check, "check config, model, gates, records and camera: one line each")
+    classify = command("classify", cmd_classify, "the sorter's model, crop and decision on photos: one line each")
+    classify.add_argument("photos", type=Path, nargs="+", metavar="PHOTO", help="image files")
+    classify.add_argument("--frame", action="store_true",
+                          help="each photo is a camera frame: the camera's ROI and crop (camera.crop, default "
+                          "the item); without it, a photo of the item (its centre square)")
+    classify.add_argument("--json", action="store_true",
+                          help="one JSON object per line: path, label, confidence, bin, rejected, top_k")
     gate = command("gate", cmd_gate, "move the gates to a bin by hand (installation), then back to safe")
     gate.add_argument("bin", help="bin name from the config")
     gate.add_argument("--hold", type=float, default=2.0, metavar="S", help="seconds to hold (default 2)")
@@ -94,7 +101,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         if settings.web.enabled:
             from edge.web import LiveState, WebServer
 
-            live = LiveState(settings.camera.region, settings.camera.source)
+            live = LiveState(settings.camera.region, settings.camera.source, crop=settings.camera.crop)
             observers.append(live)
             stack.enter_context(WebServer(settings, live))
         sorter = stack.enter_context(Sorter(settings, observers=observers))
@@ -123,6 +130,37 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
     for name, ok, detail in results:
         print(f"{name:<8} {'OK  ' if ok else 'FAIL'} {detail}")
     return 0 if all(ok for _, ok, _ in results) else 1
+
+
+def cmd_classify(settings: Settings, args: argparse.Namespace) -> int:
+    import json
+
+    from edge.errors import ImageError
+    from edge.images import read_rgb
+    from edge.photo import PhotoClassifier
+
+    failed = 0
+    photos = PhotoClassifier(settings, settings.model.threads or None)
+    try:
+        for path in args.photos:
+            try:
+                result = photos.classify_rgb(read_rgb(path), as_frame=args.frame)
+            except ImageError as exc:
+                failed += 1
+                print(f"{path}: {exc}", file=sys.stderr)
+                continue
+            top = [[label, round(p, 4)] for label, p in result["top_k"][:3]]
+            if args.json:
+                keys = ("label", "confidence", "bin", "rejected")
+                print(json.dumps({"path": str(path), **{k: result[k] for k in keys}, "top_k": top}), flush=True)
+            else:
+                verdict = "rejected" if result["rejected"] else "sorted"
+                others = ", ".join(f"{label} {p:.2f}" for label, p in top)
+                print(f"{path}: {result['label']} {result['confidence']:.2f} → {result['bin']} [{verdict}] "
+                      f"(top-3: {others})", flush=True)
+    finally:
+        photos.close()
+    return 1 if failed else 0
 
 
 def cmd_gate(settings: Settings, args: argparse.Namespace) -> int:

@@ -13,16 +13,17 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edge.errors import ConfigError
-from edge.preprocess import Roi
+from edge.preprocess import CropMode, Roi
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 PROJECT_DIR = PACKAGE_DIR.parent
 DEFAULT_CONFIG = PACKAGE_DIR / "smartbin.toml"
 BUNDLED_MODEL = PROJECT_DIR / "models" / "garbage12_resnet50_int8.tflite"
 
+AUTO_EXPOSURE_S = 0.010
 Pin = Annotated[int, Field(ge=0, le=53, description="BCM GPIO number")]
 
 
@@ -47,6 +48,15 @@ class CameraSettings(Section):
         None, description="region of interest [left, top, width, height] as fractions; unset = centre square"
     )
     loop: bool = Field(False, description="replay sources (folder, video file) start over at the end")
+    crop: CropMode = Field("item", description="item: a square around the item; roi: the ROI as it is")
+    exposure_us: int = Field(
+        0, ge=0, le=1_000_000, description="fixed exposure time (picamera2), microseconds; 0 = automatic"
+    )
+
+    @property
+    def blur_exposure_s(self) -> float:
+        """The exposure that motion blur follows: the fixed one, or a typical automatic one indoors (10 ms)."""
+        return self.exposure_us / 1e6 if self.exposure_us else AUTO_EXPOSURE_S
 
     @property
     def region(self) -> Roi | None:
@@ -97,8 +107,20 @@ class SimulatorSettings(Section):
     view_m: float = Field(0.5, gt=0, description="belt length seen across the frame's width, metres")
     spacing_m: float = Field(0.45, gt=0, description="mean distance between item centres, metres")
     spacing_jitter: float = Field(0.25, ge=0, lt=1, description="random share of the spacing")
-    item_m: float = Field(0.18, gt=0, description="item size on the belt, metres")
+    item_m: tuple[float, float] = Field((0.08, 0.25), description="range of item sizes on the belt, metres")
     seed: int = Field(0, description="random seed: the same seed gives the same belt")
+
+    @field_validator("item_m", mode="before")
+    @classmethod
+    def _one_size(cls, value: object) -> object:
+        return (value, value) if isinstance(value, int | float) else value
+
+    @model_validator(mode="after")
+    def _check_sizes(self) -> SimulatorSettings:
+        low, high = self.item_m
+        if not 0 < low <= high:
+            raise ValueError("item_m: [smallest, largest], 0 < smallest <= largest")
+        return self
 
 
 class GatePlacement(Section):

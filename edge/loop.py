@@ -24,7 +24,7 @@ from typing import Protocol, runtime_checkable
 from edge.classifier import Classifier
 from edge.decision import Decider, Decision
 from edge.errors import ModelError, RecordError
-from edge.preprocess import Roi, prepare
+from edge.preprocess import CropMode, Roi, prepare
 from edge.records import ItemRecord, Records
 from edge.retrain import FrameKeeper
 from edge.sources import Frame, FrameStream, is_dead
@@ -91,6 +91,7 @@ class SortingLoop:
         planner: Planner,
         records: Records,
         roi: Roi | None = None,
+        crop: CropMode = "roi",
         votes: int = 1,
         observers: Sequence[Observer] = (),
         keeper: FrameKeeper | None = None,
@@ -104,6 +105,7 @@ class SortingLoop:
         self.planner = planner
         self.records = records
         self.roi = roi
+        self.crop = crop
         self.votes = votes
         self.observers = list(observers)
         self.keeper = keeper
@@ -211,7 +213,7 @@ class SortingLoop:
         try:
             if any(is_dead(f.rgb) for f in frames):
                 raise ValueError("dead frame (no picture from the camera)")
-            pixels = [prepare(f.rgb, self.classifier.input_size, self.roi) for f in frames]
+            pixels = [prepare(f.rgb, self.classifier.input_size, self.roi, self.crop, f.item_box) for f in frames]
             lap("preprocess")
             predictions = [self.classifier.classify(p) for p in pixels]
             lap("classify")

@@ -137,6 +137,13 @@ def locate_item(frame: np.ndarray, region: Box | None = None) -> Box | None:
             x0 + min(x1 - x0, int(np.ceil(box[2] * sx))), y0 + min(y1 - y0, int(np.ceil(box[3] * sy))))
 
 
+def around(box: Box, frame_width: int, frame_height: int, grow: float = 0.5) -> Box:
+    """``box`` grown by ``grow`` × its size on each side, clamped to the frame."""
+    x0, y0, x1, y1 = box
+    dx, dy = round((x1 - x0) * grow), round((y1 - y0) * grow)
+    return max(0, x0 - dx), max(0, y0 - dy), min(frame_width, x1 + dx), min(frame_height, y1 + dy)
+
+
 def item_square(box: Box, frame_width: int, frame_height: int, margin: float = ITEM_MARGIN) -> Box:
     """A square around ``box`` with ``margin`` × its larger side on each side, moved inside the frame where
     it fits; a square larger than the frame keeps the item centred and reaches beyond it (to be padded)."""
@@ -163,6 +170,23 @@ def crop_padded(frame: np.ndarray, box: Box) -> np.ndarray:
     return cv2.copyMakeBorder(inside, *pads, cv2.BORDER_CONSTANT, value=fill)
 
 
+def model_box(frame: np.ndarray, roi: Roi | None = None, crop: CropMode = "roi", box: Box | None = None) -> Box:
+    """The pixel box ``prepare`` crops (an item square may reach beyond the frame).
+
+    ``crop="roi"``: the ROI (or the centre square). ``crop="item"``: the square around the item, located
+    against the belt's colour in the ROI, or, when the caller has a rough ``box`` (the vision trigger's, which
+    ends at the ROI's edge), around that box (``box`` itself if nothing stands out there); the ROI when nothing
+    stands out.
+    """
+    height, width = frame.shape[:2]
+    region = crop_box(frame, roi)
+    if crop == "item":
+        box = locate_item(frame, around(box, width, height) if box else region) or box
+        if box is not None:
+            return item_square(box, width, height)
+    return region
+
+
 def prepare(
     frame: np.ndarray,
     size: tuple[int, int],
@@ -170,20 +194,9 @@ def prepare(
     crop: CropMode = "roi",
     box: Box | None = None,
 ) -> np.ndarray:
-    """Crop ``frame`` (uint8 RGB, H×W×3) and resize it to ``size`` = (width, height) with INTER_AREA.
-
-    ``crop="roi"``: the ROI (or the centre square). ``crop="item"``: the square around the item, whose
-    bounding box is ``box`` if the caller knows it (the vision trigger) or is located in the ROI against the
-    belt's colour; the ROI when nothing stands out. Returns C-contiguous uint8 RGB (height, width, 3).
-    """
+    """Crop ``frame`` (uint8 RGB, H×W×3) to ``model_box`` and resize it to ``size`` = (width, height) with
+    INTER_AREA. Returns C-contiguous uint8 RGB (height, width, 3), ready for the model's input."""
     if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
         raise ValueError(f"expected a uint8 H×W×3 RGB frame, got {frame.dtype} {frame.shape}")
-    region = crop_box(frame, roi)
-    if crop == "item":
-        box = box or locate_item(frame, region)
-    if crop == "item" and box is not None:
-        pixels = crop_padded(frame, item_square(box, frame.shape[1], frame.shape[0]))
-    else:
-        x0, y0, x1, y1 = region
-        pixels = frame[y0:y1, x0:x1]
+    pixels = crop_padded(frame, model_box(frame, roi, crop, box))
     return np.ascontiguousarray(cv2.resize(pixels, size, interpolation=cv2.INTER_AREA))

@@ -78,18 +78,30 @@ def servo_angle(gate: ServoGate, duty: float, frequency: float = 50.0) -> float:
 
 @dataclass
 class SimulatedItem:
-    """One item of a simulated run: its record, the truth, the bin it should reach and the bin it reached."""
+    """One item of a simulated run: its record (``None``: the sorter never saw it), the truth, the bin it
+    should reach and the bin it reached."""
 
-    record: dict[str, Any]
+    record: dict[str, Any] | None
     truth: str | None
     wanted: str | None
     reached: str
 
 
-def simulate(settings: Settings, items: int, timeout_s: float = 600.0) -> tuple[list[SimulatedItem], float]:
-    """Sort ``items`` items on the belt simulator and wait until they have passed every gate.
+@dataclass
+class SimulatedRun:
+    """The items that came past the camera, in belt order, and what else happened."""
 
-    Returns each item (record paired with the simulator's item, in belt order) and the seconds the sorting took.
+    items: list[SimulatedItem]
+    seconds: float  # time the sorting took
+    extra_records: int  # records of no item, or a second record of one item (an item seen as two)
+
+
+def simulate(settings: Settings, items: int, timeout_s: float = 600.0) -> SimulatedRun:
+    """Sort ``items`` items on the belt simulator and wait until every item up to the last one recorded has
+    passed every gate.
+
+    Records are paired with the simulator's items by identity: a record names its first frame, and the
+    simulator knows which item each frame showed. Items the sorter missed are kept, with no record.
     """
     with Sorter(settings, source=simulator_for(settings)) as sorter:
         recorder = GateRecorder(sorter.gates, settings)
@@ -98,14 +110,24 @@ def simulate(settings: Settings, items: int, timeout_s: float = 600.0) -> tuple[
         elapsed = time.monotonic() - started
         simulator = sorter.source
         assert isinstance(simulator, BeltSimulator)
+        records = sorter.records.query("SELECT * FROM items ORDER BY id")
+        record_of: dict[int, dict[str, Any]] = {}
+        extra = 0
+        for record in records:
+            item = simulator.item_in(record["frame"])
+            if item is None or item.index in record_of:
+                extra += 1
+            else:
+                record_of[item.index] = record
+        belt = simulator.items[: max(record_of, default=-1) + 1]
         deadline = time.monotonic() + timeout_s
-        while len(simulator.passed(settings)) < items and time.monotonic() < deadline:
+        while len(simulator.passed(settings)) < len(belt) and time.monotonic() < deadline:
             time.sleep(0.1)
-        passed = simulator.passed(settings)[:items]
-        reached = [recorder.reached_bin(item) for item in passed]
-        records = sorter.records.query("SELECT * FROM items ORDER BY id DESC LIMIT ?", (items,))[::-1]
+        reached = [recorder.reached_bin(item) for item in belt]
     bin_of = settings.bin_of()
-    return [
-        SimulatedItem(record, item.truth, bin_of.get(item.truth or ""), bin_name)
-        for record, item, bin_name in zip(records, passed, reached)
-    ], elapsed
+    return SimulatedRun(
+        [SimulatedItem(record_of.get(item.index), item.truth, bin_of.get(item.truth or ""), bin_name)
+         for item, bin_name in zip(belt, reached, strict=True)],
+        elapsed,
+        extra,
+    )

@@ -9,8 +9,10 @@ safe while it passes them. The planner books these needs on a timeline per gate:
   until its end + settle while it moves back;
 - a *passage*: gate H safe over [arrival − pass/2, arrival + pass/2].
 
-A new item whose hold would start in the past is ``late``; one whose needs clash with items already booked is
-``too_close``. Either goes to the default bin when its passages can all be kept safe; if even that clashes (it
+Two holds of one gate at different states may follow each other as soon as the first ends: the gate moves
+straight from one position to the next (the earlier hold is stretched to the next one's start, so the gate
+does not head for safe in between) when the gap is too short for a return to safe. A new item whose hold would
+start in the past is ``late``; one whose needs clash with items already booked is ``too_close``. Either goes to the default bin when its passages can all be kept safe; if even that clashes (it
 rides through another item's hold), it is booked into the bin it will really reach, and recorded so: an item is
 never sent to a wrong bin silently. Times are ``time.monotonic()`` seconds.
 """
@@ -20,7 +22,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from edge.gates import Route
 
@@ -154,9 +156,10 @@ class Planner:
 
     def _clashes(self, hold: Hold, passages: list[Passage]) -> bool:
         for other in self.holds:
-            if other.gate == hold.gate and overlaps(other.start, other.busy_until, hold.start, hold.busy_until):
-                if other.state != hold.state:
-                    return True
+            if other.gate == hold.gate and other.state != hold.state and overlaps(
+                other.start, other.end, hold.start, hold.end
+            ):
+                return True
         for passage in self.passages:
             if passage.gate == hold.gate and overlaps(hold.start, hold.busy_until, passage.start, passage.end):
                 return True
@@ -168,9 +171,18 @@ class Planner:
 
     def _book(self, hold: Hold | None, passages: list[Passage]) -> None:
         if hold is not None:
-            self.holds.append(hold)
+            self.holds = self._chained(hold)
         self.passages.extend(passages)
         self.changed.notify_all()
+
+    def _chained(self, new: Hold) -> list[Hold]:
+        """The holds with ``new`` added, each hold of its gate that ends less than a return to safe before the
+        next one starts stretched to that start: the gate then moves straight from one position to the next."""
+        same = sorted([h for h in self.holds if h.gate == new.gate] + [new], key=lambda h: h.start)
+        for i, (a, b) in enumerate(zip(same, same[1:])):
+            if a.end <= b.start < a.busy_until:
+                same[i] = replace(a, end=b.start)
+        return [h for h in self.holds if h.gate != new.gate] + same
 
     def _bin_of(self, hold: Hold) -> str:
         for name, route in self.routes.items():

@@ -5,7 +5,8 @@ Triggers say, per frame, whether an item is in the region of interest (and where
 - ``VisionTrigger``: difference against a learned model of the empty belt (a running average that follows slow
   light changes while the belt is empty), brightness-compensated; an item is present while enough of it lies
   in a band around the camera line (the ROI's centre), so that the next item entering the ROI is not confused
-  with the one leaving it;
+  with the one leaving it. It also gives the item's bounding box (the blobs that reach into the band), which
+  the tracker attaches to the frame for the item crop;
 - ``BeamTrigger``: a break-beam / IR sensor at the camera line on a GPIO input (gpiozero, debounced);
 - no trigger (``frames`` mode, for image replay): every ``votes`` frames are one item.
 
@@ -16,26 +17,36 @@ become items.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass, field, replace
+from typing import NamedTuple, Protocol
 
 import cv2
 import numpy as np
 from gpiozero import DigitalInputDevice, Factory
 
-from edge.preprocess import Roi, crop_box
+from edge.preprocess import Box, Roi, crop_box
 from edge.sources import Frame
 
 
+class Presence(NamedTuple):
+    """Whether an item is in the ROI; if known, its centre's x as a fraction of the ROI's width and its
+    bounding box in frame pixels."""
+
+    present: bool
+    x: float | None = None
+    box: Box | None = None
+
+
 class Trigger(Protocol):
-    def presence(self, frame: Frame) -> tuple[bool, float | None]:
-        """Whether an item is in the ROI, and its centre's x as a fraction of the ROI's width if known."""
+    def presence(self, frame: Frame) -> Presence:
+        """Whether (and where) an item is in the ROI."""
 
     def close(self) -> None: ...
 
 
 class VisionTrigger:
-    """Foreground against the empty belt inside the ROI, on a small grey copy of the frame."""
+    """Foreground against the empty belt inside the ROI, on a small copy of the frame: a pixel differs when
+    its colour distance (RGB, 0-441) from the empty belt's, light-compensated, exceeds ``diff_threshold``."""
 
     WIDTH = 96  # pixels across the ROI that detection works on
 
@@ -48,29 +59,34 @@ class VisionTrigger:
         self.alpha = alpha
         self.background: np.ndarray | None = None
 
-    def presence(self, frame: Frame) -> tuple[bool, float | None]:
+    def presence(self, frame: Frame) -> Presence:
         x0, y0, x1, y1 = crop_box(frame.rgb, self.roi)
         height = max(1, round(self.WIDTH * (y1 - y0) / (x1 - x0)))
-        grey = cv2.cvtColor(frame.rgb[y0:y1, x0:x1], cv2.COLOR_RGB2GRAY)
-        small = cv2.GaussianBlur(cv2.resize(grey, (self.WIDTH, height), interpolation=cv2.INTER_AREA), (5, 5), 0)
-        small = small.astype(np.float32)
+        small = cv2.resize(frame.rgb[y0:y1, x0:x1], (self.WIDTH, height), interpolation=cv2.INTER_AREA)
+        small = cv2.GaussianBlur(small, (5, 5), 0).astype(np.float32)
         if self.background is None or self.background.shape != small.shape:
             self.background = small.copy()
-            return False, None
+            return Presence(False)
         gain = float(np.median(small)) / max(1.0, float(np.median(self.background)))
-        mask = (np.abs(small - self.background * gain) > self.diff_threshold).astype(np.uint8)
+        distance = np.linalg.norm(small - self.background * gain, axis=2)  # colour distance from the empty belt
+        mask = (distance > self.diff_threshold).astype(np.uint8)
         mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
         if mask.mean() < self.min_area / 4:  # nothing anywhere in the ROI: learn the empty belt
             cv2.accumulateWeighted(small, self.background, self.alpha)
         b0 = round(self.WIDTH * (1 - self.band) / 2)
         b1 = self.WIDTH - b0
         if mask[:, b0:b1].mean() < self.min_area:
-            return False, None
+            return Presence(False)
         count, labels, stats, _ = cv2.connectedComponentsWithStats(mask)
-        in_band = [np.count_nonzero(labels[:, b0:b1] == i) for i in range(1, count)]
+        in_band = np.array([np.count_nonzero(labels[:, b0:b1] == i) for i in range(1, count)])
         best = 1 + int(np.argmax(in_band))
         left, width = stats[best, cv2.CC_STAT_LEFT], stats[best, cv2.CC_STAT_WIDTH]
-        return True, float((left + width / 2) / self.WIDTH)
+        item = stats[1:][in_band >= max(1, in_band.max() // 6)]  # the blobs of this item that reach the band
+        scale = (x1 - x0) / self.WIDTH
+        box = (x0 + int(item[:, cv2.CC_STAT_LEFT].min() * scale), y0 + int(item[:, cv2.CC_STAT_TOP].min() * scale),
+               x0 + int(np.ceil((item[:, cv2.CC_STAT_LEFT] + item[:, cv2.CC_STAT_WIDTH]).max() * scale)),
+               y0 + int(np.ceil((item[:, cv2.CC_STAT_TOP] + item[:, cv2.CC_STAT_HEIGHT]).max() * scale)))
+        return Presence(True, float((left + width / 2) / self.WIDTH), box)
 
     def close(self) -> None:
         """Nothing to release."""
@@ -82,8 +98,8 @@ class BeamTrigger:
     def __init__(self, pin: int, bounce_s: float, pin_factory: Factory) -> None:
         self.device = DigitalInputDevice(pin, pull_up=True, bounce_time=bounce_s or None, pin_factory=pin_factory)
 
-    def presence(self, frame: Frame) -> tuple[bool, float | None]:
-        return bool(self.device.is_active), None
+    def presence(self, frame: Frame) -> Presence:
+        return Presence(bool(self.device.is_active))
 
     def close(self) -> None:
         self.device.close()
@@ -130,10 +146,10 @@ class ItemTracker:
             self._frames.append(frame)
             self._xs.append(None)
             return self._finish() if len(self._frames) == self.votes else None
-        present, x = self.trigger.presence(frame)
+        present, x, box = self.trigger.presence(frame)
         if present:
             self._absent = 0
-            self._frames.append(frame)
+            self._frames.append(replace(frame, item_box=box) if box is not None else frame)
             self._xs.append(x)
             self._bound()
             return None

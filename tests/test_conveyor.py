@@ -24,10 +24,13 @@ def belt_settings(tmp_path, tiny_model, garbage12, **sorting):
 
 
 def run_belt(settings, items: int):
-    """Records, truths in belt order, and the bins the items really reached."""
-    result, _ = simulate(settings, items, timeout_s=30)
-    assert len(result) == items
-    return [r.record for r in result], [r.truth for r in result], [r.reached for r in result]
+    """Records, truths in belt order, and the bins the items really reached, of the items the sorter saw.
+
+    The trigger may miss an item the colour of the belt (it then has no record); it never sees one twice."""
+    run = simulate(settings, items, timeout_s=30)
+    seen = [r for r in run.items if r.record is not None]
+    assert len(seen) == items and run.extra_records == 0 and len(run.items) <= items + 2
+    return [r.record for r in seen], [r.truth for r in seen], [r.reached for r in seen]
 
 
 def test_every_item_gets_one_record_and_reaches_the_bin_its_record_names(tmp_path, tiny_model, garbage12):

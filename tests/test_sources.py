@@ -76,10 +76,12 @@ def test_picamera_absent_off_a_pi_is_one_clear_line():
 
 
 def test_belt_simulator_moves_items_past_the_camera_line():
-    sim = BeltSimulator(320, 180, speed_m_s=2.0, view_m=0.5, spacing_m=0.4, item_m=0.15, seed=3)
+    sim = BeltSimulator(320, 180, speed_m_s=2.0, view_m=0.5, spacing_m=0.4, item_m=(0.15, 0.15), seed=3)
     frames = frames_of(sim, limit=8)
     assert not any(is_dead(f.rgb) for f in frames) and frames[0].rgb.shape == (180, 320, 3)
     assert len(sim.items) >= 2 and all(b.belt_m - a.belt_m >= 0.15 for a, b in zip(sim.items, sim.items[1:]))
+    shown = [sim.item_in(f.number) for f in frames]
+    assert all(item is None or item.truth is f.truth for item, f in zip(shown, frames))
     first = sim.items[0]
     assert first.t_line == pytest.approx(sim.t0 + (first.belt_m + 0.25) / 2.0)
 
@@ -89,7 +91,7 @@ def test_belt_simulator_is_deterministic():
     b = BeltSimulator(160, 90, speed_m_s=0.2, seed=5)
     frames_of(a, limit=1), frames_of(b, limit=1)
     assert [it.belt_m for it in a.items] == [it.belt_m for it in b.items]
-    assert np.array_equal(a.items[0].picture, b.items[0].picture)
+    assert np.array_equal(a.items[0].rgb, b.items[0].rgb) and np.array_equal(a.items[0].alpha, b.items[0].alpha)
 
 
 def test_belt_simulator_with_real_items(garbage12):

@@ -92,3 +92,22 @@ def test_planner_is_safe_to_share_between_threads():
     for t in threads:
         t.join()
     assert not errors
+
+
+def test_same_gate_next_position_is_reached_straight_without_a_return_to_safe():
+    p = planner()
+    assert p.plan(1, "glass", t_line=0.0, now=0.1).outcome == "planned"  # flap held -60° until 3.25
+    plan = p.plan(2, "paper", t_line=0.65, now=0.7)  # its +30° hold would start at 3.65 - 0.55 = 3.10 < 3.25
+    assert plan.outcome == "too_close"  # the swing would start while item 1 is still passing
+    plan = p.plan(3, "paper", t_line=0.85, now=0.9)  # hold from 3.85 - 0.55 = 3.30, 50 ms after item 1 passed
+    assert plan.outcome == "planned" and plan.bin == "paper"
+    assert p.state_at(3.26) == {"pusher": None, "flap": -60.0}  # no swing back to safe in the 50 ms gap
+    assert p.state_at(3.31) == {"pusher": None, "flap": 30.0}
+    assert p.state_at(4.11) == {"pusher": None, "flap": None}
+
+
+def test_a_gap_long_enough_for_a_return_to_safe_goes_through_safe():
+    p = planner()
+    p.plan(1, "glass", t_line=0.0, now=0.1)  # ends 3.25, back at safe by 3.55
+    assert p.plan(2, "paper", t_line=1.5, now=1.6).outcome == "planned"  # starts 4.5 - 0.55 = 3.95
+    assert p.state_at(3.6) == {"pusher": None, "flap": None}

@@ -401,7 +401,7 @@ def test_live_frame_is_the_items_best_frame_with_the_roi_drawn_and_the_frame_unt
     amber = np.abs(drawn.astype(int) - (255, 160, 0)).sum(axis=2) < 90
     assert amber[:, 78:83].any(axis=1).all() and amber[:, 237:242].any(axis=1).all()  # the ROI's sides
     assert not amber[10:230, 100:220].any()  # and nothing inside
-    assert annotated_jpeg(np.zeros((720, 1280, 3), np.uint8), None)[:2] == b"\xff\xd8"
+    assert annotated_jpeg(np.zeros((720, 1280, 3), np.uint8), (280, 0, 1000, 720))[:2] == b"\xff\xd8"
 
 
 def test_commands_serve_the_page_beside_the_sorter_and_alone(tmp_path, tiny_model, garbage12):

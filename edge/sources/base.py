@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.errors import CameraError, CameraStalled
+from edge.preprocess import Box
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +24,8 @@ class Frame:
     timing) and its number from the source's start.
 
     ``truth`` is the label of what the frame shows, where the source knows it (replay of a labelled folder,
-    the belt simulator); ``None`` for real cameras.
+    the belt simulator); ``None`` for real cameras. ``item_box`` is where the item lies in the frame, once the
+    vision trigger has found it (the item crop uses it).
     """
 
     rgb: np.ndarray
@@ -31,6 +33,7 @@ class Frame:
     number: int
     monotonic: float
     truth: str | None = None
+    item_box: Box | None = None
 
 
 def is_dead(rgb: np.ndarray) -> bool:

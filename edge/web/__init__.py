@@ -3,7 +3,6 @@ static page over a small JSON API (Starlette, served by uvicorn in a background 
 
     state.py     LiveState: the loop observer that keeps the latest item, its frame and the camera's frame rate
     queries.py   RecordsView: read-only queries of the item database (today's counts, recent items, latencies)
-    photo.py     PhotoClassifier: an uploaded photo through the loop's preprocessing, model and decision
     auth.py      TokenGate: the optional access token (constant-time comparison)
     app.py       create_app: the routes and the JSON API
     server.py    WebServer: binds the port at start, serves in a daemon thread, stops on close

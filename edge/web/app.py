@@ -38,7 +38,7 @@ from edge.errors import ImageError, ModelError, RecordError, SmartbinError
 from edge.model_card import read_card
 from edge.runtime import interpreter_class
 from edge.web.auth import TokenGate
-from edge.web.photo import PhotoClassifier
+from edge.photo import PhotoClassifier
 from edge.web.queries import RecordsView
 from edge.web.state import LiveState
 

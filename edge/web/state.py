@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from edge.preprocess import Roi, crop_box
+from edge.preprocess import Box, CropMode, Roi, model_box
 from edge.records import ItemRecord
 from edge.sources import Frame
 
@@ -34,8 +34,10 @@ class LiveItem:
 class LiveState:
     """Loop observer (a ``FrameObserver``) for the web page. ``source`` names the camera on the health page."""
 
-    def __init__(self, roi: Roi | None, source: str, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, roi: Roi | None, source: str, clock: Callable[[], float] = time.monotonic,
+                 crop: CropMode = "roi") -> None:
         self.roi = roi
+        self.crop = crop
         self.source = source
         self.started = time.time()
         self.frames = 0
@@ -83,19 +85,20 @@ class LiveState:
             return None
         if cached is not None and cached[0] == item_id:
             return cached[1]
-        data = annotated_jpeg(latest.frame.rgb, self.roi)
+        frame = latest.frame
+        data = annotated_jpeg(frame.rgb, model_box(frame.rgb, self.roi, self.crop, frame.item_box))
         with self._lock:
             self._jpeg = (item_id, data)
         return data
 
 
-def annotated_jpeg(rgb: np.ndarray, roi: Roi | None, width: int = JPEG_WIDTH) -> bytes:
-    """The frame scaled down to ``width`` with the region of interest (the box ``prepare`` crops) drawn, as JPEG.
+def annotated_jpeg(rgb: np.ndarray, box: Box, width: int = JPEG_WIDTH) -> bytes:
+    """The frame scaled down to ``width`` with ``box`` (what the model saw: ``model_box``) drawn, as JPEG.
     The frame itself is not changed."""
     scale = min(1.0, width / rgb.shape[1])
     small = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else rgb
     bgr = cv2.cvtColor(small, cv2.COLOR_RGB2BGR)  # a new array: drawing never touches the frame
-    x0, y0, x1, y1 = (round(v * scale) for v in crop_box(rgb, roi))
+    x0, y0, x1, y1 = (round(v * scale) for v in box)
     thickness = max(1, round(bgr.shape[1] / 200))
     cv2.rectangle(bgr, (x0, y0), (x1 - 1, y1 - 1), ROI_COLOUR[::-1], thickness)
     ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 85])

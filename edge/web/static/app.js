@@ -7,6 +7,7 @@ let uploadCapMb = null;
 let timer = null;
 let generation = 0;
 let shownFrame = null;
+let frameBroken = false;
 
 const $ = (id) => document.getElementById(id);
 
@@ -71,12 +72,15 @@ async function showLive() {
   const frame = $("live-frame");
   if (item.frame_url !== shownFrame) {
     shownFrame = item.frame_url;
+    frameBroken = false;
     if (item.frame_url) frame.src = item.frame_url;
   }
-  frame.hidden = !item.frame_url;
-  $("live-noframe").hidden = Boolean(item.frame_url);
+  frame.onerror = () => { frameBroken = true; frame.hidden = true; $("live-noframe").hidden = false; };
+  const showFrame = Boolean(item.frame_url) && !frameBroken;  // no broken-image icon when the frame is gone
+  frame.hidden = !showFrame;
+  $("live-noframe").hidden = showFrame;
   $("live-caption").textContent = mode === "sorter"
-    ? `item ${item.id}: its best-centred frame; the amber box is the region of interest the model sees`
+    ? `item ${item.id}: its best-centred frame; the amber box is what the model sees (the item crop or the region of interest)`
     : `item ${item.id}: smartbin web without the sorter shows kept frames only`;
 }
 

@@ -1,5 +1,10 @@
-"""Classify a photo: an uploaded image through the loop's own preprocessing (``prepare``), a classifier of
-the loop's model, and the loop's decision (bin, threshold), without moving a gate or writing a record.
+"""Classify a photo: an image through the loop's own preprocessing (``prepare``), a classifier of the loop's
+model, and the loop's decision (bin, threshold), without moving a gate or writing a record. Used by the web
+page's "classify a photo" and by ``smartbin classify``.
+
+A photo is either a photo of the item (its centre square, as the model card's photo figures are measured) or a
+camera frame (``as_frame``: the camera's ROI and crop, ``camera.crop = "item"`` by default: the item located
+against the belt's colour, as in the loop).
 
 The TFLite interpreter is not thread-safe, so the page has its own, built at the first upload and used under a
 lock (one photo at a time); beside a running sorter it takes one thread, to leave the cores to the loop.
@@ -21,6 +26,7 @@ from edge.errors import ImageError
 from edge.preprocess import prepare
 
 TOP_K = 5
+CROP_NAMES = {"photo": "centre square", "roi": "camera roi", "item": "item square"}
 
 
 class PhotoClassifier:
@@ -33,18 +39,21 @@ class PhotoClassifier:
         self._classifier: Classifier | None = None
         self._lock = threading.Lock()
 
-    def classify(self, data: bytes, camera_roi: bool = False) -> dict[str, Any]:
-        """Label, confidence, top-5 and the bin the loop would choose for an encoded image. ``camera_roi``: crop
-        the camera's region of interest, as for a full camera frame; else the centre square, as for a photo of
-        the item. Raises ImageError if ``data`` is not an image, ModelError if the model cannot be loaded."""
-        rgb = decode(data)
-        roi = self.settings.camera.region if camera_roi else None
+    def classify(self, data: bytes, as_frame: bool = False) -> dict[str, Any]:
+        """``classify_rgb`` of an encoded image; ImageError if ``data`` is not an image."""
+        return self.classify_rgb(decode(data), as_frame)
+
+    def classify_rgb(self, rgb: np.ndarray, as_frame: bool = False) -> dict[str, Any]:
+        """Label, confidence, top-5 and the bin the loop would choose for a uint8 RGB image, as a photo of the
+        item (centre square) or ``as_frame`` (the camera's ROI and crop). ModelError if the model cannot load."""
+        camera = self.settings.camera
+        roi, crop = (camera.region, camera.crop) if as_frame else (None, "roi")
         started = time.perf_counter()
         with self._lock:
             if self._classifier is None:
                 self._classifier = Classifier(self.settings.model.path, threads=self.threads)
             classifier = self._classifier
-            prediction = classifier.classify(prepare(rgb, classifier.input_size, roi))
+            prediction = classifier.classify(prepare(rgb, classifier.input_size, roi, crop))
         decision = self.decider.decide([prediction])
         return {
             "label": decision.label,
@@ -55,7 +64,7 @@ class PhotoClassifier:
             "threshold": self.decider.threshold,
             "model": classifier.path.name,
             "image": {"width": rgb.shape[1], "height": rgb.shape[0]},
-            "crop": "camera roi" if camera_roi else "centre square",
+            "crop": CROP_NAMES[crop if as_frame else "photo"],
             "ms": round((time.perf_counter() - started) * 1000, 1),
         }
 
