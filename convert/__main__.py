@@ -23,6 +23,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="the int8 model to write (.tflite); its card goes beside it")
     p.add_argument("--count", type=int, default=200,
                    help="calibration images to use, stratified across classes (default: 200)")
+    p.add_argument("--belt-share", type=float, default=0.5,
+                   help="share of the calibration images shown as the sorter sees items on a belt (the photo's "
+                   "item on a random belt, then the item crop); the rest as photos (default: 0.5)")
     p.add_argument("--seed", type=int, default=0, help="seed of the calibration/validation sampling (default: 0)")
     p.add_argument("--validation", type=Path,
                    help="validation images, one sub-folder per label (default: the calibration images)")

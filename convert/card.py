@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.model_card import SCHEMA, parse_card
-from edge.preprocess import CENTER_SQUARE, RESIZE_METHOD
+from edge.preprocess import ITEM_CROP, RESIZE_METHOD
 
 CAFFE = "caffe inside the model: RGB→BGR, minus ImageNet means (B 103.939, G 116.779, R 123.68), no scaling"
 
@@ -48,7 +48,7 @@ def model_card(
             "channels": 3,
             "dtype": "uint8",
             "color": "RGB",
-            "crop": CENTER_SQUARE,
+            "crop": ITEM_CROP,
             "resize": RESIZE_METHOD,
             "preprocessing": CAFFE,
         },

@@ -1,8 +1,10 @@
 """Image folders for calibration and validation: listing, stratified deterministic order, reading.
 
 A folder is either labelled (one sub-folder per class, the sub-folder's name as label) or flat (images
-directly inside, no labels). Images go through ``edge.preprocess.prepare``, the crop and resize the edge uses.
-Unreadable images are skipped and counted; the caller decides when too few are left.
+directly inside, no labels). Images go through ``edge.preprocess.prepare``, the crop and resize the edge uses:
+as photos (centre square), or, for a share of the calibration images, as the sorter sees items on a belt (the
+photo's item on a random belt, ``edge.belt.belt_frame``, then the item crop). Unreadable images are skipped
+and counted; the caller decides when too few are left.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from convert.errors import ConversionError
+from edge.belt import belt_frame
 from edge.errors import ImageError
 from edge.images import labelled_images, list_images, read_rgb
 from edge.preprocess import prepare
@@ -56,20 +59,30 @@ def _key(entry: tuple[str | None, list[Item]]) -> str:
 
 @dataclass
 class Reader:
-    """Reads and prepares images to ``size`` = (width, height), remembering the files it had to skip."""
+    """Reads and prepares images to ``size`` = (width, height), remembering the files it had to skip.
+
+    ``belt_share`` of the images (drawn with ``seed``) are shown as belt frames with the item crop."""
 
     size: tuple[int, int]
+    belt_share: float = 0.0
+    seed: int = 0
     skipped: list[Path] = field(default_factory=list)
 
     def prepared(self, items: Iterable[Item]) -> Iterator[tuple[np.ndarray, Item]]:
         """(uint8 RGB pixels of the model's input size, item) for each readable item, in order."""
-        for item in items:
+        for index, item in enumerate(items):
             try:
-                pixels = prepare(read_rgb(item[0]), self.size)
+                pixels = self._prepare(read_rgb(item[0]), index)
             except (ImageError, ValueError, OSError):
                 self.skipped.append(item[0])
                 continue
             yield pixels, item
+
+    def _prepare(self, photo: np.ndarray, index: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, index])
+        if self.belt_share and rng.random() < self.belt_share:
+            return prepare(belt_frame(photo, rng), self.size, crop="item")
+        return prepare(photo, self.size)
 
     def batches(self, items: Iterable[Item], batch: int) -> Iterator[tuple[np.ndarray, list[str | None]]]:
         """The readable items in batches of up to ``batch``: (N×H×W×3 uint8 pixels, labels)."""

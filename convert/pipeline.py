@@ -40,6 +40,7 @@ class Options:
     calibration: Path
     out: Path
     count: int = 200
+    belt_share: float = 0.5
     seed: int = 0
     validation: Path | None = None
     validation_count: int | None = None
@@ -61,7 +62,7 @@ def say(line: str) -> None:
 
 def calibration_set(options: Options, size: tuple[int, int]) -> tuple[np.ndarray, list[Item], int]:
     """The first ``count`` readable images in stratified order: pixels, the items used, unreadable skipped."""
-    reader = Reader(size)
+    reader = Reader(size, options.belt_share, options.seed)
     ordered = stratified_order(list_folder(options.calibration, "calibration"), options.seed)
     taken = list(islice(reader.prepared(ordered), options.count))
     if not taken:
@@ -114,7 +115,8 @@ def run(options: Options) -> dict[str, Any]:
     say(f"calibration: {len(used)} images, {skipped} unreadable skipped, per class {per_class}")
     calibration = {"folder": str(options.calibration), "images": len(used), "requested": options.count,
                    "per_class": per_class, "skipped_unreadable": skipped, "seed": options.seed,
-                   "sampling": "classes shuffled with the seed, taken round robin"}
+                   "sampling": "classes shuffled with the seed, taken round robin",
+                   "belt_share": options.belt_share}
     items, validated_on = validation_items(options, used)
     with tempfile.TemporaryDirectory(prefix=".convert-", dir=out.parent) as temp:
         staging = Path(temp)

@@ -12,6 +12,10 @@ photo background the same way:
 - ``place``: the item scaled, rotated and blended onto the belt.
 - ``camera``: motion blur along the belt (speed × exposure), light level and white balance, sensor noise,
   JPEG artefacts.
+- ``belt_frame``: all of it, a camera frame of a photo's item on a random belt (``BeltConfig``): 480×360
+  pixels of belt (dark two times out of three), the item at a random size (30–85 % of the frame's height),
+  position (anywhere, up to a fifth of it out of the frame), rotation and mirror, motion blur 0–12 px. The
+  training recipe's belt views and the converter's belt calibration images are its item crops.
 
 All randomness comes from the ``numpy.random.Generator`` passed in.
 """
@@ -168,3 +172,28 @@ def camera(image: np.ndarray, rng: np.random.Generator, blur_px: float) -> np.nd
     out = light(out, rng.uniform(0.7, 1.3), rng.uniform(0.92, 1.08, 3))
     out = sensor_noise(out, rng, rng.uniform(0, 5))
     return jpeg(out, int(rng.integers(45, 95))) if rng.random() < 0.5 else out
+
+
+@dataclass(frozen=True)
+class BeltConfig:
+    """Ranges of a belt frame (defaults are the shipped recipe's)."""
+
+    width: int = 480
+    height: int = 360
+    item_side: tuple[float, float] = (0.30, 0.85)  # share of the frame's height
+    out_of_frame: float = 0.2  # largest share of the item's side that may lie beyond the frame
+    blur_px: tuple[float, float] = (0.0, 12.0)
+
+
+def belt_frame(photo: np.ndarray, rng: np.random.Generator, cfg: BeltConfig = BeltConfig()) -> np.ndarray:
+    """A camera frame (uint8 RGB, cfg.height × cfg.width) of the photo's item on a random belt."""
+    frame = belt_texture(rng, cfg.width, cfg.height)
+    side = round(rng.uniform(*cfg.item_side) * cfg.height)
+    item = cut_out(photo[:, ::-1] if rng.random() < 0.5 else photo)
+    rgb, alpha = transformed(item, side, float(rng.uniform(0, 360)))
+    h, w = alpha.shape
+    slack_x, slack_y = round(cfg.out_of_frame * w), round(cfg.out_of_frame * h)
+    left = int(rng.integers(-slack_x, max(-slack_x + 1, cfg.width - w + slack_x)))
+    top = int(rng.integers(-slack_y, max(-slack_y + 1, cfg.height - h + slack_y)))
+    place(frame, rgb, alpha, left, top)
+    return camera(frame, rng, float(rng.uniform(*cfg.blur_px)))

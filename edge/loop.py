@@ -24,7 +24,7 @@ from typing import Protocol, runtime_checkable
 from edge.classifier import Classifier
 from edge.decision import Decider, Decision
 from edge.errors import ModelError, RecordError
-from edge.preprocess import CropMode, Roi, prepare
+from edge.preprocess import CropMode, Roi, prepare, refine
 from edge.records import ItemRecord, Records
 from edge.retrain import FrameKeeper
 from edge.sources import Frame, FrameStream, is_dead
@@ -213,7 +213,8 @@ class SortingLoop:
         try:
             if any(is_dead(f.rgb) for f in frames):
                 raise ValueError("dead frame (no picture from the camera)")
-            pixels = [prepare(f.rgb, self.classifier.input_size, self.roi, self.crop, f.item_box) for f in frames]
+            size = self.classifier.input_size
+            pixels = [prepare(f.rgb, size, self.roi, self.crop, refine(f.rgb, f.item_box)) for f in frames]
             lap("preprocess")
             predictions = [self.classifier.classify(p) for p in pixels]
             lap("classify")

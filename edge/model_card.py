@@ -23,6 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from edge.errors import ModelCardError
+from edge.preprocess import CENTER_SQUARE, ITEM_CROP, RESIZE_METHOD
+
+CROPS = (ITEM_CROP, CENTER_SQUARE)  # item-square: trained for the item crop and photos; center-square: photos
 
 SCHEMA = "smartbin.model-card/1"
 
@@ -94,6 +97,9 @@ def parse_card(data: Any, source: str = "model card") -> ModelCard:
     for key, expected in (("dtype", "uint8"), ("color", "RGB")):
         if spec.get(key) != expected:
             raise ModelCardError(f"{source}: input.{key} is {spec.get(key)!r}, the edge feeds {expected!r}")
+    for key, known in (("crop", CROPS), ("resize", (RESIZE_METHOD,))):
+        if key in spec and spec[key] not in known:
+            raise ModelCardError(f"{source}: input.{key} is {spec[key]!r}, the edge implements {' or '.join(known)}")
     try:
         contract = InputContract(
             height=_positive_int(spec, "height"),

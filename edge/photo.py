@@ -4,7 +4,7 @@ page's "classify a photo" and by ``smartbin classify``.
 
 A photo is either a photo of the item (its centre square, as the model card's photo figures are measured) or a
 camera frame (``as_frame``: the camera's ROI and crop, ``camera.crop = "item"`` by default: the item located
-against the belt's colour, as in the loop).
+against the belt's colour anywhere in the frame, or in the ROI if one is configured).
 
 The TFLite interpreter is not thread-safe, so the page has its own, built at the first upload and used under a
 lock (one photo at a time); beside a running sorter it takes one thread, to leave the cores to the loop.
@@ -23,7 +23,7 @@ from edge.classifier import Classifier
 from edge.config import Settings
 from edge.decision import Decider
 from edge.errors import ImageError
-from edge.preprocess import prepare
+from edge.preprocess import crop_box, locate_item, prepare
 
 TOP_K = 5
 CROP_NAMES = {"photo": "centre square", "roi": "camera roi", "item": "item square"}
@@ -48,12 +48,14 @@ class PhotoClassifier:
         item (centre square) or ``as_frame`` (the camera's ROI and crop). ModelError if the model cannot load."""
         camera = self.settings.camera
         roi, crop = (camera.region, camera.crop) if as_frame else (None, "roi")
+        # a still: the item may lie anywhere in the frame unless a ROI says where to look
+        box = locate_item(rgb, crop_box(rgb, roi) if roi else None) if crop == "item" else None
         started = time.perf_counter()
         with self._lock:
             if self._classifier is None:
                 self._classifier = Classifier(self.settings.model.path, threads=self.threads)
             classifier = self._classifier
-            prediction = classifier.classify(prepare(rgb, classifier.input_size, roi, crop))
+            prediction = classifier.classify(prepare(rgb, classifier.input_size, roi, crop, box))
         decision = self.decider.decide([prediction])
         return {
             "label": decision.label,

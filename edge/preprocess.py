@@ -173,18 +173,42 @@ def crop_padded(frame: np.ndarray, box: Box) -> np.ndarray:
 def model_box(frame: np.ndarray, roi: Roi | None = None, crop: CropMode = "roi", box: Box | None = None) -> Box:
     """The pixel box ``prepare`` crops (an item square may reach beyond the frame).
 
-    ``crop="roi"``: the ROI (or the centre square). ``crop="item"``: the square around the item, located
-    against the belt's colour in the ROI, or, when the caller has a rough ``box`` (the vision trigger's, which
-    ends at the ROI's edge), around that box (``box`` itself if nothing stands out there); the ROI when nothing
-    stands out.
+    ``crop="roi"``: the ROI (or the centre square). ``crop="item"``: the square around the item's bounding
+    box: ``box`` when the caller knows it, else located in the ROI against the belt's colour; the ROI when
+    nothing stands out.
     """
     height, width = frame.shape[:2]
     region = crop_box(frame, roi)
     if crop == "item":
-        box = locate_item(frame, around(box, width, height) if box else region) or box
+        box = box or locate_item(frame, region)
         if box is not None:
             return item_square(box, width, height)
     return region
+
+
+def refine(frame: np.ndarray, rough: Box | None) -> Box | None:
+    """The item's box located against the belt around a rough box (the vision trigger's, which is coarse and
+    ends at the ROI's edge), or the rough box when nothing stands out there.
+
+    The search region grows (½, 1, 2 × the box on each side) until the item found there does not touch the
+    region's edge inside the frame: a region whose border cuts through the item would misjudge the belt."""
+    if rough is None:
+        return None
+    height, width = frame.shape[:2]
+    found = None
+    for grow in (0.5, 1.0, 2.0):
+        region = around(rough, width, height, grow)
+        found = locate_item(frame, region)
+        if found is not None and not touches(found, region, width, height):
+            return found
+    return found or rough
+
+
+def touches(box: Box, region: Box, frame_width: int, frame_height: int) -> bool:
+    """Whether ``box`` reaches an edge of ``region`` that is not an edge of the frame."""
+    inner = [(box[0] <= region[0], region[0] > 0), (box[1] <= region[1], region[1] > 0),
+             (box[2] >= region[2], region[2] < frame_width), (box[3] >= region[3], region[3] < frame_height)]
+    return any(reaches and inside for reaches, inside in inner)
 
 
 def prepare(

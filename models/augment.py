@@ -16,10 +16,8 @@ Photo augmentation is split around ``prepare``:
   as one affine warp with reflected borders, then light jitter for a belt under other lamps: brightness,
   contrast, saturation, hue, and a per-channel gain (white balance).
 
-A belt frame (``BeltConfig``) is 480×360 pixels of belt (dark two times out of three), the item at a random
-size (30–85 % of the frame's height), position (anywhere, up to a fifth of it out of the frame), rotation
-and mirror, then the camera: motion blur along the belt (0–12 px), light level and white balance, sensor
-noise, JPEG artefacts (``edge.belt``, shared with the simulator).
+A belt frame is ``edge.belt.belt_frame`` (shared with the converter's calibration; its parts with the
+simulator).
 
 A view is a pure function of (photo, kind, seed, view, index): ``rng = default_rng([seed, view, index])``.
 """
@@ -33,7 +31,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from edge import belt
+from edge.belt import BeltConfig, belt_frame
 from edge.preprocess import Roi, locate_item, prepare
 
 SIZE = (224, 224)
@@ -55,17 +53,6 @@ class AugmentConfig:
     saturation: float = 0.3
     hue_deg: float = 8.0
     channel_gain: float = 0.08
-
-
-@dataclass(frozen=True)
-class BeltConfig:
-    """Ranges of a belt frame (defaults are the shipped recipe's)."""
-
-    width: int = 480
-    height: int = 360
-    item_side: tuple[float, float] = (0.30, 0.85)  # share of the frame's height
-    out_of_frame: float = 0.2  # largest share of the item's side that may lie beyond the frame
-    blur_px: tuple[float, float] = (0.0, 12.0)
 
 
 def clean_view(photo: np.ndarray) -> np.ndarray:
@@ -116,20 +103,6 @@ def augmented_view(photo: np.ndarray, rng: np.random.Generator, cfg: AugmentConf
     """One random training view of a uint8 RGB photo, 224×224 uint8 RGB."""
     image = prepare(photo, SIZE, random_roi(rng, cfg))
     return photometric(geometric(image, rng, cfg), rng, cfg)
-
-
-def belt_frame(photo: np.ndarray, rng: np.random.Generator, cfg: BeltConfig = BeltConfig()) -> np.ndarray:
-    """A camera frame (uint8 RGB, cfg.height × cfg.width) of the photo's item on a random belt."""
-    frame = belt.belt_texture(rng, cfg.width, cfg.height)
-    side = round(rng.uniform(*cfg.item_side) * cfg.height)
-    item = belt.cut_out(photo[:, ::-1] if rng.random() < 0.5 else photo)
-    rgb, alpha = belt.transformed(item, side, float(rng.uniform(0, 360)))
-    h, w = alpha.shape
-    slack_x, slack_y = round(cfg.out_of_frame * w), round(cfg.out_of_frame * h)
-    left = int(rng.integers(-slack_x, max(-slack_x + 1, cfg.width - w + slack_x)))
-    top = int(rng.integers(-slack_y, max(-slack_y + 1, cfg.height - h + slack_y)))
-    belt.place(frame, rgb, alpha, left, top)
-    return belt.camera(frame, rng, float(rng.uniform(*cfg.blur_px)))
 
 
 def belt_view(photo: np.ndarray, rng: np.random.Generator, cfg: BeltConfig = BeltConfig()) -> np.ndarray:

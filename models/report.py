@@ -16,7 +16,7 @@ from typing import Any
 
 from models.split import SPLITS, read_manifest
 
-TARGETS = {"top1": 0.96, "weighted_f1": 0.96, "agreement": 0.99, "drop_pp": 0.5}
+TARGETS = {"top1": 0.965, "weighted_f1": 0.965, "agreement": 0.99, "drop_pp": 0.5, "belt_top1": 0.95}
 
 
 def _mark(ok: bool) -> str:
@@ -27,8 +27,8 @@ def headline(test: dict[str, Any]) -> list[str]:
     """The table of headline figures against the issue's targets."""
     i8, fl = test["int8"], test["float"]
     rows = [
-        ("top-1", f"{i8['top1']:.4f}", f"{fl['top1']:.4f}", "≥ 0.96", _mark(i8["top1"] >= TARGETS["top1"])),
-        ("weighted F1", f"{i8['weighted_f1']:.4f}", f"{fl['weighted_f1']:.4f}", "≥ 0.96",
+        ("top-1", f"{i8['top1']:.4f}", f"{fl['top1']:.4f}", "≥ 0.965", _mark(i8["top1"] >= TARGETS["top1"])),
+        ("weighted F1", f"{i8['weighted_f1']:.4f}", f"{fl['weighted_f1']:.4f}", "≥ 0.965",
          _mark(i8["weighted_f1"] >= TARGETS["weighted_f1"])),
         ("macro F1", f"{i8['macro_f1']:.4f}", f"{fl['macro_f1']:.4f}", "", ""),
         ("float/int8 top-1 agreement", f"{test['top1_agreement']:.2%}", "", "≥ 99 %",
@@ -36,6 +36,18 @@ def headline(test: dict[str, Any]) -> list[str]:
         ("int8 drop vs float", f"{test['drop_pp']:+.2f} pp", "", "≤ 0.5 pp", _mark(test["drop_pp"] <= TARGETS["drop_pp"])),
     ]
     lines = ["| test split | int8 (shipped) | float (Keras) | target | |", "|---|---:|---:|---:|---|"]
+    return lines + [f"| {' | '.join(row)} |" for row in rows]
+
+
+def belt_headline(belt: dict[str, Any]) -> list[str]:
+    """The belt view set's figures."""
+    i8, fl = belt["int8"], belt["float"]
+    rows = [
+        ("top-1", f"{i8['top1']:.4f}", f"{fl['top1']:.4f}", "≥ 0.95", _mark(i8["top1"] >= TARGETS["belt_top1"])),
+        ("weighted F1", f"{i8['weighted_f1']:.4f}", f"{fl['weighted_f1']:.4f}", "", ""),
+        ("float/int8 top-1 agreement", f"{belt['top1_agreement']:.2%}", "", "", ""),
+    ]
+    lines = ["| belt view set | int8 (shipped) | float (Keras) | goal | |", "|---|---:|---:|---:|---|"]
     return lines + [f"| {' | '.join(row)} |" for row in rows]
 
 
@@ -75,6 +87,9 @@ def render(card: dict[str, Any], training: dict[str, Any], manifest: Path, templ
     )
     values = {
         "headline": "\n".join(headline(test)),
+        "belt_headline": "\n".join(belt_headline(card["test_belt"])),
+        "belt_recall": ", ".join(f"{label} {card['test_belt']['int8']['per_class'][label]['recall']:.3f}"
+                                 for label in labels),
         "per_class": "\n".join(per_class(test, labels)),
         "split_table": "\n".join(split_table(manifest, labels)),
         "confusions": confusions,
@@ -82,8 +97,8 @@ def render(card: dict[str, Any], training: dict[str, Any], manifest: Path, templ
         "tflite_mb": f"{card['size_bytes']['tflite'] / 1e6:.1f}",
         "keras_mb": f"{card['size_bytes']['keras'] / 1e6:.1f}",
         "keras_sha": card["source"]["sha256"],
-        "views": recipe["views"],
-        "aug_views": recipe["views"] - 1,
+        "photo_views": recipe["photo_views"],
+        "belt_views": recipe["belt_views"],
         "epochs": recipe["epochs"],
         "epochs_run": fit["epochs_run"],
         "best_epoch": fit["best_epoch"],
@@ -103,7 +118,9 @@ def render(card: dict[str, Any], training: dict[str, Any], manifest: Path, templ
         "int8_ms": f"{1000 * test['int8_seconds_per_image']:.0f}",
         "eval_cores": test["machine"]["cores"],
         "calibration": card["quantization"].get("calibration", {}).get("images", "?"),
-        "val_top1": f"{training['val_from_features']['top1']:.4f}",
+        "belt_share": f"{card['quantization'].get('calibration', {}).get('belt_share', 0):.0%}",
+        "val_top1": f"{training['val_from_features']['clean']['top1']:.4f}",
+        "val_belt_top1": f"{training['val_from_features']['belt']['top1']:.4f}",
     }
     return template.format(**values)
 

@@ -72,6 +72,8 @@ def test_input_size_not_matching_card(tiny_model):
     (lambda c: c.update(labels=["a", "a"] + c["labels"][2:]), "duplicates"),
     (lambda c: c["input"].update(color="BGR"), "input.color"),
     (lambda c: c.update(schema="other/1"), "schema"),
+    (lambda c: c["input"].update(crop="letterbox"), "input.crop is 'letterbox', the edge implements"),
+    (lambda c: c["input"].update(resize="cv2.INTER_CUBIC"), "input.resize"),
 ])
 def test_bad_card(tiny_model, change, message):
     card = json.loads(tiny_model.with_suffix(".json").read_text())

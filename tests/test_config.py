@@ -102,3 +102,14 @@ def test_cli_reports_bad_config_in_one_line_with_exit_code_2(tmp_path, text, mes
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="config not found"):
         load_settings(tmp_path / "nope.toml")
+
+
+def test_item_crop_is_the_default_and_item_sizes_are_a_range(tmp_path):
+    settings = load_settings()
+    assert settings.camera.crop == "item" and settings.simulator.item_m == (0.08, 0.25)
+    path = tmp_path / "c.toml"
+    path.write_text(DEFAULT_CONFIG.read_text().replace("\n[simulator]\n", "\n[simulator]\nitem_m = 0.2\n"))
+    assert load_settings(path).simulator.item_m == (0.2, 0.2)  # one size: the old form still works
+    path.write_text(DEFAULT_CONFIG.read_text().replace("\n[camera]\n", '\n[camera]\ncrop = "box"\n'))
+    with pytest.raises(ConfigError, match="camera.crop"):
+        load_settings(path)

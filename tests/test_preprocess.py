@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.preprocess import Roi, center_square, crop_box, prepare
+from edge.preprocess import ITEM_MARGIN, Roi, center_square, crop_box, item_square, locate_item, model_box, prepare, refine
 
 
 def gradient(height: int, width: int) -> np.ndarray:
@@ -44,3 +44,54 @@ def test_prepare_rejects_non_rgb_uint8(bad):
 def test_roi_must_lie_within_the_frame(values):
     with pytest.raises(ValueError):
         Roi(*values)
+
+
+def belt_with_item(left: int, top: int, side: int, width: int = 640, height: int = 360) -> np.ndarray:
+    """A dark grainy belt with one bright square item at (left, top)."""
+    rng = np.random.default_rng(0)
+    frame = np.clip(60 + rng.normal(0, 4, (height, width, 3)), 0, 255).astype(np.uint8)
+    frame[top : top + side, left : left + side] = (200, 150, 40)
+    return frame
+
+
+def test_locate_item_finds_an_off_centre_item_against_the_belt():
+    frame = belt_with_item(left=450, top=40, side=120)
+    x0, y0, x1, y1 = locate_item(frame)
+    assert abs(x0 - 450) <= 6 and abs(y0 - 40) <= 6 and abs(x1 - 570) <= 6 and abs(y1 - 160) <= 6
+    assert locate_item(np.full((360, 640, 3), 60, np.uint8)) is None  # an empty belt: nothing stands out
+
+
+def test_item_crop_is_a_square_around_the_item_with_a_margin_not_the_centre():
+    frame = belt_with_item(left=340, top=40, side=120)  # inside the centre square (140..500), off its centre
+    x0, y0, x1, y1 = model_box(frame, crop="item")
+    assert abs((x1 - x0) - round(120 * (1 + 2 * ITEM_MARGIN))) <= 16 and x1 - x0 == y1 - y0  # located ±a few px
+    assert x0 <= 340 and x1 >= 460 and y0 <= 40 and y1 >= 160
+    assert model_box(frame, crop="item", box=(340, 40, 460, 160)) == item_square((340, 40, 460, 160), 640, 360)
+    out = prepare(frame, (64, 64), crop="item")
+    assert (np.abs(out[32, 32].astype(int) - (200, 150, 40)) < 10).all()  # the item is in the middle
+    assert (np.abs(prepare(frame, (64, 64))[32, 12].astype(int) - 60) < 20).all()  # centre square: belt there
+
+
+def test_item_crop_pads_with_the_belt_colour_where_the_square_leaves_the_frame():
+    frame = belt_with_item(left=6, top=100, side=150, width=400, height=300)  # item near the frame's left edge
+    x0, _, x1, _ = model_box(frame, Roi(0, 0, 1, 1), crop="item")
+    assert x0 == 0 and abs(x1 - round(150 * (1 + 2 * ITEM_MARGIN))) <= 16  # moved inside where it fits
+    tall = belt_with_item(left=30, top=8, side=344, width=400, height=360)  # its square is taller than the frame
+    _, y0, _, y1 = model_box(tall, crop="item")
+    assert y0 < 0 and y1 > 360
+    out = prepare(tall, (100, 100), crop="item")
+    assert (np.abs(out[1, 50].astype(int) - 60) < 12).all()  # padding: the belt's colour, not black
+
+
+def test_item_crop_falls_back_to_the_roi_when_nothing_stands_out():
+    flat = np.full((300, 400, 3), 90, np.uint8)
+    assert model_box(flat, crop="item") == center_square(400, 300)
+    roi = Roi(0.5, 0.0, 0.5, 1.0)
+    assert model_box(flat, roi, crop="item") == crop_box(flat, roi)
+
+
+def test_a_rough_box_from_the_trigger_is_refined_against_the_belt():
+    frame = belt_with_item(left=450, top=40, side=120)
+    x0, y0, x1, y1 = refine(frame, (470, 60, 520, 150))  # coarse and clipped, as the trigger's can be
+    assert abs(x0 - 450) <= 6 and abs(x1 - 570) <= 6 and abs(y0 - 40) <= 6 and abs(y1 - 160) <= 6
+    assert refine(frame, None) is None

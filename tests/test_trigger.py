@@ -82,3 +82,17 @@ def test_break_beam_on_a_mock_gpio_input():
     trigger.close()
     assert len(items) == 1 and [f.number for f in items[0].frames] == list(range(10, 16))
     assert items[0].t_line == pytest.approx(1.25)
+
+
+def test_vision_trigger_gives_the_items_box_to_the_frames_it_keeps():
+    trigger = VisionTrigger(None, min_area=0.1, diff_threshold=30, alpha=0.05)
+    tracker = ItemTracker(trigger, votes=3)
+    assert tracker.update(frame(belt(None), 0, 0.0)) is None  # learns the empty belt
+    for n in range(1, 4):
+        tracker.update(frame(belt(0.5), n, n * 0.1))
+    item = None
+    for n in range(4, 7):
+        item = item or tracker.update(frame(belt(None), n, n * 0.1))
+    assert item is not None and all(f.item_box is not None for f in item.frames)
+    x0, y0, x1, y1 = item.frames[0].item_box
+    assert abs(x0 - 120) <= 8 and abs(x1 - 200) <= 8 and abs(y0 - 50) <= 8 and abs(y1 - 130) <= 8

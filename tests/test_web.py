@@ -99,7 +99,7 @@ def web_settings(tmp_path: Path, **web: object) -> Settings:
     return make_settings(
         tmp_path, model={"path": model}, sorting={"votes": 1},
         camera={"source": str(tmp_path / "photos"), "fps": 2.0, "roi": (0.1, 0.1, 0.8, 0.8)},
-        conveyor={"trigger": "frames", "item_pass_s": 0.1}, web={"port": 0, **web})
+        conveyor={"trigger": "frames", "item_pass_s": 0.1, "belt_speed_m_s": 1.0}, web={"port": 0, **web})
 
 
 @pytest.fixture(scope="module")
