@@ -17,8 +17,10 @@ def read_labels(path: str | Path) -> tuple[str, ...]:
     """Labels from a text file, one per line; blank lines and surrounding spaces are ignored."""
     try:
         text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise ConversionError(f"labels file unreadable: {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConversionError(f"labels file is not UTF-8 text: {path}: byte {exc.start}") from None
     labels = tuple(line.strip() for line in text.splitlines() if line.strip())
     if not labels:
         raise ConversionError(f"labels file is empty: {path}")

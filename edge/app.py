@@ -8,6 +8,7 @@ from contextlib import ExitStack
 from edge.classifier import Classifier
 from edge.config import Settings
 from edge.decision import Decider
+from edge.errors import ConfigError
 from edge.gates import GateBank
 from edge.loop import Observer, SortingLoop
 from edge.pins import make_pin_factory
@@ -40,6 +41,7 @@ class Sorter:
             self.pin_factory = make_pin_factory(settings.gpio.pin_factory)
             self.gates = self._stack.enter_context(GateBank(settings, self.pin_factory))
             self.records = self._stack.enter_context(Records(settings.records.database))
+            keeper = self._keeper()
             self.source = source or open_source(settings)
             self._stack.enter_context(self.source)
             trigger = self._trigger()
@@ -51,29 +53,33 @@ class Sorter:
             self.planner = planner_for(settings, self.gates)
             self.scheduler = GateScheduler(self.planner, self.gates.apply)
             self._stack.callback(self.scheduler.stop)  # runs first on close: every gate safe
+            self.loop = SortingLoop(
+                self.stream.start(),
+                ItemTracker(trigger, votes, settings.conveyor.absent_frames),
+                self.classifier,
+                Decider(settings.bin_of(), settings.sorting.threshold, settings.sorting.reject_bin),
+                self.planner,
+                self.records,
+                roi=settings.camera.region,
+                crop=settings.camera.crop,
+                votes=votes,
+                observers=observers,
+                keeper=keeper,
+            )
+            self.scheduler.start()
         except BaseException:
             self.close()
             raise
-        self.loop = SortingLoop(
-            self.stream.start(),
-            ItemTracker(trigger, votes, settings.conveyor.absent_frames),
-            self.classifier,
-            Decider(settings.bin_of(), settings.sorting.threshold, settings.sorting.reject_bin),
-            self.planner,
-            self.records,
-            roi=settings.camera.region,
-            crop=settings.camera.crop,
-            votes=votes,
-            observers=observers,
-            keeper=self._keeper(),
-        )
-        self.scheduler.start()
 
     def _keeper(self) -> FrameKeeper | None:
         retrain = self.settings.retrain
         if not retrain.enabled:
             return None
-        return FrameKeeper(self.settings.retrain_folder, retrain.keep_below, retrain.max_mb, self.settings.camera.region)
+        folder = self.settings.retrain_folder
+        try:
+            return FrameKeeper(folder, retrain.keep_below, retrain.max_mb, self.settings.camera.region)
+        except OSError as exc:
+            raise ConfigError(f"retrain.folder: cannot use {folder}: {exc.strerror or exc}") from None
 
     def _trigger(self) -> Trigger | None:
         conveyor = self.settings.conveyor

@@ -85,13 +85,16 @@ class Classifier:
 
     @property
     def interpreter(self) -> Any:
-        """The runtime's interpreter, for diagnostics (tensor and op details); classify through this class."""
+        """The runtime's interpreter, for diagnostics (tensor and op details); classify through this class.
+        Raises ModelError once the classifier is closed."""
+        if self._interpreter is None:
+            raise ModelError(f"{self.path.name}: the classifier is closed")
         return self._interpreter
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
         """Class probabilities (float32, summing to ~1) for one uint8 RGB image of the model's input size."""
         self.set_input(pixels)
-        self._interpreter.invoke()
+        self.interpreter.invoke()
         return self.output()
 
     def set_input(self, pixels: np.ndarray) -> None:
@@ -99,11 +102,11 @@ class Classifier:
         expected = (self.card.input.height, self.card.input.width, 3)
         if pixels.shape != expected or pixels.dtype != np.uint8:
             raise ValueError(f"expected uint8 {expected} pixels, got {pixels.dtype} {pixels.shape}")
-        self._interpreter.set_tensor(self._input["index"], self._quantize_input(pixels)[np.newaxis])
+        self.interpreter.set_tensor(self._input["index"], self._quantize_input(pixels)[np.newaxis])
 
     def output(self) -> np.ndarray:
         """Class probabilities of the last invoke (float32, dequantized)."""
-        return self._dequantize_output(self._interpreter.get_tensor(self._output["index"])[0])
+        return self._dequantize_output(self.interpreter.get_tensor(self._output["index"])[0])
 
     def classify(self, pixels: np.ndarray) -> Prediction:
         """The prediction for one uint8 RGB image of the model's input size."""
@@ -111,7 +114,7 @@ class Classifier:
 
     def invoke(self) -> None:
         """Run the interpreter on whatever input is set (for benchmarking the bare invoke)."""
-        self._interpreter.invoke()
+        self.interpreter.invoke()
 
     def _quantize_input(self, pixels: np.ndarray) -> np.ndarray:
         scale, zero_point = self.input_quantization

@@ -199,7 +199,10 @@ class WebSettings(Section):
     host: str = Field("127.0.0.1", description="address to listen on; any but a loopback address needs a token")
     port: int = Field(8080, ge=0, le=65535, description="TCP port; 0 = any free port (logged at start)")
     token: str = Field("", description="access token (at least 16 characters); empty = none, loopback only")
-    max_upload_mb: float = Field(10.0, gt=0, description="largest photo 'classify a photo' accepts, MB")
+    max_upload_mb: float = Field(10.0, gt=0, le=100, description="largest photo 'classify a photo' accepts, MB")
+    max_upload_pixels: int = Field(
+        20_000_000, ge=1, le=100_000_000, description="largest photo 'classify a photo' decodes, in pixels"
+    )
 
     @model_validator(mode="after")
     def _check_token(self) -> WebSettings:
@@ -324,14 +327,20 @@ def load_settings(path: str | Path | None = None) -> Settings:
     return resolve_paths(settings, path.parent)
 
 
+GATE_KINDS = ("servo", "relay")  # the tags pydantic puts in an error's key path for a gate's kind
+
+
 def describe(exc: ValidationError) -> str:
-    """The first validation error as 'key.path: message'."""
-    error = exc.errors()[0]
-    where = ".".join(str(part) for part in error["loc"] if not str(part).startswith(("servo", "relay")))
+    """The first validation error as 'key.path: message', and how many more there are."""
+    errors = exc.errors()
+    error = errors[0]
+    gate = len(error["loc"]) > 2 and error["loc"][0] == "gates"  # gates.NAME.KIND.key: drop KIND
+    where = ".".join(str(part) for i, part in enumerate(error["loc"]) if not (gate and i == 2 and part in GATE_KINDS))
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown key"
-    return f"{where}: {message}" if where else message
+    more = f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+    return (f"{where}: {message}" if where else message) + more
 
 
 def resolve_paths(settings: Settings, base: Path) -> Settings:

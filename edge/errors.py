@@ -6,11 +6,13 @@
     │   ├── ModelCardError (ValueError)     card missing, malformed, or not matching the model
     │   └── RuntimeMissingError (ImportError)  neither ai_edge_litert nor tflite_runtime installed
     ├── ImageError (ValueError)             an image file that cannot be decoded
+    │   └── ImageTooLarge                   over the pixel cap (read from its header, before decoding)
     ├── CameraError (OSError)
     │   ├── CameraStalled (TimeoutError)    no frame within the stall timeout
     │   └── CameraBusy                      another process holds the camera
     ├── GateError                           a gate device could not be set up or driven
     ├── ServiceRunning                      the smartbin service holds the camera / gates asked for
+    ├── PortError (OSError)                 the web or metrics port cannot be bound (busy: a restart may help)
     └── RecordError (OSError)               the item database cannot be written (e.g. disk full)
 """
 
@@ -43,6 +45,10 @@ class ImageError(SmartbinError, ValueError):
     """An image file cannot be read or decoded."""
 
 
+class ImageTooLarge(ImageError):
+    """An image whose header claims more pixels than the cap; refused before it is decoded."""
+
+
 class CameraError(SmartbinError, OSError):
     """The frame source failed."""
 
@@ -61,6 +67,11 @@ class GateError(SmartbinError):
 
 class ServiceRunning(SmartbinError):
     """The smartbin service is running and holds the camera or the gates that a command asked for."""
+
+
+class PortError(SmartbinError, OSError):
+    """A web or metrics port cannot be bound: busy for now, or not permitted. Not a configuration error, so
+    that systemd restarts the service (a port held for a moment at boot frees up)."""
 
 
 class RecordError(SmartbinError, OSError):

@@ -66,8 +66,13 @@ class GateBank:
         return dict(self._devices)
 
     def apply(self, gate: str, state: float | bool | None) -> None:
-        """Drive one gate: a servo to an angle, a relay on (True), or either to safe (None / False)."""
-        device = self._devices[gate]
+        """Drive one gate: a servo to an angle, a relay on (True), or either to safe (None / False). Once the
+        bank is closed its gates are safe and released: safe is then a no-op, any other state a GateError."""
+        device = self._devices.get(gate)
+        if device is None:
+            if state is None or state is False:
+                return
+            raise GateError(f"gate {gate}: the gates are closed")
         try:
             if state is None or state is False:
                 self._set_safe(gate, device)

@@ -1,24 +1,100 @@
-"""Reading image files as RGB arrays, and listing labelled image folders."""
+"""Reading images as RGB arrays, within a pixel cap, and listing labelled image folders.
+
+OpenCV decodes whatever size a file's header claims: a 2.7 MB PNG of 30000×30000 pixels becomes 2.7 GB. So
+the header's dimensions are read first (JPEG, PNG, BMP, WebP: the formats smartbin reads), and an image over
+``max_pixels`` (default ``MAX_PIXELS``, 40 megapixels: a 12 MP camera frame passes) is refused with one line
+before anything is decoded. A format whose header cannot be read is not decoded at all.
+"""
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from edge.errors import ImageError
+from edge.errors import ImageError, ImageTooLarge
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
+MAX_PIXELS = 40_000_000
+HEADER_BYTES = 1 << 16  # enough to reach a JPEG's frame header past its EXIF block in almost every file
+_JPEG_FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # SOF0..SOF15 but DHT, JPG, DAC
 
 
-def read_rgb(path: str | Path) -> np.ndarray:
-    """Decode an image file into a uint8 RGB array of shape (H, W, 3)."""
-    data = np.fromfile(str(path), dtype=np.uint8) if Path(path).is_file() else None
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data is not None and data.size else None
+def image_size(head: bytes) -> tuple[int, int] | None:
+    """(width, height) from the first bytes of a JPEG, PNG, BMP or WebP file; None if unknown or unreadable."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n") and len(head) >= 24:
+        return struct.unpack(">II", head[16:24])
+    if head.startswith(b"BM") and len(head) >= 26:
+        width, height = struct.unpack("<ii", head[18:26])
+        return abs(width), abs(height)
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP" and len(head) >= 30:
+        return _webp_size(head)
+    if head.startswith(b"\xff\xd8"):
+        return _jpeg_size(head)
+    return None
+
+
+def _webp_size(head: bytes) -> tuple[int, int] | None:
+    chunk = head[12:16]
+    if chunk == b"VP8X":
+        return 1 + int.from_bytes(head[24:27], "little"), 1 + int.from_bytes(head[27:30], "little")
+    if chunk == b"VP8 ":
+        width, height = struct.unpack("<HH", head[26:30])
+        return width & 0x3FFF, height & 0x3FFF
+    if chunk == b"VP8L":
+        bits = int.from_bytes(head[21:25], "little")
+        return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+    return None
+
+
+def _jpeg_size(head: bytes) -> tuple[int, int] | None:
+    at = 2
+    while at + 9 <= len(head):
+        if head[at] != 0xFF:
+            return None
+        marker = head[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+            continue
+        if marker in _JPEG_FRAMES:
+            height, width = struct.unpack(">HH", head[at + 5 : at + 9])
+            return width, height
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a length
+            at += 2
+            continue
+        at += 2 + struct.unpack(">H", head[at + 2 : at + 4])[0]
+    return None
+
+
+def check_size(head: bytes, max_pixels: int, name: str) -> None:
+    """Raise ImageError unless the header gives a size within ``max_pixels`` (ImageTooLarge if over it)."""
+    size = image_size(head)
+    if size is None:
+        raise ImageError(f"cannot decode image: {name} (not a readable JPEG, PNG, BMP or WebP header)")
+    width, height = size
+    if width * height > max_pixels:
+        raise ImageTooLarge(f"image too large: {name} is {width}×{height} pixels, over the cap of "
+                            f"{max_pixels / 1e6:g} megapixels")
+
+
+def decode(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Encoded image bytes as uint8 RGB (H, W, 3), the size checked first; ImageError if it is none."""
+    check_size(data[:HEADER_BYTES], max_pixels, name)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
-        raise ImageError(f"cannot decode image: {path}")
+        raise ImageError(f"cannot decode image: {name}")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_rgb(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Decode an image file into a uint8 RGB array of shape (H, W, 3), within ``max_pixels``."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        raise ImageError(f"cannot decode image: {path}") from None
+    return decode(data, str(path), max_pixels)
 
 
 def list_images(folder: str | Path) -> list[Path]:

@@ -15,7 +15,7 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, start_http_server
 
 from edge.config import Settings
-from edge.errors import ConfigError
+from edge.errors import PortError
 from edge.records import ItemRecord, Outcome
 from edge.sources import Frame
 
@@ -93,7 +93,7 @@ class Metrics:
         try:
             self._server, _thread = start_http_server(self.port, self.host, self.registry)
         except OSError as exc:
-            raise ConfigError(f"metrics: cannot listen on {self.host}:{self.port}: {exc.strerror or exc}") from None
+            raise PortError(f"metrics: cannot listen on {self.host}:{self.port}: {exc.strerror or exc}") from None
         logger.info("metrics at http://%s:%d/metrics", *self.address)
         return self
 

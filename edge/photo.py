@@ -16,13 +16,12 @@ import threading
 import time
 from typing import Any
 
-import cv2
 import numpy as np
 
 from edge.classifier import Classifier
 from edge.config import Settings
 from edge.decision import Decider
-from edge.errors import ImageError
+from edge.images import decode
 from edge.preprocess import crop_box, locate_item, prepare
 
 TOP_K = 5
@@ -40,8 +39,9 @@ class PhotoClassifier:
         self._lock = threading.Lock()
 
     def classify(self, data: bytes, as_frame: bool = False) -> dict[str, Any]:
-        """``classify_rgb`` of an encoded image; ImageError if ``data`` is not an image."""
-        return self.classify_rgb(decode(data), as_frame)
+        """``classify_rgb`` of an encoded image (the upload); ImageError if ``data`` is not an image,
+        ImageTooLarge (before decoding) if its header claims more than ``web.max_upload_pixels``."""
+        return self.classify_rgb(decode(data, "the upload", self.settings.web.max_upload_pixels), as_frame)
 
     def classify_rgb(self, rgb: np.ndarray, as_frame: bool = False) -> dict[str, Any]:
         """Label, confidence, top-5 and the bin the loop would choose for a uint8 RGB image, as a photo of the
@@ -76,11 +76,3 @@ class PhotoClassifier:
             classifier, self._classifier = self._classifier, None
         if classifier is not None:
             classifier.close()
-
-
-def decode(data: bytes) -> np.ndarray:
-    """An encoded image (JPEG, PNG, BMP, WebP, ...) as uint8 RGB; ImageError if it is none."""
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
-    if image is None:
-        raise ImageError("not an image: the upload could not be decoded as JPEG, PNG, BMP or WebP")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

@@ -106,3 +106,10 @@ def test_fallback_runtime_order(monkeypatch):
     assert name.startswith("ai-edge-litert") and cls.__name__ == "Interpreter"
     with pytest.raises(ModelError, match="no TFLite runtime installed"):
         runtime.interpreter_class(("no_such_runtime.interpreter",))
+
+
+def test_a_closed_classifier_says_so(tiny_model):
+    classifier = Classifier(tiny_model)
+    classifier.close()
+    with pytest.raises(ModelError, match="the classifier is closed"):
+        classifier.classify(np.zeros((32, 32, 3), np.uint8))

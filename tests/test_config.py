@@ -113,3 +113,15 @@ def test_item_crop_is_the_default_and_item_sizes_are_a_range(tmp_path):
     path.write_text(DEFAULT_CONFIG.read_text().replace("\n[camera]\n", '\n[camera]\ncrop = "box"\n'))
     with pytest.raises(ConfigError, match="camera.crop"):
         load_settings(path)
+
+
+def test_a_gate_named_like_a_gate_kind_keeps_its_name_and_further_errors_are_counted(tmp_path):
+    path = tmp_path / "c.toml"
+    text = DEFAULT_CONFIG.read_text().replace("[gates.flap]", "[gates.servo_flap]").replace(
+        'gate = "flap"', 'gate = "servo_flap"').replace("pin = 18", 'pin = "x"')
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=r"^c.toml: gates.servo_flap.pin: Input should be a valid integer"):
+        load_settings(path)
+    path.write_text(text.replace("pin = 23", "pin = -1"))
+    with pytest.raises(ConfigError, match=r"\(and 1 more error\)$"):
+        load_settings(path)

@@ -16,7 +16,7 @@ import pytest
 from convert.__main__ import main
 from convert.dataset import Reader, list_folder, stratified_order
 from convert.errors import ConversionError
-from convert.labels import DEFAULT_LABELS, resolve_labels
+from convert.labels import DEFAULT_LABELS, read_labels, resolve_labels
 from edge.progress import Progress
 from convert.validate import Predictions, metrics
 from edge.images import labelled_images, read_rgb
@@ -270,7 +270,7 @@ def test_card(converted: Path, resnet_model: Path) -> None:
 
     card = read_card(converted)
     assert card.labels == DEFAULT_LABELS and card.input.size == (WIDTH, HEIGHT)
-    assert (card.input.crop, card.input.resize) == ("center-square", "cv2.INTER_AREA")
+    assert (card.input.crop, card.input.resize) == ("item-square", "cv2.INTER_AREA")
     extra = card.extra
     assert {"dtype": "uint8", "scale": 1.0, "zero_point": 0}.items() <= extra["quantization"]["input"].items()
     assert extra["quantization"]["calibration"]["images"] == 36
@@ -305,3 +305,9 @@ def test_tflite_agrees_with_keras_on_real_photos(converted: Path, resnet_model: 
     print(f"int8 vs Keras on {len(photos)} photos: top-1 agreement {agreement:.1%}, mean |Δp| {mean_abs:.4f}")
     assert agreement >= 0.8 and mean_abs < 0.02  # the unpinned input gave ~55% and ~0.04
     assert np.max(np.abs(got_float - expected)) < 1e-4
+
+
+def test_a_labels_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "labels.txt").write_bytes(b"battery\n\xff\xfeglass\n")
+    with pytest.raises(ConversionError, match=r"^labels file is not UTF-8 text: .*labels.txt: byte 8$"):
+        read_labels(tmp_path / "labels.txt")

@@ -14,7 +14,7 @@ import pytest
 
 from edge.app import Sorter
 from edge.config import DEFAULT_CONFIG
-from edge.errors import ModelError, RecordError
+from edge.errors import ConfigError, ModelError, RecordError
 from edge.sources import FrameSource
 from edge.sources.folder import FolderSource
 from tests.conftest import make_settings
@@ -236,3 +236,15 @@ def test_cli_classify_prints_one_line_per_photo_and_fails_only_at_the_end(tmp_pa
     rows_ = [json.loads(line) for line in as_json.stdout.splitlines()]
     assert [list(r) for r in rows_] == [["path", "label", "confidence", "bin", "rejected", "top_k"]] * 2
     assert all(len(r["top_k"]) == 3 and r["top_k"][0][0] == r["label"] for r in rows_)
+
+
+def test_a_retrain_folder_under_a_file_is_one_line_and_nothing_is_left_running(tmp_path, tiny_settings):
+    import threading
+
+    (tmp_path / "file").write_text("x")
+    settings = tiny_settings.model_copy(update={
+        "retrain": tiny_settings.retrain.model_copy(update={"folder": tmp_path / "file" / "uncertain"})})
+    before = {t.name for t in threading.enumerate()}
+    with pytest.raises(ConfigError, match=r"^retrain.folder: cannot use .*file/uncertain: Not a directory$"):
+        Sorter(settings)
+    assert {t.name for t in threading.enumerate() if t.is_alive()} <= before  # no simulator or frame thread

@@ -111,3 +111,19 @@ def test_a_gap_long_enough_for_a_return_to_safe_goes_through_safe():
     p.plan(1, "glass", t_line=0.0, now=0.1)  # ends 3.25, back at safe by 3.55
     assert p.plan(2, "paper", t_line=1.5, now=1.6).outcome == "planned"  # starts 4.5 - 0.55 = 3.95
     assert p.state_at(3.6) == {"pusher": None, "flap": None}
+
+
+def test_scheduler_stop_after_the_gates_are_closed_is_quiet(settings):
+    from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+    from edge.app import planner_for
+    from edge.errors import GateError
+    from edge.gates import GateBank
+
+    gates = GateBank(settings, MockFactory(pin_class=MockPWMPin))
+    scheduler = GateScheduler(planner_for(settings, gates), gates.apply).start()
+    gates.close()
+    scheduler.stop()
+    scheduler.stop()  # twice, as documented
+    with pytest.raises(GateError, match="closed"):
+        gates.apply("flap", 30.0)

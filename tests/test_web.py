@@ -24,7 +24,7 @@ import pytest
 from edge.app import Sorter
 from edge.classifier import Classifier
 from edge.config import DEFAULT_CONFIG, Settings, load_settings
-from edge.errors import ConfigError
+from edge.errors import ConfigError, PortError
 from edge.images import read_rgb
 from edge.loop import FrameObserver
 from edge.preprocess import Roi, prepare
@@ -33,6 +33,7 @@ from edge.sources import Frame
 from edge.web import LiveState, WebServer
 from edge.web.queries import RecordsView
 from edge.web.state import annotated_jpeg
+from tests.test_images import png_bomb
 from tests.conftest import PROJECT, TINY_MODEL, make_settings
 from tests.test_loop import write_config
 
@@ -235,7 +236,7 @@ def test_a_real_photo_gets_the_loops_label_without_a_record(replay, browser, gar
     browser.find_element("id", "classify-file").send_keys(str(PROJECT / "pyproject.toml"))
     browser.find_element("css selector", "#classify-form button").click()
     wait_for(browser, lambda d: d.find_element("id", "classify-error").is_displayed())
-    assert browser.find_element("id", "classify-error").text.startswith("not an image")
+    assert browser.find_element("id", "classify-error").text.startswith("cannot decode image: the upload")
 
 
 @pytest.fixture(scope="module")
@@ -270,13 +271,14 @@ def test_reading_the_records_never_waits_for_the_sorters_write(tmp_path):
 
 
 @pytest.mark.parametrize("case, status, message", [
-    ("text", 415, "not an image"),
-    ("empty", 415, "not an image"),
+    ("text", 415, "cannot decode image: the upload (not a readable JPEG, PNG, BMP or WebP header)"),
+    ("empty", 415, "cannot decode image: the upload"),
     ("no boundary", 400, "broken multipart body"),
     ("garbage", 400, "broken multipart body"),
     ("no image field", 400, "no photo"),
     ("declared huge", 413, "upload too large: at most 1 MB"),
     ("streamed huge", 413, "upload too large: at most 1 MB"),
+    ("decompression bomb", 413, "image too large: the upload is 30000×30000 pixels, over the cap of 20"),
 ])
 def test_bad_uploads_get_one_line_and_their_status(tmp_path, case, status, message):
     settings = web_settings(tmp_path, max_upload_mb=1.0)
@@ -287,6 +289,7 @@ def test_bad_uploads_get_one_line_and_their_status(tmp_path, case, status, messa
         "garbage": (b"no boundary here", {"Content-Type": "multipart/form-data; boundary=xyz"}),
         "no image field": multipart(b"\xff\xd8", field="photo"),
         "declared huge": multipart(os.urandom(2 * 1024 * 1024)),
+        "decompression bomb": multipart(png_bomb()),  # 0.1 MB that would decode into 2.7 GB
     }
     with WebServer(settings) as server:
         if case == "streamed huge":  # chunked: no Content-Length to refuse it by
@@ -376,13 +379,14 @@ def test_token_is_required_on_every_request_and_compared_in_constant_time(tmp_pa
     assert compared
 
 
-def test_a_busy_port_is_one_line_at_start(tmp_path):
+def test_a_busy_port_is_one_line_at_start_and_not_a_config_error(tmp_path):
     settings = web_settings(tmp_path)
     with WebServer(settings) as server:
         port = urlsplit(server.url).port
         busy = settings.model_copy(update={"web": settings.web.model_copy(update={"port": port})})
-        with pytest.raises(ConfigError, match=rf"^web: cannot listen on 127.0.0.1:{port}: .+$"):
+        with pytest.raises(PortError, match=rf"^web: cannot listen on 127.0.0.1:{port}: .+$") as info:
             WebServer(busy)
+        assert info.value.exit_code == 1  # systemd restarts it (RestartPreventExitStatus=2 is for config errors)
 
 
 def test_live_frame_is_the_items_best_frame_with_the_roi_drawn_and_the_frame_untouched():

@@ -11,7 +11,7 @@
     POST /api/classify              classify an uploaded photo (multipart field ``image``, or the raw image)
 
 Errors are JSON ``{"error": "one line"}`` with their status: 400 bad request, 401 no token, 404 unknown item or
-frame, 413 upload over ``web.max_upload_mb``, 415 not an image, 503 records or model unavailable.
+frame, 413 upload over ``web.max_upload_mb`` or ``web.max_upload_pixels``, 415 not an image, 503 records or model unavailable.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from starlette.routing import Route
 
 from edge import __version__
 from edge.config import Settings
-from edge.errors import ImageError, ModelError, RecordError, SmartbinError
+from edge.errors import ImageError, ImageTooLarge, ModelError, RecordError, SmartbinError
 from edge.model_card import read_card
 from edge.runtime import interpreter_class
 from edge.web.auth import TokenGate
@@ -251,7 +251,8 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 
 async def smartbin_error(request: Request, exc: Exception) -> Response:
-    status = 415 if isinstance(exc, ImageError) else 503 if isinstance(exc, (RecordError, ModelError)) else 500
+    status = (413 if isinstance(exc, ImageTooLarge) else 415 if isinstance(exc, ImageError)
+              else 503 if isinstance(exc, (RecordError, ModelError)) else 500)
     return error_response(status, str(exc))
 
 

@@ -10,7 +10,7 @@ import threading
 import uvicorn
 
 from edge.config import Settings
-from edge.errors import ConfigError
+from edge.errors import PortError
 from edge.web.app import create_app
 from edge.web.state import LiveState
 
@@ -26,7 +26,7 @@ class WebServer:
         try:
             self._socket = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
         except OSError as exc:
-            raise ConfigError(f"web: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+            raise PortError(f"web: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         bound_host, bound_port = self._socket.getsockname()[:2]
         self.url = f"http://[{bound_host}]:{bound_port}/" if ":" in bound_host else f"http://{bound_host}:{bound_port}/"
         self.app = create_app(settings, live)

@@ -1,0 +1,53 @@
+"""Reading images within a pixel cap: the header's size is checked before anything is decoded."""
+
+import struct
+import time
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.errors import ImageError, ImageTooLarge
+from edge.images import MAX_PIXELS, decode, image_size, read_rgb
+
+
+def png_bomb(side: int = 30000) -> bytes:
+    """A real, valid 1-bit PNG of side × side black pixels: about 0.1 MB that OpenCV would decode into
+    side² × 3 bytes (2.7 GB for 30000)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = b"\x00" * (1 + (side + 7) // 8)
+    packer = zlib.compressobj(9)
+    idat = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".png", ".bmp", ".webp"])
+def test_the_header_gives_the_size_of_every_format_smartbin_reads(ext):
+    ok, data = cv2.imencode(ext, np.zeros((37, 53, 3), np.uint8))
+    assert ok and image_size(data.tobytes()) == (53, 37)
+
+
+def test_a_decompression_bomb_is_refused_from_its_header_before_decoding(tmp_path):
+    bomb = png_bomb()
+    assert len(bomb) < 1_000_000
+    started = time.perf_counter()
+    with pytest.raises(ImageTooLarge, match=r"^image too large: upload.png is 30000×30000 pixels, over the cap of 40"):
+        decode(bomb, "upload.png")
+    assert time.perf_counter() - started < 0.5  # nothing was decoded
+    (tmp_path / "bomb.png").write_bytes(bomb)
+    with pytest.raises(ImageTooLarge):
+        read_rgb(tmp_path / "bomb.png")
+    assert 30000 * 30000 > MAX_PIXELS
+
+
+def test_small_images_decode_and_unknown_formats_are_not_decoded(tmp_path):
+    ok, data = cv2.imencode(".png", np.full((20, 30, 3), (10, 20, 30), np.uint8))
+    assert decode(data.tobytes())[0, 0].tolist() == [30, 20, 10]  # RGB
+    with pytest.raises(ImageError, match="not a readable JPEG, PNG, BMP or WebP header"):
+        decode(b"GIF89a" + b"\0" * 100)
+    with pytest.raises(ImageError, match="cannot decode image"):
+        read_rgb(tmp_path / "missing.jpg")
