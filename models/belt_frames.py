@@ -26,9 +26,10 @@ from models.split import read_manifest, select
 DEFAULT_SEED = 2_000_003
 
 
-def write_frames(data: Path, manifest: Path, split: str, out: Path, cfg: BeltConfig, seed: int) -> int:
-    """One frame per photo of ``split`` under ``out/<label>/``; returns how many."""
-    entries = select(read_manifest(manifest), split)
+def write_frames(data: Path, manifest: Path, split: str, out: Path, cfg: BeltConfig, seed: int, every: int = 1
+                 ) -> int:
+    """One frame per photo (every ``every``-th) of ``split`` under ``out/<label>/``; returns how many."""
+    entries = select(read_manifest(manifest), split)[::every]
     for index, entry in enumerate(entries):
         frame = belt_frame(read_rgb(data / entry.path), np.random.default_rng([seed, index]), cfg)
         folder = out / entry.label
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--item", type=float, nargs=2, default=(0.15, 0.45), metavar=("MIN", "MAX"),
                         help="item size as a share of the frame's height (default 0.15 0.45)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument("--every", type=int, default=1, help="take every N-th photo of the split (default 1)")
     parser.add_argument("--score", type=Path, help="score a file of `smartbin classify --json` lines instead")
     args = parser.parse_args(argv)
     if args.score:
@@ -64,7 +66,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.out is None:
         parser.error("--out is required to write frames")
     cfg = BeltConfig(width=args.width, height=args.height, item_side=tuple(args.item), out_of_frame=0.0)
-    print(f"wrote {write_frames(args.data, args.manifest, args.split, args.out, cfg, args.seed)} frames to {args.out}")
+    written = write_frames(args.data, args.manifest, args.split, args.out, cfg, args.seed, args.every)
+    print(f"wrote {written} frames to {args.out}")
 
 
 if __name__ == "__main__":
