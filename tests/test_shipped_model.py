@@ -30,7 +30,7 @@ def test_card_fits_the_model(classifier: Classifier) -> None:
     labels = sorted({e.label for e in read_manifest(MANIFEST)})
     assert card.labels == tuple(labels)
     assert (card.input.width, card.input.height) == (224, 224)
-    assert (card.input.crop, card.input.resize) == ("item-square", "cv2.INTER_AREA")
+    assert (card.input.crop, card.input.resize) == ("center-square", "cv2.INTER_AREA")
     assert classifier.input_quantization == (1.0, 0)  # raw pixels in, the caffe transform is inside
     assert card.extra["quantization"]  # written by the converter
     test = card.extra["test"]
