@@ -107,8 +107,8 @@ def transformed(item: CutOut, side_px: int, angle_deg: float) -> tuple[np.ndarra
     height, width = item.alpha.shape
     scale = side_px / max(height, width)
     angle = math.radians(angle_deg)
-    out_w = int(math.ceil(scale * (abs(width * math.cos(angle)) + abs(height * math.sin(angle))))) + 2
-    out_h = int(math.ceil(scale * (abs(width * math.sin(angle)) + abs(height * math.cos(angle))))) + 2
+    out_w = math.ceil(scale * (abs(width * math.cos(angle)) + abs(height * math.sin(angle)))) + 2
+    out_h = math.ceil(scale * (abs(width * math.sin(angle)) + abs(height * math.cos(angle)))) + 2
     matrix = cv2.getRotationMatrix2D((width / 2, height / 2), angle_deg, scale)
     matrix[:, 2] += (out_w / 2 - width / 2, out_h / 2 - height / 2)
     interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
@@ -135,7 +135,7 @@ def motion_blur(image: np.ndarray, length_px: float) -> np.ndarray:
     """Blur along x (the belt's motion) over ``length_px`` pixels: what an exposure sees of a moving item."""
     if length_px < 1.0:
         return image
-    size = int(math.ceil(length_px)) | 1
+    size = math.ceil(length_px) | 1
     kernel = np.zeros((1, size), np.float32)
     kernel[0, :] = 1.0
     edge = (length_px - (size - 2)) / 2 if size > 1 else 1.0

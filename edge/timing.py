@@ -12,13 +12,15 @@ safe while it passes them. The planner books these needs on a timeline per gate:
 Two holds of one gate at different states may follow each other as soon as the first ends: the gate moves
 straight from one position to the next (the earlier hold is stretched to the next one's start, so the gate
 does not head for safe in between) when the gap is too short for a return to safe. A new item whose hold would
-start in the past is ``late``; one whose needs clash with items already booked is ``too_close``. Either goes to the default bin when its passages can all be kept safe; if even that clashes (it
-rides through another item's hold), it is booked into the bin it will really reach, and recorded so: an item is
-never sent to a wrong bin silently. Times are ``time.monotonic()`` seconds.
+start in the past is ``late``; one whose needs clash with items already booked is ``too_close``. Either goes
+to the default bin when its passages can all be kept safe; if even that clashes (it rides through another
+item's hold), it is booked into the bin it will really reach, and recorded so: an item is never sent to a
+wrong bin silently. Times are ``time.monotonic()`` seconds.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -179,7 +181,7 @@ class Planner:
         """The holds with ``new`` added, each hold of its gate that ends less than a return to safe before the
         next one starts stretched to that start: the gate then moves straight from one position to the next."""
         same = sorted([h for h in self.holds if h.gate == new.gate] + [new], key=lambda h: h.start)
-        for i, (a, b) in enumerate(zip(same, same[1:])):
+        for i, (a, b) in enumerate(itertools.pairwise(same)):
             if a.end <= b.start < a.busy_until:
                 same[i] = replace(a, end=b.start)
         return [h for h in self.holds if h.gate != new.gate] + same

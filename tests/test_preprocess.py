@@ -2,7 +2,9 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.preprocess import ITEM_MARGIN, Roi, center_square, crop_box, item_square, locate_item, model_box, prepare, refine
+from edge.preprocess import (
+    ITEM_MARGIN, Roi, center_square, crop_box, item_square, locate_item, model_box, prepare, refine,
+)
 
 
 def gradient(height: int, width: int) -> np.ndarray:

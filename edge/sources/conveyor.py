@@ -160,7 +160,7 @@ class BeltSimulator(FrameSource):
         return tile
 
     def _render(self, travelled: float, now: float) -> np.ndarray:
-        width, height = self.size
+        width = self.size[0]
         shift = int(travelled * self.px_per_m) % width
         frame = np.ascontiguousarray(self._belt[:, width - shift : 2 * width - shift])
         for item in self.items:
