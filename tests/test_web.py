@@ -372,6 +372,9 @@ def test_token_is_required_on_every_request_and_compared_in_constant_time(tmp_pa
         assert request(url + "?token=wrong")[0] == 401
         status, headers, _ = request(url + "api/today?token=" + token + "&x=1")
         assert status == 303 and headers["Location"] == "/api/today?x=1"
+        for evil in ("//evil.example/", "///evil.example/"):  # never a redirect off this server
+            status, headers, _ = request(url.rstrip("/") + evil + "?token=" + token)
+            assert status == 303 and headers["Location"] == "/evil.example/", evil
         cookie = headers["Set-Cookie"]
         assert "HttpOnly" in cookie and "SameSite=strict" in cookie
         assert request(url + "api/today", headers={"Cookie": cookie.split(";")[0]})[0] == 200

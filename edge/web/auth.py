@@ -40,13 +40,19 @@ class TokenGate:
         response: Response
         if given is not None and self.matches(given):  # a browser's first visit: keep it in a cookie
             url = URL(scope=scope).remove_query_params("token")
-            response = RedirectResponse(url.path + (f"?{url.query}" if url.query else ""), 303)
+            response = RedirectResponse(local_path(url.path) + (f"?{url.query}" if url.query else ""), 303)
             response.set_cookie(COOKIE, given, httponly=True, samesite="strict")
         else:
             response = JSONResponse({"error": "access token required: open the page as /?token=TOKEN, or send "
                                               "'Authorization: Bearer TOKEN' (web.token in the config)"},
                                     401, headers={"WWW-Authenticate": "Bearer"})
         await response(scope, receive, send)
+
+
+def local_path(path: str) -> str:
+    """``path`` as a path on this server only: leading slashes and backslashes become one slash, so that
+    ``//evil.example/`` (a protocol-relative URL to a browser) stays ``/evil.example/`` here."""
+    return "/" + path.lstrip("/\\")
 
 
 def bearer(request: Request) -> str | None:
