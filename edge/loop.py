@@ -169,8 +169,9 @@ class SortingLoop:
 
     def _sort_items(self, pending: queue.Queue[Item | None], failure: list[BaseException]) -> None:
         while (item := pending.get()) is not None:
-            if failure:
-                continue  # drain: the loop is stopping
+            if failure:  # the loop is stopping for a failed write: the item rides to the default bin
+                self._log_unsaved(item)
+                continue
             self._busy_since = time.monotonic()
             try:
                 record = self.sort(item)
@@ -182,6 +183,12 @@ class SortingLoop:
                 failure.append(exc)
             finally:
                 self._busy_since = None
+
+    def _log_unsaved(self, item: Item) -> None:
+        """The JSON line of an item found after the records failed: not classified, to the default bin."""
+        plan = self.planner.pass_through(next(self._numbers), item.t_line, time.monotonic(), "error")
+        record = self._record(item, [], {}, None, plan, "not sorted: the item records could not be written")
+        logger.error("unsaved record: %s", record.to_json())
 
     def _is_dead(self, frame: Frame) -> bool:
         if not is_dead(frame.rgb):

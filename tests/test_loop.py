@@ -111,7 +111,33 @@ def test_record_failure_stops_with_gates_safe_and_logs_the_record(tiny_settings,
             sorter.loop.run()
         assert sorter.gates.devices["flap"].angle == 0 and not sorter.gates.devices["pusher"].value
     unsaved = [r.message for r in caplog.records if r.message.startswith("unsaved record: ")]
-    assert len(unsaved) == 1 and json.loads(unsaved[0].removeprefix("unsaved record: "))["frame"] == 1
+    assert len(unsaved) >= 1 and json.loads(unsaved[0].removeprefix("unsaved record: "))["frame"] == 1
+
+
+class FrameCounter:
+    """An observer that counts the frames the loop read."""
+
+    frames = 0
+
+    def on_frame(self, frame):
+        self.frames += 1
+
+    def on_item(self, item_id, record):
+        pass
+
+
+def test_every_item_queued_behind_a_failed_write_still_gets_its_json_line(tiny_settings, caplog):
+    counter = FrameCounter()
+    source = Frames(picture(n) for n in range(40))
+    source.live = True  # no backlog bound: items pile up behind the failing write
+    with Sorter(tiny_settings, source=source, observers=[counter]) as sorter:
+        sorter.records._db.execute("PRAGMA query_only = ON")
+        with caplog.at_level(logging.ERROR), pytest.raises(RecordError):
+            sorter.loop.run()
+    unsaved = [json.loads(r.message.removeprefix("unsaved record: ")) for r in caplog.records
+               if r.message.startswith("unsaved record: ")]
+    assert [u["frame"] for u in unsaved] == list(range(counter.frames))  # every item found, none dropped
+    assert all(u["outcome"] == "error" and u["label"] is None for u in unsaved[1:])  # not classified
 
 
 def test_class_without_bin_fails_at_start(tiny_settings):
