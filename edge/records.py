@@ -62,6 +62,10 @@ class ItemRecord:
         return json.dumps(asdict(self), separators=(",", ":"))
 
 
+CHECKPOINT_EVERY = 50  # items between PASSIVE checkpoints of the WAL
+WAL_LIMIT_BYTES = 1 << 20  # the WAL file is cut back to this after a checkpoint
+
+
 class Records:
     """The item database. ``add`` commits each record before returning."""
 
@@ -79,6 +83,7 @@ class Records:
                 self._db = sqlite3.connect(self.path, timeout=10, check_same_thread=False)
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=FULL")
+                self._db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
                 self._db.executescript(SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise RecordError(f"cannot open item database {self.path}: {exc}") from None
@@ -96,7 +101,18 @@ class Records:
         except sqlite3.Error as exc:
             raise RecordError(f"cannot write item record to {self.path}: {exc}") from None
         assert cursor.lastrowid is not None
+        if cursor.lastrowid % CHECKPOINT_EVERY == 0:
+            self._checkpoint()
         return cursor.lastrowid
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL into the database without waiting for readers (PASSIVE), so that the WAL is reused
+        (and cut to ``WAL_LIMIT_BYTES``) rather than growing to SQLite's 1000-page auto-checkpoint and beyond
+        while a reader (the web page, ``status``) holds it."""
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error:
+            pass  # a busy checkpoint is retried at the next interval; the record itself is committed
 
     def recent(self, limit: int = 10) -> list[dict[str, Any]]:
         """The latest ``limit`` records, newest first, as dicts (JSON columns decoded)."""
