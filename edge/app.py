@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import ExitStack
 
+from gpiozero import Factory
+
 from edge.classifier import Classifier
 from edge.config import Settings
 from edge.decision import Decider
@@ -29,7 +31,11 @@ class Sorter:
     """
 
     def __init__(
-        self, settings: Settings, source: FrameSource | None = None, observers: Sequence[Observer] = ()
+        self,
+        settings: Settings,
+        source: FrameSource | None = None,
+        observers: Sequence[Observer] = (),
+        pin_factory: Factory | None = None,
     ) -> None:
         self.settings = settings
         self._stack = ExitStack()
@@ -38,7 +44,7 @@ class Sorter:
                 Classifier(settings.model.path, threads=settings.model.threads or None)
             )
             settings.check_labels(self.classifier.labels)
-            self.pin_factory = make_pin_factory(settings.gpio.pin_factory)
+            self.pin_factory = pin_factory or make_pin_factory(settings.gpio.pin_factory)
             self.gates = self._stack.enter_context(GateBank(settings, self.pin_factory))
             self.records = self._stack.enter_context(Records(settings.records.database))
             keeper = self._keeper()
@@ -65,6 +71,7 @@ class Sorter:
                 votes=votes,
                 observers=observers,
                 keeper=keeper,
+                gate_failure=lambda: self.scheduler.failure,
             )
             self.scheduler.start()
         except BaseException:

@@ -17,13 +17,13 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from edge.classifier import Classifier
 from edge.decision import Decider, Decision
-from edge.errors import ModelError, RecordError
+from edge.errors import GateError, ModelError, RecordError
 from edge.preprocess import CropMode, Roi, prepare, refine
 from edge.records import ItemRecord, Records
 from edge.retrain import FrameKeeper
@@ -97,6 +97,7 @@ class SortingLoop:
         keeper: FrameKeeper | None = None,
         backlog: int = 8,
         stuck_s: float = 20.0,
+        gate_failure: Callable[[], Exception | None] = lambda: None,
     ) -> None:
         self.stream = stream
         self.tracker = tracker
@@ -111,6 +112,7 @@ class SortingLoop:
         self.keeper = keeper
         self.backlog = backlog
         self.stuck_s = stuck_s
+        self.gate_failure = gate_failure
         self._busy_since: float | None = None  # when the sorting thread took its current item
         self._reported_stuck: float | None = None
         self.model_name = classifier.path.name
@@ -119,7 +121,8 @@ class SortingLoop:
         self._dead_frames = 0
 
     def run(self, max_items: int | None = None, stop: threading.Event | None = None) -> Tally:
-        """Sort items; returns the tally of this run. Raises what stopped the sorting thread (RecordError)."""
+        """Sort items; returns the tally of this run. Raises what stopped the sorting thread (RecordError) or
+        the loop (GateError: a gate failed; the items in hand are recorded ``error`` to the default bin)."""
         stop = stop or threading.Event()
         live = self.stream.source.live
         pending: queue.Queue[Item | None] = queue.Queue(maxsize=0 if live else self.backlog)
@@ -130,6 +133,8 @@ class SortingLoop:
         try:
             frames = iter(self.stream)
             while (max_items is None or found < max_items) and not stop.is_set() and not failure:
+                if self.gate_failure() is not None:
+                    break
                 frame = next(frames, None)
                 if frame is None:
                     break
@@ -150,6 +155,8 @@ class SortingLoop:
             worker.join()
         if failure:
             raise failure[0]
+        if (broken := self.gate_failure()) is not None:
+            raise GateError(f"gate failure: {broken}")
         return self.tally
 
     def _stuck(self) -> bool:
@@ -217,6 +224,9 @@ class SortingLoop:
         if item.shed:
             plan = self.planner.pass_through(next(self._numbers), item.t_line, time.monotonic())
             return self._record(item, [], {"since_line": (time.monotonic() - item.t_line) * 1000}, None, plan, None)
+        if (broken := self.gate_failure()) is not None:  # the gates are safe and stay so: the default bin
+            plan = self.planner.pass_through(next(self._numbers), item.t_line, time.monotonic(), "error")
+            return self._record(item, [], {}, None, plan, f"gate failure: {broken}")
         try:
             if any(is_dead(f.rgb) for f in frames):
                 raise ValueError("dead frame (no picture from the camera)")

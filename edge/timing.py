@@ -21,12 +21,15 @@ wrong bin silently. Times are ``time.monotonic()`` seconds.
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 from edge.gates import Route
+
+logger = logging.getLogger(__name__)
 
 State = float | bool  # a servo angle, or True for a relay that is on
 
@@ -224,6 +227,7 @@ class GateScheduler:
         self.apply = apply
         self.clock = clock
         self.actuations = 0
+        self.failure: Exception | None = None  # what stopped the thread: a gate that could not be driven
         self._applied: dict[str, State | None] = dict.fromkeys(planner.places)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="gate-scheduler", daemon=True)
@@ -233,6 +237,14 @@ class GateScheduler:
         return self
 
     def _run(self) -> None:
+        try:
+            self._drive()
+        except Exception as exc:  # a gate driver failed: nothing is driven any more, every gate safe
+            self.failure = exc
+            logger.error("gate failure, no more items into gates: %s", exc)
+            self._all_safe()
+
+    def _drive(self) -> None:
         while not self._stop.is_set():
             now = self.clock()
             for gate, state in self.planner.state_at(now).items():
@@ -253,6 +265,12 @@ class GateScheduler:
             self.planner.changed.notify_all()
         if self._thread.is_alive():
             self._thread.join(timeout=2.0)
+        self._all_safe()
+
+    def _all_safe(self) -> None:
         for gate in self._applied:
-            self.apply(gate, None)
-            self._applied[gate] = None
+            try:
+                self.apply(gate, None)
+                self._applied[gate] = None
+            except Exception as exc:
+                logger.error("gate %s could not be driven safe: %s", gate, exc)

@@ -2,6 +2,8 @@
 
 import time
 
+import pytest
+
 from edge.config import BUNDLED_MODEL, load_settings
 from edge.simulation import simulate
 from tests.conftest import make_settings
@@ -70,3 +72,37 @@ def test_items_close_together_never_reach_a_bin_other_than_their_records(tmp_pat
     assert [r["bin"] for r in records] == reached  # read from the mock pins' history at each arrival
     flap = [r for r in records if r["gate_action"].startswith("flap")]
     assert len({r["gate_action"] for r in flap}) >= 2  # the flap really went to several positions
+
+
+def test_a_gate_that_fails_mid_run_stops_sorting_into_gates_and_ends_the_run(tmp_path, garbage12):
+    from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+    from edge.app import Sorter
+    from edge.errors import GateError
+    from edge.sources.conveyor import simulator_for
+
+    class FailingPin(MockPWMPin):
+        """The flap's driver: raises from its 4th write on (a servo board that died)."""
+
+        writes = 0
+
+        def _set_state(self, value):
+            if self.info.name == "GPIO18":
+                FailingPin.writes += 1
+                if FailingPin.writes >= 4:
+                    raise OSError("I2C bus error")
+            super()._set_state(value)
+
+    settings = belt_settings(tmp_path, BUNDLED_MODEL, garbage12)
+    settings = settings.model_copy(update={
+        "conveyor": settings.conveyor.model_copy(update={"belt_speed_m_s": 0.25})})
+    with Sorter(settings, source=simulator_for(settings), pin_factory=MockFactory(pin_class=FailingPin)) as sorter:
+        with pytest.raises(GateError, match="^gate failure: gate flap failed: I2C bus error$"):
+            sorter.loop.run(max_items=12)
+        records = sorter.records.recent(50)[::-1]
+        assert not sorter.gates.devices["pusher"].value  # the gates that still work are safe
+    assert len(records) < 12  # the run ended at the failure, not after its 12 items
+    errors = [r for r in records if r["outcome"] == "error"]  # items decided after it, if any
+    assert all(r["bin"] == settings.default_bin and r["gate_action"] == "none"
+               and r["error"].startswith("gate failure: ") for r in errors)
+    assert all(r["outcome"] != "error" for r in records[: len(records) - len(errors)])  # none sorted after them
