@@ -48,7 +48,7 @@ class Classifier:
         if not self.path.is_file():
             raise ModelError(f"model not found: {self.path}")
         self.card: ModelCard = read_card(self.path)
-        self._interpreter, self.runtime = load_interpreter(self.path, threads)
+        self._interpreter, self.runtime, self.runtime_log = load_interpreter(self.path, threads)
         self.threads = threads
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]

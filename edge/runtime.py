@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from edge.errors import ModelError, RuntimeMissingError
+
+logger = logging.getLogger(__name__)
 
 # Module paths of the runtimes that provide ``Interpreter``, in order of preference.
 RUNTIMES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")
@@ -37,17 +44,41 @@ def runtime_version(module_name: str) -> str:
         return package
 
 
-def load_interpreter(model_path: str | Path, threads: int | None = None) -> tuple[Any, str]:
+def load_interpreter(model_path: str | Path, threads: int | None = None) -> tuple[Any, str, list[str]]:
     """Build and allocate an interpreter for ``model_path`` with ``threads`` CPU threads (default: all cores).
 
-    Returns the interpreter and the runtime's name and version.
+    Returns the interpreter, the runtime's name and version, and what the native runtime wrote to stderr
+    meanwhile (LiteRT prints ``INFO: Created TensorFlow Lite XNNPACK delegate for CPU.`` on every start):
+    kept off the terminal and the journal, logged at debug level (anything but INFO lines as a warning).
     """
     path = Path(model_path)
     cls, runtime = interpreter_class()
-    try:
-        interpreter = cls(model_path=str(path), num_threads=threads or os.cpu_count() or 1)
-        interpreter.allocate_tensors()
-    except (ValueError, RuntimeError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"model unreadable: {path}: {first_line}") from None
-    return interpreter, runtime
+    with captured_stderr() as log:
+        try:
+            interpreter = cls(model_path=str(path), num_threads=threads or os.cpu_count() or 1)
+            interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelError(f"model unreadable: {path}: {first_line}") from None
+    for line in log:
+        logger.log(logging.DEBUG if line.startswith("INFO: ") else logging.WARNING, "%s: %s", path.name, line)
+    return interpreter, runtime, log
+
+
+@contextmanager
+def captured_stderr() -> Iterator[list[str]]:
+    """Capture what is written to file descriptor 2 (the native runtime's log) into the yielded list;
+    Python's ``sys.stderr`` is flushed first and restored after."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    lines: list[str] = []
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines.extend(line for line in sink.read().decode(errors="replace").splitlines() if line.strip())

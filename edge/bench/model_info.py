@@ -13,35 +13,12 @@ its partition in a workspace of its own). ``weights`` are the constant tensors, 
 
 from __future__ import annotations
 
-import os
-import sys
-import tempfile
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
 DELEGATE = "DELEGATE"
-
-
-@contextmanager
-def captured_stderr() -> Iterator[list[str]]:
-    """Capture what is written to file descriptor 2 (the native runtime's log) into the yielded list."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    lines: list[str] = []
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield lines
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            lines.extend(line for line in sink.read().decode(errors="replace").splitlines() if line.strip())
 
 
 def ops_of(interpreter: Any) -> list[dict[str, Any]] | None:
