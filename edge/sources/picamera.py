@@ -14,10 +14,11 @@ class PicameraSource(FrameSource):
 
     name = "picamera2"
 
-    def __init__(self, width: int, height: int, fps: float) -> None:
+    def __init__(self, width: int, height: int, fps: float, exposure_us: int = 0) -> None:
         super().__init__()
         self.size = (width, height)
         self.fps = fps
+        self.exposure_us = exposure_us
         self._camera: Any = None
 
     def open(self) -> None:
@@ -38,7 +39,9 @@ class PicameraSource(FrameSource):
                 ) from None
             raise CameraError(f"no Pi camera found: {text or type(exc).__name__}") from None
         try:
-            controls = {"FrameRate": self.fps} if self.fps > 0 else {}
+            controls: dict[str, float] = {"FrameRate": self.fps} if self.fps > 0 else {}
+            if self.exposure_us:  # a fixed exposure: motion blur = belt speed × exposure
+                controls["ExposureTime"] = self.exposure_us
             camera.configure(
                 camera.create_video_configuration(main={"size": self.size, "format": "BGR888"}, controls=controls)
             )
