@@ -177,7 +177,8 @@ class SortingLoop:
     def _sort_items(self, pending: queue.Queue[Item | None], failure: list[BaseException]) -> None:
         while (item := pending.get()) is not None:
             if failure:  # the loop is stopping for a failed write: the item rides to the default bin
-                self._log_unsaved(item)
+                record = self._unsorted(item, "not sorted: the item records could not be written")
+                logger.error("unsaved record: %s", record.to_json())
                 continue
             self._busy_since = time.monotonic()
             try:
@@ -191,11 +192,10 @@ class SortingLoop:
             finally:
                 self._busy_since = None
 
-    def _log_unsaved(self, item: Item) -> None:
-        """The JSON line of an item found after the records failed: not classified, to the default bin."""
+    def _unsorted(self, item: Item, error: str) -> ItemRecord:
+        """The ``error`` record of an item that is not classified (records or gates failed): the default bin."""
         plan = self.planner.pass_through(next(self._numbers), item.t_line, time.monotonic(), "error")
-        record = self._record(item, [], {}, None, plan, "not sorted: the item records could not be written")
-        logger.error("unsaved record: %s", record.to_json())
+        return self._record(item, [], {}, None, plan, error)
 
     def _is_dead(self, frame: Frame) -> bool:
         if not is_dead(frame.rgb):
@@ -225,8 +225,7 @@ class SortingLoop:
             plan = self.planner.pass_through(next(self._numbers), item.t_line, time.monotonic())
             return self._record(item, [], {"since_line": (time.monotonic() - item.t_line) * 1000}, None, plan, None)
         if (broken := self.gate_failure()) is not None:  # the gates are safe and stay so: the default bin
-            plan = self.planner.pass_through(next(self._numbers), item.t_line, time.monotonic(), "error")
-            return self._record(item, [], {}, None, plan, f"gate failure: {broken}")
+            return self._unsorted(item, f"gate failure: {broken}")
         try:
             if any(is_dead(f.rgb) for f in frames):
                 raise ValueError("dead frame (no picture from the camera)")

@@ -88,8 +88,7 @@ def foreground(image: np.ndarray) -> np.ndarray:
     Holes inside an item (a label the colour of the belt) are filled; specks are opened away.
     """
     smooth = cv2.GaussianBlur(image, (3, 3), 0).astype(np.float32)
-    belt = np.median(border_pixels(smooth), axis=0)
-    distance = np.linalg.norm(smooth - belt, axis=2)
+    distance = np.linalg.norm(smooth - belt_colour(smooth), axis=2)
     threshold = max(MIN_CONTRAST, 1.5 * float(np.percentile(border_pixels(distance), 90)))
     mask = (distance > threshold).astype(np.uint8)
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
@@ -105,7 +104,7 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     return (outside[1:-1, 1:-1] != 2).astype(np.uint8)
 
 
-def item_box(mask: np.ndarray, min_share: float = 0.004) -> tuple[int, int, int, int] | None:
+def item_box(mask: np.ndarray, min_share: float = 0.004) -> Box | None:
     """Bounding box (x0, y0, x1, y1) of the item in a 0/1 mask: the largest blob and every blob at least
     a sixth of its size (an item seen in pieces); ``None`` when less than ``min_share`` of the mask is set."""
     count, _, stats, _ = cv2.connectedComponentsWithStats(mask)

@@ -30,7 +30,6 @@ import numpy as np
 from edge.classifier import Classifier
 from edge.images import read_rgb
 from edge.model_card import card_path
-from models.augment import view
 from models.confusion import plot_confusion
 from models.features import BELT_EVAL_SEED, ViewSpec
 from models.metrics import machine, summary, top_confusions
@@ -48,8 +47,7 @@ def tflite_probabilities(model: Path, data: Path, entries: list[Entry], spec: Vi
     with Classifier(model, threads=threads) as classifier:
         if classifier.input_size != (224, 224):
             raise SystemExit(f"{model}: input {classifier.input_size}, the recipe's views are 224×224")
-        return np.stack([classifier.probabilities(view(read_rgb(data / e.path), spec.kind, spec.seed, spec.index, i))
-                         for i, e in enumerate(entries)])
+        return np.stack([classifier.probabilities(spec.of(read_rgb(data / e.path), i)) for i, e in enumerate(entries)])
 
 
 def keras_probabilities(path: Path, data: Path, entries: list[Entry], spec: ViewSpec) -> np.ndarray:

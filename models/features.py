@@ -50,6 +50,10 @@ class ViewSpec:
     def tag(self) -> str:
         return "clean" if self.kind == "clean" else f"{self.kind}{self.index}-s{self.seed}"
 
+    def of(self, photo: np.ndarray, image_index: int) -> np.ndarray:
+        """This view of a photo, the ``image_index``-th of its split."""
+        return view(photo, self.kind, self.seed, self.index, image_index)
+
 
 def view_plan(photo_views: int, belt_views: int, seed: int) -> list[ViewSpec]:
     """What the recipe caches: val/test clean and on held-out belts, train clean + augmented + belt views."""
@@ -90,8 +94,7 @@ def _batches(data: Path, entries: list[Entry], start: int, spec: ViewSpec) -> It
 
     def load(first: int) -> np.ndarray:
         stop = min(first + BATCH, len(entries))
-        return np.stack([view(read_rgb(data / entries[i].path), spec.kind, spec.seed, spec.index, i)
-                         for i in range(first, stop)])
+        return np.stack([spec.of(read_rgb(data / entries[i].path), i) for i in range(first, stop)])
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(load, start) if start < len(entries) else None

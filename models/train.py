@@ -31,7 +31,7 @@ import numpy as np
 
 from edge.images import read_rgb
 from models.architecture import preprocess
-from models.augment import ViewKind, view
+from models.augment import ViewKind
 from models.features import DEFAULT_CACHE, ViewSpec, cache_name, extraction_seconds, feature_set, view_plan
 from models.metrics import machine, summary, top_confusions
 from models.split import Entry, read_manifest, select
@@ -87,8 +87,7 @@ def make_views_dataset(views: list[np.ndarray], labels: np.ndarray, weights: np.
 
 def pixels_of(data: Path, entries: list[Entry], spec: ViewSpec, first: int = 0) -> np.ndarray:
     """224×224 uint8 views of the entries (what the edge feeds the model); ``first``: index of entries[0]."""
-    return np.stack([view(read_rgb(data / e.path), spec.kind, spec.seed, spec.index, first + i)
-                     for i, e in enumerate(entries)])
+    return np.stack([spec.of(read_rgb(data / e.path), first + i) for i, e in enumerate(entries)])
 
 
 def predict_pixels(model, data: Path, entries: list[Entry], spec: ViewSpec, batch: int = 32) -> np.ndarray:
