@@ -1,17 +1,19 @@
 """Configuration: one TOML file, validated once at start into frozen, typed settings.
 
 Every key and its default is documented in ``edge/smartbin.toml``, which is also the embedded default: a test
-checks that the file and these models agree. Errors name the key path, e.g.
+checks that the file and these models agree. Types are strict (``"18"`` is not a pin, ``18.0`` is not an integer,
+``"yes"`` is not a boolean), numbers are finite and every one has physical bounds. Errors name the key path, e.g.
 ``smartbin.toml: sorting.threshold: Input should be less than or equal to 1``.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -24,26 +26,28 @@ DEFAULT_CONFIG = PACKAGE_DIR / "smartbin.toml"
 BUNDLED_MODEL = PROJECT_DIR / "models" / "garbage12_resnet50_int8.tflite"
 
 AUTO_EXPOSURE_S = 0.010
+DAY_S = 86_400.0
+MAX_THREADS = 2 * (os.cpu_count() or 1)
 Pin = Annotated[int, Field(ge=0, le=53, description="BCM GPIO number")]
 
 
 class Section(BaseModel):
     """Base of every section: frozen, unknown keys rejected."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class ModelSettings(Section):
     path: Path = Field(BUNDLED_MODEL, description="the .tflite model; its card NAME.json must lie beside it")
-    threads: int = Field(0, ge=0, description="interpreter threads; 0 = all cores")
+    threads: int = Field(0, ge=0, le=MAX_THREADS, description="interpreter threads; 0 = all cores")
 
 
 class CameraSettings(Section):
     source: str = Field("synthetic", description="picamera2 | USB index | video file | stream URL | image folder | synthetic (belt simulator)")
-    width: int = Field(1280, gt=0, description="capture width in pixels (picamera2, USB)")
-    height: int = Field(720, gt=0, description="capture height in pixels (picamera2, USB)")
-    fps: float = Field(10.0, ge=0, description="frame rate; 0 = as fast as the source gives (replay, simulator)")
-    stall_timeout_s: float = Field(5.0, gt=0, description="no frame for this long = camera stalled (error)")
+    width: int = Field(1280, ge=16, le=8192, description="capture width in pixels (picamera2, USB)")
+    height: int = Field(720, ge=16, le=8192, description="capture height in pixels (picamera2, USB)")
+    fps: float = Field(10.0, ge=0, le=240, description="frame rate; 0 = as fast as the source gives (replay, simulator)")
+    stall_timeout_s: float = Field(5.0, ge=0.1, le=3600, description="no frame for this long = camera stalled (error)")
     roi: tuple[float, float, float, float] | None = Field(
         None, description="region of interest [left, top, width, height] as fractions; unset = centre square"
     )
@@ -65,6 +69,8 @@ class CameraSettings(Section):
 
     @model_validator(mode="after")
     def _check_roi(self) -> CameraSettings:
+        if 0 < self.fps < 0.1:
+            raise ValueError("fps: 0 (as fast as the source gives) or at least 0.1")
         if self.roi is not None:
             try:
                 Roi(*self.roi)
@@ -85,15 +91,15 @@ class ConveyorSettings(Section):
     trigger: Literal["auto", "vision", "beam", "frames"] = Field(
         "auto", description="item detection; auto: frames for image folders, vision otherwise"
     )
-    belt_speed_m_s: float = Field(0.2, gt=0, description="belt speed, metres per second")
-    item_pass_s: float = Field(0.5, gt=0, description="time an item takes to pass a gate, with margin")
+    belt_speed_m_s: float = Field(0.2, ge=0.01, le=5, description="belt speed, metres per second")
+    item_pass_s: float = Field(0.5, ge=0.01, le=60, description="time an item takes to pass a gate, with margin")
     min_area: float = Field(0.1, gt=0, lt=1, description="vision: share of the band that must differ from the belt")
     band: float = Field(0.3, gt=0, le=1, description="vision: width of the detection band, share of the ROI")
     diff_threshold: int = Field(30, ge=1, le=255, description="vision: grey-level difference that counts")
     background_alpha: float = Field(0.05, gt=0, le=1, description="vision: how fast the empty-belt model adapts")
-    absent_frames: int = Field(2, ge=1, description="frames without an item before it counts as gone")
+    absent_frames: int = Field(2, ge=1, le=100, description="frames without an item before it counts as gone")
     beam_pin: Pin | None = Field(None, description="beam: GPIO input of the break-beam sensor at the camera line")
-    beam_bounce_s: float = Field(0.005, ge=0, description="beam: debounce time")
+    beam_bounce_s: float = Field(0.005, ge=0, le=1, description="beam: debounce time")
 
     @model_validator(mode="after")
     def _check_beam(self) -> ConveyorSettings:
@@ -104,29 +110,31 @@ class ConveyorSettings(Section):
 
 class SimulatorSettings(Section):
     items: Path | None = Field(None, description="folder of item photos, one sub-folder per class; unset = drawn")
-    view_m: float = Field(0.5, gt=0, description="belt length seen across the frame's width, metres")
-    spacing_m: float = Field(0.45, gt=0, description="mean distance between item centres, metres")
+    view_m: float = Field(0.5, ge=0.05, le=10, description="belt length seen across the frame's width, metres")
+    spacing_m: float = Field(0.45, ge=0.05, le=100, description="mean distance between item centres, metres")
     spacing_jitter: float = Field(0.25, ge=0, lt=1, description="random share of the spacing")
     item_m: tuple[float, float] = Field((0.08, 0.25), description="range of item sizes on the belt, metres")
-    seed: int = Field(0, description="random seed: the same seed gives the same belt")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="random seed: the same seed gives the same belt")
 
     @field_validator("item_m", mode="before")
     @classmethod
     def _one_size(cls, value: object) -> object:
-        return (value, value) if isinstance(value, int | float) else value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return (value, value)
+        return tuple(value) if isinstance(value, list) else value  # after a "before" validator, strict wants a tuple
 
     @model_validator(mode="after")
     def _check_sizes(self) -> SimulatorSettings:
         low, high = self.item_m
-        if not 0 < low <= high:
-            raise ValueError("item_m: [smallest, largest], 0 < smallest <= largest")
+        if not 0.01 <= low <= high <= 2:
+            raise ValueError("item_m: [smallest, largest], 0.01 <= smallest <= largest <= 2 (metres)")
         return self
 
 
 class GatePlacement(Section):
-    distance_m: float = Field(0.6, ge=0, description="distance from the camera line to this gate along the belt")
-    delay_s: float | None = Field(None, ge=0, description="measured travel time to this gate; overrides distance_m")
-    settle_s: float = Field(0.25, ge=0, description="time the gate takes to move into position")
+    distance_m: float = Field(0.6, ge=0, le=100, description="distance from the camera line to this gate along the belt")
+    delay_s: float | None = Field(None, ge=0, le=3600, description="measured travel time to this gate; overrides distance_m")
+    settle_s: float = Field(0.25, ge=0, le=10, description="time the gate takes to move into position")
 
     def delay(self, belt_speed_m_s: float) -> float:
         """Seconds from the camera line to this gate."""
@@ -136,11 +144,21 @@ class GatePlacement(Section):
 class ServoGate(GatePlacement):
     kind: Literal["servo"]
     pin: Pin
-    safe_angle: float = Field(0.0, description="angle that leads to the default bin; every error returns here")
-    min_angle: float = -90.0
-    max_angle: float = 90.0
-    min_pulse_width: float = Field(0.001, gt=0, description="seconds of pulse at min_angle")
-    max_pulse_width: float = Field(0.002, gt=0, description="seconds of pulse at max_angle")
+    safe_angle: float = Field(
+        0.0, ge=-180, le=180, description="angle that leads to the default bin; every error returns here"
+    )
+    min_angle: float = Field(-90.0, ge=-180, le=180)
+    max_angle: float = Field(90.0, ge=-180, le=180)
+    min_pulse_width: float = Field(0.001, gt=0, le=0.02, description="seconds of pulse at min_angle")
+    max_pulse_width: float = Field(0.002, gt=0, le=0.02, description="seconds of pulse at max_angle")
+
+    @model_validator(mode="after")
+    def _check_range(self) -> ServoGate:
+        if not self.min_angle < self.max_angle or not self.min_angle <= self.safe_angle <= self.max_angle:
+            raise ValueError("min_angle < max_angle, and safe_angle between them")
+        if not self.min_pulse_width < self.max_pulse_width:
+            raise ValueError("min_pulse_width: must be less than max_pulse_width")
+        return self
 
 
 class RelayGate(GatePlacement):
@@ -185,7 +203,7 @@ class RetrainSettings(Section):
     enabled: bool = Field(True, description="keep frames of uncertain items for retraining")
     folder: Path | None = Field(None, description="unset = 'uncertain' beside the item database")
     keep_below: float = Field(0.8, ge=0, le=1, description="keep items decided with less confidence than this")
-    max_mb: float = Field(500.0, gt=0, description="size cap of the folder; the oldest frames go first")
+    max_mb: float = Field(500.0, gt=0, le=1_000_000, description="size cap of the folder; the oldest frames go first")
 
 
 class MetricsSettings(Section):
@@ -321,10 +339,16 @@ def load_settings(path: str | Path | None = None) -> Settings:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path.name}: not valid TOML: {exc}") from None
     try:
-        settings = Settings.model_validate(data)
+        settings = parse_settings(data)
     except ValidationError as exc:
         raise ConfigError(f"{path.name}: {describe(exc)}") from None
     return resolve_paths(settings, path.parent)
+
+
+def parse_settings(data: dict[str, Any]) -> Settings:
+    """Validate parsed TOML (or a dumped Settings) strictly: as JSON, where strings become paths and arrays
+    tuples but nothing else is coerced. Raises pydantic's ValidationError."""
+    return Settings.model_validate_json(json.dumps(data, default=str, allow_nan=True))
 
 
 GATE_KINDS = ("servo", "relay")  # the tags pydantic puts in an error's key path for a gate's kind

@@ -31,14 +31,14 @@ from edge.classifier import Classifier
 from edge.images import read_rgb
 from edge.model_card import card_path
 from models.confusion import plot_confusion
-from models.features import BELT_EVAL_SEED, ViewSpec
+from models.features import ViewSpec, evaluation_views
 from models.metrics import machine, summary, top_confusions
 from models.split import Entry, read_manifest, select
 
 logger = logging.getLogger("models.evaluate")
 
 
-VIEWS = {"test": ViewSpec("test", "clean"), "test_belt": ViewSpec("test", "belt", 0, BELT_EVAL_SEED)}
+VIEWS = dict(zip(("test", "test_belt"), evaluation_views("test")))
 
 
 def tflite_probabilities(model: Path, data: Path, entries: list[Entry], spec: ViewSpec,

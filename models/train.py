@@ -6,8 +6,8 @@
 1. Split: ``models/split.csv`` (see ``models.split``), stratified 70/15/15 by a hash of the file name.
 2. Features: the frozen trunk's output (``conv5_block2_out``) for each train photo in 1 clean view,
    ``--photo-views`` augmented photo views and ``--belt-views`` belt views (item cut out, put on a random belt,
-   item crop: see ``models.augment``), and for val/test clean and on held-out belts, cached on disk
-   (``models.features``).
+   item crop: see ``models.augment``), and for val clean and on held-out belts, cached on disk
+   (``models.features``). The test split is not cached: the full model runs on its photos once (step 4).
 3. Training of ``conv5_block3`` + head on those features: Adam with cosine learning-rate decay, categorical
    cross-entropy (optional label smoothing), class weights against the imbalance, one random view per photo
    per epoch, early stopping on the loss of val clean + val belt (best weights kept). Seeds fixed; TF ops
@@ -32,7 +32,15 @@ import numpy as np
 from edge.images import read_rgb
 from models.architecture import preprocess
 from models.augment import ViewKind
-from models.features import DEFAULT_CACHE, ViewSpec, cache_name, extraction_seconds, feature_set, view_plan
+from models.features import (
+    DEFAULT_CACHE,
+    ViewSpec,
+    cache_name,
+    evaluation_views,
+    extraction_seconds,
+    feature_set,
+    view_plan,
+)
 from models.metrics import machine, summary, top_confusions
 from models.split import Entry, read_manifest, select
 
@@ -144,7 +152,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--metrics", type=Path, default=Path("models/float_test_metrics.json"), help="metrics JSON")
     parser.add_argument("--photo-views", type=int, default=0, help="augmented photo views per train photo")
     parser.add_argument("--belt-views", type=int, default=2, help="belt views per train photo")
-    parser.add_argument("--epochs", type=int, default=12, help="maximum epochs (one view per photo each)")
+    parser.add_argument("--epochs", type=int, default=16, help="maximum epochs (one view per photo each)")
     parser.add_argument("--batch", type=int, default=32, help="batch size")
     parser.add_argument("--lr", type=float, default=3e-4, help="initial Adam learning rate (cosine decay to 1%%)")
     parser.add_argument("--label-smoothing", type=float, default=0.1, help="label smoothing of the loss")
@@ -237,7 +245,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__},
     }
     if not args.no_test:
-        for spec in (s for s in plan if s.split == "test"):
+        for spec in evaluation_views("test"):
             result[TEST_KEYS[spec.kind]] = test_figures(model, args, splits["test"], y["test"], labels, spec)
     args.metrics.parent.mkdir(parents=True, exist_ok=True)
     args.metrics.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.config import Settings, load_settings
+from edge.config import Settings, load_settings, parse_settings
 
 PROJECT = Path(__file__).resolve().parent.parent
 SHARED_DATA = PROJECT.parent / "shared" / "data" / "garbage12"
@@ -29,7 +29,7 @@ def make_settings(tmp_path: Path, **sections: dict) -> Settings:
     data["records"] = {"path": tmp_path / "items.db"}
     for name, values in sections.items():
         data[name] = {**data[name], **values} if name not in ("bins", "gates") else values
-    return Settings.model_validate(data)
+    return parse_settings(data)
 
 
 @pytest.fixture

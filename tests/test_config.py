@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.config import DEFAULT_CONFIG, Settings, load_settings
+from edge.config import DEFAULT_CONFIG, Settings, load_settings, parse_settings
 from edge.errors import ConfigError
 
 LABELS = ("battery", "biological", "brown-glass", "cardboard", "clothes", "green-glass", "metal", "paper",
@@ -71,7 +71,7 @@ def test_class_without_bin_is_a_config_error():
     bins = settings.model_dump()["bins"]
     bins["packaging"]["classes"] = ["plastic"]
     with pytest.raises(ConfigError, match="class 'metal' of the model has no bin"):
-        Settings.model_validate({**settings.model_dump(), "bins": bins}).check_labels(LABELS)
+        parse_settings({**settings.model_dump(), "bins": bins}).check_labels(LABELS)
 
 
 def test_unknown_class_in_config_is_a_config_error():
@@ -125,3 +125,41 @@ def test_a_gate_named_like_a_gate_kind_keeps_its_name_and_further_errors_are_cou
     path.write_text(text.replace("pin = 23", "pin = -1"))
     with pytest.raises(ConfigError, match=r"\(and 1 more error\)$"):
         load_settings(path)
+
+
+@pytest.mark.parametrize(
+    ("section", "line", "key"),
+    [
+        ("camera", "stall_timeout_s = 1e308", "camera.stall_timeout_s"),
+        ("camera", "fps = 1e-300", "camera: fps"),
+        ("camera", "width = 18.0", "camera.width: Input should be a valid integer"),
+        ("conveyor", "belt_speed_m_s = 1e-300", "conveyor.belt_speed_m_s"),
+        ("conveyor", "belt_speed_m_s = inf", "conveyor.belt_speed_m_s: Input should be a finite number"),
+        ("conveyor", "item_pass_s = nan", "conveyor.item_pass_s: Input should be a finite number"),
+        ("conveyor", "item_pass_s = 1979-05-27", "conveyor.item_pass_s: Input should be a valid number"),
+        ("model", "threads = 100000", "model.threads"),
+        ("retrain", "max_mb = 1e308", "retrain.max_mb"),
+        ("retrain", 'enabled = "yes"', "retrain.enabled: Input should be a valid boolean"),
+        ("web", "max_upload_mb = 1e308", "web.max_upload_mb"),
+        ("simulator", "item_m = [0.1, 1e9]", "simulator: item_m"),
+        ("simulator", "seed = -1", "simulator.seed"),
+    ],
+)
+def test_numbers_have_physical_bounds_and_types_are_strict(tmp_path, section, line, key):
+    text = default_text().replace(f"\n[{section}]\n", f"\n[{section}]\n{line}\n", 1)
+    assert line in text
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, text))
+    assert key in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("value", ['"18"', "18.0", "true"])
+def test_a_pin_must_be_an_integer(tmp_path, value):
+    with pytest.raises(ConfigError, match="gates.flap.pin: Input should be a valid integer"):
+        load_settings(write(tmp_path, default_text().replace("pin = 18", f"pin = {value}")))
+
+
+def test_a_servo_range_must_hold_its_safe_angle(tmp_path):
+    text = default_text().replace("[gates.flap]\n", "[gates.flap]\nmin_angle = 10.0\n")
+    with pytest.raises(ConfigError, match="gates.flap: min_angle < max_angle, and safe_angle between them"):
+        load_settings(write(tmp_path, text))
