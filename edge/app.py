@@ -16,6 +16,7 @@ from edge.loop import Observer, SortingLoop
 from edge.pins import make_pin_factory
 from edge.records import Records
 from edge.retrain import FrameKeeper
+from edge.safe import remember_gates
 from edge.sources import FrameSource, FrameStream, open_source
 from edge.sources.folder import FolderSource
 from edge.timing import GatePlace, GateScheduler, Planner
@@ -47,6 +48,7 @@ class Sorter:
             self.pin_factory = pin_factory or make_pin_factory(settings.gpio.pin_factory)
             self.gates = self._stack.enter_context(GateBank(settings, self.pin_factory))
             self.records = self._stack.enter_context(Records(settings.records.database))
+            remember_gates(settings)
             keeper = self._keeper()
             self.source = source or open_source(settings)
             self._stack.enter_context(self.source)

@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -17,11 +17,13 @@ from edge import __version__
 from edge.app import Sorter
 from edge.bench.command import HELP as BENCH_HELP
 from edge.bench.command import add_arguments as bench_arguments
-from edge.config import DEFAULT_CONFIG, Settings, load_settings
-from edge.errors import SmartbinError
+from edge.config import DEFAULT_CONFIG, RelayGate, ServoGate, Settings, load_settings
+from edge.errors import ConfigError, GateError, SmartbinError
 from edge.logs import configure_logging, error_prefix
 from edge.loop import Observer
 from edge.notify import Notifier, ServiceWatch
+from edge.pins import make_pin_factory
+from edge.safe import drive_safe, gates_despite
 from edge.service import refuse_beside_service, unit_state
 from edge.sources import SPEC_HELP
 
@@ -34,7 +36,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging(args.verbose, sys.stdout)
     try:
-        settings = load_settings(args.config)
+        try:
+            settings = load_settings(args.config)
+        except ConfigError as exc:
+            if args.command is not cmd_safe:
+                raise
+            return safe_despite(exc, args)
         return int(args.command(settings, args) or 0)
     except SmartbinError as exc:
         print(f"{error_prefix(sys.stderr)}smartbin: {exc}", file=sys.stderr)
@@ -88,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     if args.source:
         settings = settings.model_copy(update={"camera": settings.camera.model_copy(update={"source": args.source})})
-    refuse_beside_service(settings, camera=True)
+    refuse_beside_service(settings.gpio.pin_factory, settings.camera.source)
     stop = threading.Event()
     notifier = Notifier()
     observers: list[Observer] = [ServiceWatch(notifier)]
@@ -165,12 +172,11 @@ def cmd_classify(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_gate(settings: Settings, args: argparse.Namespace) -> int:
     from edge.gates import GateBank
-    from edge.pins import make_pin_factory
 
     if args.bin not in settings.bins:
         print(f"smartbin: no bin {args.bin!r}; bins: {', '.join(settings.bins)}", file=sys.stderr)
         return 2
-    refuse_beside_service(settings, camera=False)
+    refuse_beside_service(settings.gpio.pin_factory)
     factory = make_pin_factory(settings.gpio.pin_factory)
     with GateBank(settings, factory) as gates:
         route = gates.set_route(args.bin)
@@ -181,13 +187,25 @@ def cmd_gate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_safe(settings: Settings, args: argparse.Namespace) -> int:
-    from edge.gates import GateBank
-    from edge.pins import make_pin_factory
+    return safe_gates(settings.gpio.pin_factory, settings.gates, f"to {settings.default_bin}")
 
-    refuse_beside_service(settings, camera=False)
-    with GateBank(settings, make_pin_factory(settings.gpio.pin_factory)):
-        pass  # built in the safe position, closed in it
-    print(f"gates safe: {', '.join(settings.gates) or 'none'} → {settings.default_bin}")
+
+def safe_despite(error: ConfigError, args: argparse.Namespace) -> int:
+    """``smartbin safe`` with a config that does not validate: the last good gates and those of the broken file.
+    Exit 0 once every gate found is safe (the config error stays on stderr), 2 if no gate was found at all."""
+    print(f"{error_prefix(sys.stderr)}smartbin: {error}; driving the gates found to safe", file=sys.stderr)
+    pin_factory, gates, found_in = gates_despite(args.config)
+    if not gates:
+        return error.exit_code
+    return safe_gates(pin_factory, gates, f"from {found_in}")
+
+
+def safe_gates(pin_factory: str, gates: Mapping[str, ServoGate | RelayGate], where: str) -> int:
+    refuse_beside_service(pin_factory)
+    failed = drive_safe(gates, make_pin_factory(pin_factory))
+    if failed:
+        raise GateError(f"gates not driven to safe: {', '.join(failed)}")
+    print(f"gates safe: {', '.join(gates) or 'none'} ({where})")
     return 0
 
 

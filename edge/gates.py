@@ -32,6 +32,21 @@ class Route:
         return f"{self.gate}→{self.angle:g}°" if self.angle is not None else f"{self.gate}→on"
 
 
+def build_gate(gate: ServoGate | RelayGate, factory: Factory) -> AngularServo | OutputDevice:
+    """The gpiozero device of one gate, built in its safe position."""
+    if isinstance(gate, ServoGate):
+        return AngularServo(
+            gate.pin,
+            initial_angle=gate.safe_angle,
+            min_angle=gate.min_angle,
+            max_angle=gate.max_angle,
+            min_pulse_width=gate.min_pulse_width,
+            max_pulse_width=gate.max_pulse_width,
+            pin_factory=factory,
+        )
+    return OutputDevice(gate.pin, active_high=gate.active_high, initial_value=False, pin_factory=factory)
+
+
 class GateBank:
     """All gates of the bin, built from the config on one pin factory."""
 
@@ -49,16 +64,7 @@ class GateBank:
     def _build(self, name: str, gate: ServoGate | RelayGate, factory: Factory) -> AngularServo | OutputDevice:
         if isinstance(gate, ServoGate):
             self._safe_angles[name] = gate.safe_angle
-            return AngularServo(
-                gate.pin,
-                initial_angle=gate.safe_angle,
-                min_angle=gate.min_angle,
-                max_angle=gate.max_angle,
-                min_pulse_width=gate.min_pulse_width,
-                max_pulse_width=gate.max_pulse_width,
-                pin_factory=factory,
-            )
-        return OutputDevice(gate.pin, active_high=gate.active_high, initial_value=False, pin_factory=factory)
+        return build_gate(gate, factory)
 
     @property
     def devices(self) -> dict[str, AngularServo | OutputDevice]:

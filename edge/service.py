@@ -69,11 +69,12 @@ def live_camera(source: str) -> bool:
     return source == "picamera2" or source.isdigit() or source.startswith("/dev/video")
 
 
-def refuse_beside_service(settings: Settings, camera: bool) -> None:
-    """Raise ServiceRunning if the smartbin service runs (and this process is not it) while ``settings`` would
-    use the camera (when ``camera``) or real GPIO pins: one clear line instead of a libcamera or GPIO-busy error."""
-    held = [what for what, used in (("the camera", camera and live_camera(settings.camera.source)),
-                                    ("the gates", not uses_mock_pins(settings.gpio.pin_factory))) if used]
+def refuse_beside_service(pin_factory: str, camera_source: str | None = None) -> None:
+    """Raise ServiceRunning if the smartbin service runs (and this process is not it) while this command would
+    use the camera (``camera_source``, when given) or real GPIO pins (``pin_factory``): one clear line instead
+    of a libcamera or GPIO-busy error."""
+    held = [what for what, used in (("the camera", camera_source is not None and live_camera(camera_source)),
+                                    ("the gates", not uses_mock_pins(pin_factory))) if used]
     if not held:
         return
     unit = unit_state()
