@@ -10,7 +10,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from edge.model_card import SCHEMA, parse_card
+from edge.classifier import Classifier
+from edge.integrity import file_integrity, seal
+from edge.model_card import SCHEMA, card_path, parse_card
 from edge.preprocess import ITEM_CROP, RESIZE_METHOD
 
 CAFFE = "caffe inside the model: RGB→BGR, minus ImageNet means (B 103.939, G 116.779, R 123.68), no scaling"
@@ -67,6 +69,17 @@ def write_json(data: dict[str, Any], path: Path) -> None:
     parse_card(data, source=str(path))
     text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
     write_atomic(path, text.encode("utf-8"))
+
+
+def write_sealed(model: Path, update: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Rewrite ``model``'s card with ``update`` and a fresh ``integrity`` section (file digests, then the probe
+    output of the model loaded with that card); return the card."""
+    card = json.loads(card_path(model).read_text(encoding="utf-8")) | (update or {})
+    write_json(card | {"integrity": file_integrity(model, card["labels"])}, card_path(model))
+    with Classifier(model, threads=1) as classifier:
+        sealed = seal(card, model, classifier)
+    write_json(sealed, card_path(model))
+    return sealed
 
 
 def write_atomic(path: Path, payload: bytes) -> None:

@@ -22,13 +22,14 @@ from typing import Any
 import numpy as np
 
 from convert import export, validate
-from convert.card import model_card, write_json
+from convert.card import model_card, write_json, write_sealed
 from convert.dataset import Item, Reader, list_folder, stratified_order
 from convert.errors import ConversionError
 from convert.labels import resolve_labels
 from convert.source import SourceModel, load_source
 from convert.wrap import serving_function
 from edge.classifier import Classifier
+from edge.integrity import file_integrity
 from edge.model_card import card_path
 
 
@@ -162,9 +163,10 @@ def _stage_float(source: SourceModel, labels: tuple[str, ...], path: Path) -> Pa
 def _card(source: SourceModel, labels: tuple[str, ...], path: Path, quantization: dict[str, Any]) -> dict[str, Any]:
     """The staged card, before validation: ``_finish_cards`` adds the figures once they are known."""
     sizes = {"tflite": path.stat().st_size, "keras": source.path.stat().st_size}
-    return model_card(labels=labels, height=source.height, width=source.width, quantization=quantization,
+    card = model_card(labels=labels, height=source.height, width=source.width, quantization=quantization,
                       validation=None, sizes=sizes,
                       source={"file": source.path.name, "sha256": source.sha256})
+    return card | {"integrity": file_integrity(path, labels)}
 
 
 def _validate(source: SourceModel, staged: Path, staged_float: Path | None, items: list[Item],
@@ -189,15 +191,13 @@ def _check_drop(figures: dict[str, Any], max_drop: float) -> None:
 
 def _finish_cards(staged: Path, staged_float: Path | None, figures: dict[str, Any],
                   source: SourceModel) -> dict[str, Any]:
-    """Rewrite the staged cards with the validation figures and the sizes of both models."""
+    """Rewrite the staged cards with the validation figures, the sizes of both models and the probe output."""
     sizes = {"tflite": staged.stat().st_size, "keras": source.path.stat().st_size}
     if staged_float is not None:
         sizes["float_tflite"] = staged_float.stat().st_size
-        float_card = json.loads(card_path(staged_float).read_text(encoding="utf-8"))
         float_figures = {key: figures[key] for key in ("images", "on", "float_tflite")}
-        write_json(float_card | {"validation": float_figures, "size_bytes": sizes}, card_path(staged_float))
-    card = json.loads(card_path(staged).read_text(encoding="utf-8")) | {"validation": figures, "size_bytes": sizes}
-    write_json(card, card_path(staged))
+        write_sealed(staged_float, {"validation": float_figures, "size_bytes": sizes})
+    card = write_sealed(staged, {"validation": figures, "size_bytes": sizes})
     say(f"size: int8 {sizes['tflite'] / 1e6:.1f} MB" + (
         f", float {sizes['float_tflite'] / 1e6:.1f} MB ({sizes['float_tflite'] / sizes['tflite']:.1f}x)"
         if staged_float is not None else "") + f", Keras file {sizes['keras'] / 1e6:.1f} MB")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from contextlib import ExitStack
 
@@ -12,6 +13,7 @@ from edge.config import Settings
 from edge.decision import Decider
 from edge.errors import ConfigError
 from edge.gates import GateBank
+from edge.integrity import check_probe
 from edge.loop import Observer, SortingLoop
 from edge.pins import make_pin_factory
 from edge.records import Records
@@ -21,6 +23,8 @@ from edge.sources import FrameSource, FrameStream, open_source
 from edge.sources.folder import FolderSource
 from edge.timing import GatePlace, GateScheduler, Planner
 from edge.trigger import BeamTrigger, ItemTracker, Trigger, VisionTrigger
+
+logger = logging.getLogger(__name__)
 
 
 class Sorter:
@@ -45,6 +49,7 @@ class Sorter:
                 Classifier(settings.model.path, threads=settings.model.threads or None)
             )
             settings.check_labels(self.classifier.labels)
+            logger.debug("%s: %s", self.classifier.path.name, check_probe(self.classifier))
             self.pin_factory = pin_factory or make_pin_factory(settings.gpio.pin_factory)
             self.gates = self._stack.enter_context(GateBank(settings, self.pin_factory))
             self.records = self._stack.enter_context(Records(settings.records.database))

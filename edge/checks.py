@@ -9,6 +9,7 @@ from edge.classifier import Classifier
 from edge.config import DEFAULT_CONFIG, Settings
 from edge.errors import SmartbinError
 from edge.gates import GateBank
+from edge.integrity import check_probe
 from edge.pins import board_model, make_pin_factory
 from edge.records import Records
 from edge.sources import FrameStream, open_source
@@ -36,9 +37,10 @@ def attempt(check: Callable[[Settings], str], settings: Settings) -> tuple[bool,
 def check_model(settings: Settings) -> str:
     with Classifier(settings.model.path, threads=settings.model.threads or None) as classifier:
         settings.check_labels(classifier.labels)
+        probe = check_probe(classifier)
         width, height = classifier.input_size
         return (f"{classifier.path.name}: {len(classifier.labels)} classes, {width}x{height} uint8, "
-                f"{classifier.runtime}; every class has a bin")
+                f"{classifier.runtime}; every class has a bin; {probe}")
 
 
 def check_gates(settings: Settings) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from edge.errors import ModelCardError, ModelError
+from edge.integrity import check_file
 from edge.model_card import ModelCard, read_card
 from edge.runtime import load_interpreter
 
@@ -40,7 +41,8 @@ class Classifier:
     """A ``.tflite`` model with its card (``NAME.json`` beside it), ready to classify uint8 RGB images.
 
     ``threads``: CPU threads for the interpreter (default: all cores). Fails at construction with a one-line
-    ModelError if the model is missing or corrupt, the card is missing, or the card does not fit the model.
+    ModelError if the model is missing or corrupt, the card is missing or sealed for another file or label
+    order (``edge.integrity``), or the card does not fit the model.
     """
 
     def __init__(self, model_path: str | Path, threads: int | None = None) -> None:
@@ -53,6 +55,7 @@ class Classifier:
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
         self._check_against_card()
+        check_file(self.path, self.card)
 
     @property
     def labels(self) -> tuple[str, ...]:

@@ -8,6 +8,7 @@ import pytest
 
 from edge.classifier import Classifier, Prediction
 from edge.errors import ModelCardError, ModelError
+from edge.integrity import check_probe
 from edge.model_card import read_card
 
 
@@ -113,3 +114,80 @@ def test_a_closed_classifier_says_so(tiny_model):
     classifier.close()
     with pytest.raises(ModelError, match="the classifier is closed"):
         classifier.classify(np.zeros((32, 32, 3), np.uint8))
+
+
+def rewrite_card(model, change):
+    card = json.loads(model.with_suffix(".json").read_text())
+    change(card)
+    model.with_suffix(".json").write_text(json.dumps(card))
+
+
+def test_weights_zeroed_inside_the_file_are_refused_at_start(tiny_model):
+    with Classifier(tiny_model) as classifier:  # the largest weight tensor's bytes, as stored in the file
+        classifier.classify(np.zeros((32, 32, 3), np.uint8))
+        interpreter = classifier.interpreter
+        weights = max((interpreter.get_tensor(t["index"]).tobytes() for t in interpreter.get_tensor_details()
+                       if len(t["shape"]) >= 2 and t["shape"][0] != 1), key=len)
+    data = tiny_model.read_bytes()
+    start = data.find(weights)
+    assert start > 0 and len(weights) >= 64
+    tiny_model.write_bytes(data[:start] + bytes(len(weights)) + data[start + len(weights):])  # still loads
+    with pytest.raises(ModelCardError, match="sha256 differs from its card's: corrupt or not the card's model"):
+        Classifier(tiny_model)
+
+
+def test_a_truncated_model_or_another_models_card_is_refused(tiny_model):
+    rewrite_card(tiny_model, lambda c: c["integrity"].update(tflite_bytes=c["integrity"]["tflite_bytes"] + 1))
+    with pytest.raises(ModelCardError, match="bytes, its card says"):
+        Classifier(tiny_model)
+
+
+def test_a_card_with_two_labels_swapped_is_refused(tiny_model):
+    def swap(card):
+        labels = card["labels"]
+        labels[0], labels[10] = labels[10], labels[0]  # battery <-> trash
+
+    rewrite_card(tiny_model, swap)
+    with pytest.raises(ModelCardError, match="labels are not in the order the model was sealed with"):
+        Classifier(tiny_model)
+
+
+def test_the_probe_output_must_match_the_cards(tiny_model):
+    with Classifier(tiny_model) as classifier:
+        assert check_probe(classifier).startswith("probe output matches the card")
+
+    def wrong_reference(card):
+        output = card["integrity"]["probe"]["output"]
+        output["trash"], output["battery"] = output["battery"], output["trash"]
+
+    rewrite_card(tiny_model, wrong_reference)
+    with Classifier(tiny_model) as classifier, pytest.raises(ModelError, match="probe output differs from the card"):
+        check_probe(classifier)
+
+
+def test_an_unsealed_card_still_loads_with_a_warning(tiny_model, caplog):
+    rewrite_card(tiny_model, lambda c: c.pop("integrity"))
+    with Classifier(tiny_model) as classifier:
+        assert check_probe(classifier) == "no reference output in the card: probe skipped"
+    assert "its card has no integrity section" in caplog.text
+
+
+def test_seal_writes_what_the_edge_checks(tiny_model):
+    from convert.seal import main as seal_main
+
+    rewrite_card(tiny_model, lambda c: c.pop("integrity"))
+    assert seal_main([str(tiny_model)]) == 0
+    card = json.loads(tiny_model.with_suffix(".json").read_text())
+    assert card["integrity"]["tflite_bytes"] == tiny_model.stat().st_size
+    assert card["integrity"]["probe"]["pattern"] == "smartbin.probe/1"
+    with Classifier(tiny_model) as classifier:
+        assert check_probe(classifier).startswith("probe output matches")
+
+
+def test_check_names_a_corrupt_model_and_runs_the_probe_on_a_good_one(tiny_settings, tiny_model):
+    from edge.checks import check_model
+
+    assert check_model(tiny_settings).endswith("probe output matches the card (largest difference 0.000)")
+    rewrite_card(tiny_model, lambda c: c["integrity"].update(tflite_sha256="0" * 64))
+    with pytest.raises(ModelCardError, match="sha256 differs"):
+        check_model(tiny_settings)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from edge.app import Sorter
-from edge.config import DEFAULT_CONFIG
+from edge.config import DEFAULT_CONFIG, parse_settings
 from edge.errors import ConfigError, ModelError, RecordError
 from edge.sources import FrameSource
 from edge.sources.folder import FolderSource
@@ -143,7 +143,7 @@ def test_every_item_queued_behind_a_failed_write_still_gets_its_json_line(tiny_s
 def test_class_without_bin_fails_at_start(tiny_settings):
     bins = tiny_settings.model_dump()["bins"]
     bins["residual"]["classes"] = []
-    settings = tiny_settings.model_validate({**tiny_settings.model_dump(), "bins": bins})
+    settings = parse_settings({**tiny_settings.model_dump(), "bins": bins})
     with pytest.raises(Exception, match="class 'trash' of the model has no bin"):
         Sorter(settings)
 
