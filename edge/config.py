@@ -221,6 +221,8 @@ class WebSettings(Section):
     max_upload_pixels: int = Field(
         20_000_000, ge=1, le=100_000_000, description="largest photo 'classify a photo' decodes, in pixels"
     )
+    max_connections: int = Field(32, ge=2, le=1000, description="open connections at most (oldest idle closed)")
+    request_timeout_s: float = Field(10.0, ge=0.1, le=600, description="time to send a request head")
 
     @model_validator(mode="after")
     def _check_token(self) -> WebSettings:

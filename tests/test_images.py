@@ -1,8 +1,6 @@
 """Reading images within a pixel cap: the header's size is checked before anything is decoded."""
 
-import struct
 import time
-import zlib
 
 import cv2
 import numpy as np
@@ -10,19 +8,7 @@ import pytest
 
 from edge.errors import ImageError, ImageTooLarge
 from edge.images import MAX_PIXELS, decode, image_size, read_rgb
-
-
-def png_bomb(side: int = 30000) -> bytes:
-    """A real, valid 1-bit PNG of side × side black pixels: about 0.1 MB that OpenCV would decode into
-    side² × 3 bytes (2.7 GB for 30000)."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    row = b"\x00" * (1 + (side + 7) // 8)
-    packer = zlib.compressobj(9)
-    idat = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
-    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+from tools.faults import png_bomb
 
 
 @pytest.mark.parametrize("ext", [".jpg", ".png", ".bmp", ".webp"])

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -33,9 +34,9 @@ from edge.sources import Frame
 from edge.web import LiveState, WebServer
 from edge.web.queries import RecordsView
 from edge.web.state import annotated_jpeg
-from tests.test_images import png_bomb
 from tests.conftest import PROJECT, TINY_MODEL, make_settings
 from tests.test_loop import write_config
+from tools.faults import png_bomb
 
 ARTIFACTS = PROJECT / "artifacts"
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -434,3 +435,30 @@ def test_commands_serve_the_page_beside_the_sorter_and_alone(tmp_path, tiny_mode
     assert get_json(url + "api/live")["mode"] == "standalone" and get_json(url + "api/today")["total"] == 4
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=10) == 0
+
+
+def test_a_flood_of_silent_connections_is_bounded_and_the_page_still_answers(tmp_path, capsys):
+    from tools import faults
+
+    settings = web_settings(tmp_path, max_connections=8, request_timeout_s=5.0)
+    with WebServer(settings) as server:
+        held: list[int] = []
+        assert faults.flood(server.url, 300, 0.5, "", during=lambda: held.append(server.open_connections))
+        out = capsys.readouterr().out
+        assert held[0] <= 8 and int(re.search(r"(\d+) closed by the server", out).group(1)) > 0, out
+        assert "GET /api/health during the flood: 200" in out
+        assert faults.main(["bomb", server.url]) == 0  # the script as an operator runs it
+        assert "413" in capsys.readouterr().out
+
+
+def test_a_request_head_sent_too_slowly_is_cut_off(tmp_path):
+    settings = web_settings(tmp_path, request_timeout_s=0.5)
+    with WebServer(settings) as server:
+        parts = urlsplit(server.url)
+        with socket.create_connection((parts.hostname, parts.port), timeout=5) as slow:
+            slow.sendall(b"GET /api/health HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+            started = time.monotonic()
+            assert slow.recv(1024) == b""  # closed by the server
+            assert 0.3 < time.monotonic() - started < 3
+        status, _, _ = request(server.url + "api/health")  # a prompt client is served as before
+        assert status == 200 and server.open_connections <= 1

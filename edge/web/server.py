@@ -12,6 +12,7 @@ import uvicorn
 from edge.config import Settings
 from edge.errors import PortError
 from edge.web.app import create_app
+from edge.web.bounds import bounded_protocol
 from edge.web.state import LiveState
 
 logger = logging.getLogger(__name__)
@@ -30,13 +31,20 @@ class WebServer:
         bound_host, bound_port = self._socket.getsockname()[:2]
         self.url = f"http://[{bound_host}]:{bound_port}/" if ":" in bound_host else f"http://{bound_host}:{bound_port}/"
         self.app = create_app(settings, live)
-        config = uvicorn.Config(self.app, http="h11", ws="none", loop="asyncio", lifespan="off", log_config=None,
-                                log_level="warning", access_log=False, timeout_graceful_shutdown=2)
+        web = settings.web
+        config = uvicorn.Config(self.app, http=bounded_protocol(web.max_connections, web.request_timeout_s),
+                                ws="none", loop="asyncio", lifespan="off", log_config=None, log_level="warning",
+                                access_log=False, timeout_graceful_shutdown=2, backlog=128)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, name="web",
                                         daemon=True)
         self._thread.start()
         logger.info("web page at %s%s", self.url, " (token required)" if settings.web.token else "")
+
+    @property
+    def open_connections(self) -> int:
+        """Connections open now (bounded by ``web.max_connections``)."""
+        return len(self._server.server_state.connections)
 
     def close(self) -> None:
         """Stop serving (open requests get up to 2 s), release the port and the page's model; safe twice."""
