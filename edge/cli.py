@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
-from edge import __version__
+from edge import __version__, stacks
 from edge.app import Sorter
 from edge.bench.command import HELP as BENCH_HELP
 from edge.bench.command import add_arguments as bench_arguments
@@ -98,6 +98,8 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     refuse_beside_service(settings.gpio.pin_factory, settings.camera.source)
     stop = threading.Event()
     notifier = Notifier()
+    if notifier.watchdog_s:
+        stacks.install()  # before any thread starts: the watchdog's SIGABRT logs every stack, safely
     observers: list[Observer] = [ServiceWatch(notifier)]
     with ExitStack() as stack:
         stack.enter_context(stop_on_signals(stop))

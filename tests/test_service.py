@@ -378,3 +378,25 @@ def test_journal_lines_carry_the_syslog_priority(tmp_path):
         assert not is_journal(stream, {"JOURNAL_STREAM": "1:2"}) and not is_journal(stream, {})
     record = logging.LogRecord("smartbin", logging.WARNING, __file__, 1, "camera %s", ("slow",), None)
     assert JournalFormatter("%(levelname)s %(name)s: %(message)s").format(record) == "<4>WARNING smartbin: camera slow"
+
+
+def test_the_watchdogs_sigabrt_logs_every_threads_stack_and_aborts(tmp_path, tiny_model):
+    """As systemd does it to a hung sorter: SIGSTOP (the hang), the watchdog's SIGABRT, SIGCONT. Twice."""
+    config = write_config(tmp_path, tiny_model, extra="")
+    env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "30000000"}
+    for trial in range(2):
+        with notify_socket(tmp_path / "notify") as sock:
+            proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--config", str(config)],
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+            assert sock.recv(4096).decode().startswith("READY=1")
+            time.sleep(0.5)  # sorting: camera, gate and web threads busy
+            proc.send_signal(signal.SIGSTOP)
+            proc.send_signal(signal.SIGABRT)
+            proc.send_signal(signal.SIGCONT)
+            out, _ = proc.communicate(timeout=30)
+        (tmp_path / "notify").unlink()
+        assert proc.returncode == -signal.SIGABRT, out
+        dump = [line for line in out.splitlines() if line.startswith("CRITICAL smartbin.watchdog: ")]
+        assert "every thread's stack" in dump[0] and "Segmentation fault" not in out
+        assert any(line.startswith("CRITICAL smartbin.watchdog: MainThread: ") and "in cmd_run" in line
+                   for line in dump), out
