@@ -3,7 +3,9 @@
 OpenCV decodes whatever size a file's header claims: a 2.7 MB PNG of 30000×30000 pixels becomes 2.7 GB. So
 the header's dimensions are read first (JPEG, PNG, BMP, WebP: the formats smartbin reads), and an image over
 ``max_pixels`` (default ``MAX_PIXELS``, 40 megapixels: a 12 MP camera frame passes) is refused with one line
-before anything is decoded. A format whose header cannot be read is not decoded at all.
+before anything is decoded. A format whose header cannot be read is not decoded at all. A damaged file is
+refused rather than used half decoded: a JPEG without its end marker (cut short), or one that libjpeg warns
+about while decoding (``Corrupt JPEG data …``, captured instead of reaching stderr). OpenCV's own log is off.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ import cv2
 import numpy as np
 
 from edge.errors import ImageError, ImageTooLarge
+from edge.native import captured_stderr
+
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # no "[ERROR:0@…]" lines: errors are ours
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 MAX_PIXELS = 40_000_000
@@ -80,11 +85,18 @@ def check_size(head: bytes, max_pixels: int, name: str) -> None:
 
 
 def decode(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Encoded image bytes as uint8 RGB (H, W, 3), the size checked first; ImageError if it is none."""
+    """Encoded image bytes as uint8 RGB (H, W, 3), the size checked first; ImageError if it is none, or if it
+    is damaged (a JPEG cut short or one the decoder warns about)."""
     check_size(data[:HEADER_BYTES], max_pixels, name)
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    jpeg = data.startswith(b"\xff\xd8")
+    if jpeg and not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
+        raise ImageError(f"cannot decode image: {name} (JPEG cut short: no end marker)")
+    with captured_stderr() as messages:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise ImageError(f"cannot decode image: {name}")
+    if messages:
+        raise ImageError(f"cannot decode image: {name} (damaged: {messages[0]})")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 

@@ -5,14 +5,11 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-import sys
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from edge.errors import ModelError, RuntimeMissingError
+from edge.native import captured_stderr
 
 logger = logging.getLogger(__name__)
 
@@ -63,22 +60,3 @@ def load_interpreter(model_path: str | Path, threads: int | None = None) -> tupl
     for line in log:
         logger.log(logging.DEBUG if line.startswith("INFO: ") else logging.WARNING, "%s: %s", path.name, line)
     return interpreter, runtime, log
-
-
-@contextmanager
-def captured_stderr() -> Iterator[list[str]]:
-    """Capture what is written to file descriptor 2 (the native runtime's log) into the yielded list;
-    Python's ``sys.stderr`` is flushed first and restored after."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    lines: list[str] = []
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield lines
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            lines.extend(line for line in sink.read().decode(errors="replace").splitlines() if line.strip())

@@ -156,3 +156,29 @@ def test_dead_frames():
     assert is_dead(np.zeros((0, 4, 3), np.uint8))
     assert is_dead(np.zeros((4, 4), np.uint8))
     assert not is_dead(np.arange(48, dtype=np.uint8).reshape(4, 4, 3))
+
+
+def jpeg_bytes(seed: int = 0) -> bytes:
+    rgb = np.random.default_rng(seed).integers(0, 256, (60, 80, 3), np.uint8)
+    return cv2.imencode(".jpg", rgb)[1].tobytes()
+
+
+def test_damaged_jpegs_are_skipped_with_one_warning_and_nothing_on_stderr(tmp_path, capfd, caplog):
+    good = jpeg_bytes()
+    (tmp_path / "a-good.jpg").write_bytes(good)
+    (tmp_path / "b-cut.jpg").write_bytes(good[: len(good) // 2])  # a copy cut short
+    (tmp_path / "c-corrupt.jpg").write_bytes(good[: len(good) // 2] + good[len(good) // 2 + 100 :])
+    (tmp_path / "d-text.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    source = FolderSource(tmp_path)
+    assert [f.number for f in frames_of(source)] == [0]
+    assert [p.name for p in source.skipped] == ["b-cut.jpg", "c-corrupt.jpg", "d-text.png"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 3 and "JPEG cut short" in warnings[0] and "damaged: Corrupt JPEG data" in warnings[1]
+    assert capfd.readouterr().err == ""  # libjpeg's and OpenCV's own lines are not on stderr
+
+
+def test_a_folder_with_no_readable_image_is_an_error(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(jpeg_bytes()[:100])
+    (tmp_path / "b.png").write_bytes(b"nothing")
+    with pytest.raises(CameraError, match=r"no readable image in .*: all 2 skipped"):
+        frames_of(FolderSource(tmp_path))

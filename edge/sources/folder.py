@@ -13,7 +13,8 @@ logger = logging.getLogger(__name__)
 
 
 class FolderSource(FrameSource):
-    """Each image of the folder, in name order, as one frame; unreadable images are skipped with a warning."""
+    """Each image of the folder, in name order, as one frame; unreadable images are skipped with a warning, and a
+    folder where none is readable is a CameraError at its end."""
 
     live = False
 
@@ -37,7 +38,9 @@ class FolderSource(FrameSource):
     def read(self) -> Frame | None:
         while True:
             if self._next >= len(self._items):
-                if not self.loop or len(self.skipped) == len(self._items):
+                if len(self.skipped) == len(self._items):
+                    raise CameraError(f"no readable image in {self.folder}: all {len(self._items)} skipped")
+                if not self.loop:
                     return None
                 self._next = 0
             path, truth = self._items[self._next]
