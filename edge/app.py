@@ -18,10 +18,11 @@ from edge.loop import Observer, SortingLoop
 from edge.pins import make_pin_factory
 from edge.records import Records
 from edge.retrain import FrameKeeper
-from edge.safe import remember_gates
+from edge.service.safe import remember_gates
 from edge.sources import FrameSource, FrameStream, open_source
 from edge.sources.folder import FolderSource
-from edge.timing import GatePlace, GateScheduler, Planner
+from edge.actuate import GateScheduler
+from edge.plan import GatePlace, Planner
 from edge.trigger import BeamTrigger, ItemTracker, Trigger, VisionTrigger
 
 logger = logging.getLogger(__name__)

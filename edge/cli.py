@@ -13,18 +13,19 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
-from edge import __version__, stacks
+from edge import __version__
+from edge.service import stacks
 from edge.app import Sorter
 from edge.bench.command import HELP as BENCH_HELP
 from edge.bench.command import add_arguments as bench_arguments
 from edge.config import DEFAULT_CONFIG, RelayGate, ServoGate, Settings, load_settings
 from edge.errors import ConfigError, GateError, SmartbinError
-from edge.logs import configure_logging, error_prefix
+from edge.service.logs import configure_logging, error_prefix
 from edge.loop import Observer
-from edge.notify import Notifier, ServiceWatch
+from edge.service.notify import Notifier, ServiceWatch
 from edge.pins import make_pin_factory
-from edge.safe import drive_safe, gates_despite
-from edge.service import refuse_beside_service, unit_state
+from edge.service.safe import drive_safe, gates_despite
+from edge.service.unit import refuse_beside_service, unit_state
 from edge.sources import SPEC_HELP
 
 logger = logging.getLogger("smartbin")
@@ -104,7 +105,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         stack.enter_context(stop_on_signals(stop))
         if settings.metrics.enabled:
-            from edge.metrics import Metrics
+            from edge.service.metrics import Metrics
 
             observers.append(stack.enter_context(Metrics(settings)))
         if settings.web.enabled:
@@ -133,7 +134,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
-    from edge.checks import run_checks
+    from edge.service.checks import run_checks
 
     results = run_checks(settings, args.config)
     for name, ok, detail in results:
@@ -226,15 +227,15 @@ def cmd_frames(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
-    from edge.status import database_for, report
+    from edge.service.status import database_for, report
 
     print("\n".join(report(database_for(settings, args.config is not None), args.last, unit_state())))
     return 0
 
 
 def cmd_web(settings: Settings, args: argparse.Namespace) -> int:
-    from edge.service import CONFIG
-    from edge.status import database_for
+    from edge.service.unit import CONFIG
+    from edge.service.status import database_for
     from edge.web import WebServer
 
     if args.config is None and CONFIG.exists():

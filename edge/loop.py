@@ -28,7 +28,7 @@ from edge.preprocess import CropMode, Roi, prepare, refine
 from edge.records import ItemRecord, Records
 from edge.retrain import FrameKeeper
 from edge.sources import Frame, FrameStream, is_dead
-from edge.timing import Plan, Planner
+from edge.plan import Plan, Planner
 from edge.trigger import Item, ItemTracker
 
 logger = logging.getLogger("smartbin.items")

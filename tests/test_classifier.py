@@ -185,7 +185,7 @@ def test_seal_writes_what_the_edge_checks(tiny_model):
 
 
 def test_check_names_a_corrupt_model_and_runs_the_probe_on_a_good_one(tiny_settings, tiny_model):
-    from edge.checks import check_model
+    from edge.service.checks import check_model
 
     assert check_model(tiny_settings).endswith("probe output matches the card (largest difference 0.000)")
     rewrite_card(tiny_model, lambda c: c["integrity"].update(tflite_sha256="0" * 64))

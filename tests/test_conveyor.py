@@ -5,7 +5,7 @@ import time
 import pytest
 
 from edge.config import BUNDLED_MODEL, load_settings
-from edge.simulation import simulate
+from edge.bench.simulation import simulate
 from tests.conftest import make_settings
 
 

@@ -3,7 +3,7 @@
 import io
 import logging
 
-from edge.logs import LINE, RepeatFilter
+from edge.service.logs import LINE, RepeatFilter
 
 
 def test_a_repeated_error_is_written_once_per_interval_and_items_always():

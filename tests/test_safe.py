@@ -8,7 +8,7 @@ from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from edge.cli import main
 from edge.config import DEFAULT_CONFIG, load_settings
-from edge.safe import LAST_GOOD, drive_safe, gates_despite
+from edge.service.safe import LAST_GOOD, drive_safe, gates_despite
 from tests.test_gates import duty
 from tests.test_loop import write_config
 

@@ -21,17 +21,17 @@ import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 from prometheus_client.parser import text_string_to_metric_families
 
-from edge import service
+from edge.service import unit as service
 from edge.app import Sorter
 from edge.cli import main
 from edge.config import MetricsSettings
 from edge.errors import CameraStalled
-from edge.logs import JournalFormatter, is_journal
-from edge.metrics import Metrics
-from edge.notify import Notifier, ServiceWatch
+from edge.service.logs import JournalFormatter, is_journal
+from edge.service.metrics import Metrics
+from edge.service.notify import Notifier, ServiceWatch
 from edge.records import ItemRecord, Records
 from edge.sources import FrameSource
-from edge.status import database_for
+from edge.service.status import database_for
 from tests.conftest import PROJECT
 from tests.test_gates import duty
 from tests.test_loop import Frames, picture, run_cli, write_config

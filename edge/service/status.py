@@ -10,12 +10,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from edge import service
+from edge.service import unit as service
 from edge.config import Settings, load_settings
 from edge.errors import ConfigError, RecordError
 from edge.loop import Tally, describe
 from edge.records import ItemRecord, Records
-from edge.service import UnitState
+from edge.service.unit import UnitState
 
 
 def database_for(settings: Settings, config_given: bool, service_config: Path = service.CONFIG,

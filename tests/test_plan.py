@@ -6,7 +6,8 @@ import time
 import pytest
 
 from edge.gates import Route
-from edge.timing import GatePlace, GateScheduler, Planner
+from edge.actuate import GateScheduler
+from edge.plan import GatePlace, Planner
 
 ROUTES = {"glass": Route("flap", -60.0), "paper": Route("flap", 30.0), "hazard": Route("pusher"),
           "rest": Route(None)}

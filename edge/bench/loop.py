@@ -1,7 +1,7 @@
 """Loop benchmark: per-stage latency of the sorting loop and its throughput as a share of the bare
 ``Interpreter.invoke`` rate of the same model, both measured in one run.
 
-    .venv/bin/python -m edge.loop_benchmark --images DIR [--config F] [--items 200]
+    .venv/bin/python -m edge.bench.loop --images DIR [--config F] [--items 200]
 
 Runs the real loop on a replay of DIR's images (unpaced, one item per ``votes`` frames, mock pins, records in a
 temporary database), then invokes the same interpreter on a fixed input as fast as it goes. The ratio is loop

@@ -1,0 +1,75 @@
+"""Conveyor benchmark: the whole line on the belt simulator with real photos, at several belt speeds.
+
+    .venv/bin/python -m edge.bench.conveyor --images ../shared/data/garbage12 --speeds 0.2,0.4 --items 40
+
+For each speed: items per minute sustained, the share of items that reached the bin their class belongs to
+("right bin", read from the mock gate pins, not from the sorter's intentions), the share of recorded items
+that reached the bin their record names ("as recorded"), the shares sorted, rejected, late, too close, failed
+and missed (no record: the trigger never saw them), and records that match no item ("extra"). Uses the
+config's model, bins, gates and simulator (default: the embedded config with the bundled model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+from edge.config import Settings, load_settings
+from edge.bench.simulation import simulate
+
+
+OUTCOMES = ("sorted", "rejected", "late", "too_close", "error", "missed")
+
+
+def at_speed(settings: Settings, images: Path, speed: float, records: Path) -> Settings:
+    """The settings on the simulator with real photos at belt speed ``speed``, mock pins, records in ``records``."""
+    return settings.model_copy(update={
+        "camera": settings.camera.model_copy(update={"source": "synthetic"}),
+        "conveyor": settings.conveyor.model_copy(update={"belt_speed_m_s": speed, "trigger": "vision"}),
+        "simulator": settings.simulator.model_copy(update={"items": images}),
+        "gpio": settings.gpio.model_copy(update={"pin_factory": "mock"}),
+        "records": settings.records.model_copy(update={"path": records}),
+        "retrain": settings.retrain.model_copy(update={"enabled": False}),
+    })
+
+
+def measure(settings: Settings, images: Path, speed: float, items: int) -> dict[str, float]:
+    """One run at one speed; returns the figures (shares of the items that came past the camera)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        run = simulate(at_speed(settings, images, speed, Path(tmp) / "items.db"), items)
+    result = run.items
+    outcomes = Counter(r.record["outcome"] if r.record else "missed" for r in result)
+    n = len(result)
+    return {
+        "speed_m_s": speed,
+        "items": n,
+        "items_per_min": n / run.seconds * 60,
+        "correct_bin": sum(r.reached == r.wanted for r in result) / n,
+        "as_recorded": sum(r.record is not None and r.reached == r.record["bin"] for r in result)
+        / max(1, n - outcomes["missed"]),
+        **{outcome: outcomes[outcome] / n for outcome in OUTCOMES},
+        "extra_records": run.extra_records,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=Path, required=True, help="labelled photos, one sub-folder per class")
+    parser.add_argument("--speeds", default="0.2,0.4", help="belt speeds in m/s, comma-separated")
+    parser.add_argument("--items", type=int, default=40, help="items per speed")
+    parser.add_argument("--config", type=Path, default=None, help="settings (default: embedded)")
+    args = parser.parse_args()
+    settings = load_settings(args.config)
+    print(f"{'speed m/s':>9} {'items':>5} {'items/min':>9} {'right bin':>9} {'as recorded':>11} "
+          + " ".join(f"{o.replace('_', ' '):>9}" for o in OUTCOMES) + f" {'extra':>5}")
+    for speed in (float(s) for s in args.speeds.split(",")):
+        f = measure(settings, args.images, speed, args.items)
+        print(f"{speed:9.2f} {f['items']:5.0f} {f['items_per_min']:9.1f} {f['correct_bin']:9.1%} "
+              f"{f['as_recorded']:11.1%} " + " ".join(f"{f[o]:9.1%}" for o in OUTCOMES)
+              + f" {f['extra_records']:5.0f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
