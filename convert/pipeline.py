@@ -7,7 +7,6 @@ passed, so a failed run never leaves a half-written or unchecked model behind.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile

@@ -14,8 +14,8 @@ import numpy as np
 
 from convert.dataset import Item, Reader
 from convert.errors import ConversionError
-from edge.progress import Progress
 from edge.classifier import Classifier
+from edge.progress import Progress
 
 BATCH = 32  # images per Keras float prediction
 
@@ -90,7 +90,7 @@ def metrics(predictions: Predictions, labels: Sequence[str]) -> dict[str, Any]:
     """The validation figures (percentages in %, rounded): top-1, agreement, mean |Δp|, per-class recall."""
     float_top, int8_top = predictions.keras.argmax(axis=1), predictions.tflite.argmax(axis=1)
     figures: dict[str, Any] = {
-        "images": int(len(float_top)),
+        "images": len(float_top),
         "top1_agreement_pct": _pct(np.mean(float_top == int8_top)),
         "mean_abs_prob_diff": round(float(np.mean(np.abs(predictions.keras - predictions.tflite))), 5),
         "max_abs_prob_diff": round(float(np.max(np.abs(predictions.keras - predictions.tflite))), 5),

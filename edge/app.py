@@ -8,7 +8,8 @@ from contextlib import ExitStack
 
 from gpiozero import Factory
 
-from edge.classifier import Classifier
+from edge.actuate import GateScheduler
+from edge.classifier import Classifier, ImageClassifier
 from edge.config import Settings
 from edge.decision import Decider
 from edge.errors import ConfigError
@@ -16,13 +17,12 @@ from edge.gates import GateBank
 from edge.integrity import check_probe
 from edge.loop import Observer, SortingLoop
 from edge.pins import make_pin_factory
+from edge.plan import GatePlace, Planner
 from edge.records import Records
 from edge.retrain import FrameKeeper
 from edge.service.safe import remember_gates
 from edge.sources import FrameSource, FrameStream, open_source
 from edge.sources.folder import FolderSource
-from edge.actuate import GateScheduler
-from edge.plan import GatePlace, Planner
 from edge.trigger import BeamTrigger, ItemTracker, Trigger, VisionTrigger
 
 logger = logging.getLogger(__name__)
@@ -33,7 +33,9 @@ class Sorter:
 
     Start-up order fails fast on what is cheapest to check: the model and its card, labels against bins,
     the gates (to their safe position), the record database, the camera, the item trigger. ``close()`` puts
-    the gates safe first, then releases the camera and closes the database, whatever failed.
+    the gates safe first, then releases the camera and closes the database, whatever failed. ``source``,
+    ``pin_factory`` and ``classifier`` replace what the settings would build (tests, benchmarks: a replay
+    source, gpiozero's ``MockFactory``, ``edge.fakes.FakeClassifier``).
     """
 
     def __init__(
@@ -42,11 +44,12 @@ class Sorter:
         source: FrameSource | None = None,
         observers: Sequence[Observer] = (),
         pin_factory: Factory | None = None,
+        classifier: ImageClassifier | None = None,
     ) -> None:
         self.settings = settings
         self._stack = ExitStack()
         try:
-            self.classifier = self._stack.enter_context(
+            self.classifier: ImageClassifier = classifier or self._stack.enter_context(
                 Classifier(settings.model.path, threads=settings.model.threads or None)
             )
             settings.check_labels(self.classifier.labels)

@@ -85,7 +85,8 @@ def belt_texture(rng: np.random.Generator, width: int, height: int, light: bool 
         light = bool(rng.random() < 1 / 3)
     level = rng.uniform(150, 215) if light else rng.uniform(25, 95)
     tint = rng.normal(0, 6, 3) + (rng.choice([0, 1]) * np.array([-6, 8, -4]) if not light else 0)
-    grain = cv2.GaussianBlur(rng.standard_normal((height, width), dtype=np.float32), (0, 0), rng.uniform(0.6, 2.0))
+    grain = np.asarray(cv2.GaussianBlur(rng.standard_normal((height, width), dtype=np.float32), (0, 0),
+                                        rng.uniform(0.6, 2.0)), np.float32)
     grain *= rng.uniform(4, 10) / max(1e-6, float(grain.std()))
     streaks = cv2.resize(rng.standard_normal((height // 4 + 1, 1), dtype=np.float32), (width, height))
     grey = level + grain + streaks * rng.uniform(1, 6)
@@ -160,9 +161,8 @@ def sensor_noise(image: np.ndarray, rng: np.random.Generator, sigma: float) -> n
 def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
     """The image after a JPEG round trip at ``quality`` (artefacts of a compressed stream)."""
     ok, data = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        return image
-    return cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    decoded = cv2.imdecode(data, cv2.IMREAD_COLOR) if ok else None
+    return image if decoded is None else cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
 
 
 def camera(image: np.ndarray, rng: np.random.Generator, blur_px: float) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -35,6 +35,26 @@ class Prediction:
     def confidence(self) -> float:
         """The probability of the most probable label."""
         return float(np.max(self.probabilities))
+
+
+class ImageClassifier(Protocol):
+    """What the sorter needs of a classifier: ``Classifier`` (the real one) or ``edge.fakes.FakeClassifier``."""
+
+    path: Path
+    card: ModelCard
+    runtime: str
+
+    @property
+    def labels(self) -> tuple[str, ...]: ...
+
+    @property
+    def input_size(self) -> tuple[int, int]: ...
+
+    def probabilities(self, pixels: np.ndarray) -> np.ndarray: ...
+
+    def classify(self, pixels: np.ndarray) -> Prediction: ...
+
+    def close(self) -> None: ...
 
 
 class Classifier:

@@ -5,26 +5,21 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import ExitStack
 from pathlib import Path
 
 from edge import __version__
-from edge.service import stacks
-from edge.app import Sorter
 from edge.bench.command import HELP as BENCH_HELP
 from edge.bench.command import add_arguments as bench_arguments
 from edge.config import DEFAULT_CONFIG, RelayGate, ServoGate, Settings, load_settings
 from edge.errors import ConfigError, GateError, SmartbinError
-from edge.service.logs import configure_logging, error_prefix
-from edge.loop import Observer
-from edge.service.notify import Notifier, ServiceWatch
 from edge.pins import make_pin_factory
+from edge.service.logs import configure_logging, error_prefix
 from edge.service.safe import drive_safe, gates_despite
+from edge.service.serve import serve, stop_on_signals
 from edge.service.unit import refuse_beside_service, unit_state
 from edge.sources import SPEC_HELP
 
@@ -97,40 +92,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     if args.source:
         settings = settings.model_copy(update={"camera": settings.camera.model_copy(update={"source": args.source})})
     refuse_beside_service(settings.gpio.pin_factory, settings.camera.source)
-    stop = threading.Event()
-    notifier = Notifier()
-    if notifier.watchdog_s:
-        stacks.install()  # before any thread starts: the watchdog's SIGABRT logs every stack, safely
-    observers: list[Observer] = [ServiceWatch(notifier)]
-    with ExitStack() as stack:
-        stack.enter_context(stop_on_signals(stop))
-        if settings.metrics.enabled:
-            from edge.service.metrics import Metrics
-
-            observers.append(stack.enter_context(Metrics(settings)))
-        if settings.web.enabled:
-            from edge.web import LiveState, WebServer
-
-            live = LiveState(settings.camera.region, settings.camera.source, crop=settings.camera.crop)
-            observers.append(live)
-            stack.enter_context(WebServer(settings, live))
-        sorter = stack.enter_context(Sorter(settings, observers=observers))
-        card = sorter.classifier.card
-        logger.info(
-            "sorting from %s with %s (%d classes, %dx%d, %s); records: %s",
-            sorter.source.name, sorter.classifier.path.name, len(card.labels), card.input.width,
-            card.input.height, sorter.classifier.runtime, sorter.records.path,
-        )
-        if notifier.backend != "none":
-            logger.info("systemd: notify through %s, watchdog %s", notifier.backend,
-                        f"every {notifier.watchdog_s / 3:g} s" if notifier.watchdog_s else "off")
-        notifier.ready(f"sorting from {sorter.source.name}")
-        try:
-            tally = sorter.loop.run(max_items=args.max_items, stop=stop)
-        finally:
-            notifier.stopping("stopping: gates to safe, closing the camera and the records")
-    logger.info("done: %s", tally.summary())
-    return 0
+    return serve(settings, args.max_items)
 
 
 def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
@@ -234,8 +196,8 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_web(settings: Settings, args: argparse.Namespace) -> int:
-    from edge.service.unit import CONFIG
     from edge.service.status import database_for
+    from edge.service.unit import CONFIG
     from edge.web import WebServer
 
     if args.config is None and CONFIG.exists():
@@ -248,26 +210,6 @@ def cmd_web(settings: Settings, args: argparse.Namespace) -> int:
         stop.wait()
     return 0
 
-
-class stop_on_signals:
-    """Context manager: SIGTERM and SIGINT set ``stop`` (the loop finishes the item in hand), then restore."""
-
-    def __init__(self, stop: threading.Event) -> None:
-        self.stop = stop
-        self._previous: dict[int, object] = {}
-
-    def _handle(self, signum: int, _frame: object) -> None:
-        logger.info("%s: stopping after the item in hand", signal.Signals(signum).name)
-        self.stop.set()
-
-    def __enter__(self) -> stop_on_signals:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":

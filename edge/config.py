@@ -43,10 +43,14 @@ class ModelSettings(Section):
 
 
 class CameraSettings(Section):
-    source: str = Field("synthetic", description="picamera2 | USB index | video file | stream URL | image folder | synthetic (belt simulator)")
+    source: str = Field(
+        "synthetic",
+        description="picamera2 | USB index | video file | stream URL | image folder | synthetic (belt simulator)",
+    )
     width: int = Field(1280, ge=16, le=8192, description="capture width in pixels (picamera2, USB)")
     height: int = Field(720, ge=16, le=8192, description="capture height in pixels (picamera2, USB)")
-    fps: float = Field(10.0, ge=0, le=240, description="frame rate; 0 = as fast as the source gives (replay, simulator)")
+    fps: float = Field(10.0, ge=0, le=240,
+                       description="frame rate; 0 = as fast as the source gives (replay, simulator)")
     stall_timeout_s: float = Field(5.0, ge=0.1, le=3600, description="no frame for this long = camera stalled (error)")
     roi: tuple[float, float, float, float] | None = Field(
         None, description="region of interest [left, top, width, height] as fractions; unset = centre square"
@@ -132,8 +136,10 @@ class SimulatorSettings(Section):
 
 
 class GatePlacement(Section):
-    distance_m: float = Field(0.6, ge=0, le=100, description="distance from the camera line to this gate along the belt")
-    delay_s: float | None = Field(None, ge=0, le=3600, description="measured travel time to this gate; overrides distance_m")
+    distance_m: float = Field(0.6, ge=0, le=100,
+                              description="distance from the camera line to this gate along the belt")
+    delay_s: float | None = Field(None, ge=0, le=3600,
+                                  description="measured travel time to this gate; overrides distance_m")
     settle_s: float = Field(0.25, ge=0, le=10, description="time the gate takes to move into position")
 
     def delay(self, belt_speed_m_s: float) -> float:

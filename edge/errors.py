@@ -49,6 +49,10 @@ class ImageTooLarge(ImageError):
     """An image whose header claims more pixels than the cap; refused before it is decoded."""
 
 
+class DeadFrame(SmartbinError):
+    """A frame of an item carries no picture (flat or empty): the item is recorded ``error``."""
+
+
 class CameraError(SmartbinError, OSError):
     """The frame source failed."""
 

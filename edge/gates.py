@@ -1,9 +1,9 @@
 """Gates: the gpiozero devices that route an item into its bin, and their safe position.
 
 A servo flap (``AngularServo``) turns to its bin's angle; a relay (``OutputDevice``) drives a solenoid or pusher
-while its bin is chosen. When to move is decided by ``edge.plan`` (and driven by ``edge.actuate``); this module only drives the devices. The
-safe position (servo at ``safe_angle``, relay off) leads to the default bin; every error path and ``close()``
-return there.
+while its bin is chosen. When to move is decided by ``edge.plan`` and done by ``edge.actuate``; this module only
+drives the devices. The safe position (servo at ``safe_angle``, relay off) leads to the default bin; every
+error path and ``close()`` return there.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from edge.errors import ModelCardError, ModelError
 from edge.model_card import ModelCard, sha256_of
 
 if TYPE_CHECKING:
-    from edge.classifier import Classifier
+    from edge.classifier import ImageClassifier
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def probe_pixels(height: int, width: int) -> np.ndarray:
     return np.stack(channels, axis=-1).astype(np.uint8)
 
 
-def probe_output(classifier: Classifier) -> dict[str, float]:
+def probe_output(classifier: ImageClassifier) -> dict[str, float]:
     """The classifier's probability of each label on the probe image."""
     height, width = classifier.card.input.height, classifier.card.input.width
     probabilities = classifier.probabilities(probe_pixels(height, width))
@@ -59,12 +59,12 @@ def file_integrity(model: Path, labels: tuple[str, ...] | list[str]) -> dict[str
             "labels_sha256": labels_digest(labels)}
 
 
-def probe_entry(classifier: Classifier) -> dict[str, Any]:
+def probe_entry(classifier: ImageClassifier) -> dict[str, Any]:
     """The probe half: the classifier's output on the probe image, with the tolerance ``check_probe`` allows."""
     return {"pattern": PROBE_PATTERN, "tolerance": PROBE_TOLERANCE, "output": probe_output(classifier)}
 
 
-def seal(card: dict[str, Any], model: Path, classifier: Classifier) -> dict[str, Any]:
+def seal(card: dict[str, Any], model: Path, classifier: ImageClassifier) -> dict[str, Any]:
     """The card with a complete ``integrity`` section for ``model`` (``classifier``: that model with this card)."""
     return card | {"integrity": file_integrity(model, card["labels"]) | {"probe": probe_entry(classifier)}}
 
@@ -87,7 +87,7 @@ def check_file(model: Path, card: ModelCard) -> None:
                              "(edited or swapped labels)")
 
 
-def check_probe(classifier: Classifier) -> str:
+def check_probe(classifier: ImageClassifier) -> str:
     """Run the probe; raise ModelError if the output differs from the card's. Returns a one-line summary."""
     integrity = classifier.card.extra.get("integrity")
     if not isinstance(integrity, dict) or not isinstance(integrity.get("probe"), dict):

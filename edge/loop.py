@@ -21,17 +21,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from edge.classifier import Classifier
+from edge.classifier import ImageClassifier
 from edge.decision import Decider, Decision
-from edge.errors import GateError, ModelError, RecordError
+from edge.errors import DeadFrame, GateError, ModelError, RecordError
+from edge.plan import Plan, Planner
 from edge.preprocess import CropMode, Roi, prepare, refine
-from edge.records import ItemRecord, Records
+from edge.records import ItemRecord, Outcome, Records
 from edge.retrain import FrameKeeper
 from edge.sources import Frame, FrameStream, is_dead
-from edge.plan import Plan, Planner
 from edge.trigger import Item, ItemTracker
 
 logger = logging.getLogger("smartbin.items")
+
+WORKER_JOIN_S = 20.0  # the sorting thread's time to finish the items in hand at the end of a run (< TimeoutStopSec)
 
 
 class Observer(Protocol):
@@ -54,7 +56,7 @@ class FrameObserver(Observer, Protocol):
 
 @dataclass
 class Tally:
-    """Items per (bin, outcome) of one run."""
+    """Items per (bin, outcome): a loop's tally counts every item since the loop was built, over all its runs."""
 
     counts: Counter[tuple[str, str]] = field(default_factory=Counter)
 
@@ -86,7 +88,7 @@ class SortingLoop:
         self,
         stream: FrameStream,
         tracker: ItemTracker,
-        classifier: Classifier,
+        classifier: ImageClassifier,
         decider: Decider,
         planner: Planner,
         records: Records,
@@ -121,8 +123,9 @@ class SortingLoop:
         self._dead_frames = 0
 
     def run(self, max_items: int | None = None, stop: threading.Event | None = None) -> Tally:
-        """Sort items; returns the tally of this run. Raises what stopped the sorting thread (RecordError) or
-        the loop (GateError: a gate failed; the items in hand are recorded ``error`` to the default bin)."""
+        """Sort items; returns the loop's tally (every item since it was built). Raises what stopped the sorting
+        thread (RecordError) or the loop (GateError: a gate failed; the items in hand are recorded ``error`` to the
+        default bin)."""
         stop = stop or threading.Event()
         live = self.stream.source.live
         pending: queue.Queue[Item | None] = queue.Queue(maxsize=0 if live else self.backlog)
@@ -152,7 +155,9 @@ class SortingLoop:
                 pending.put(item)
         finally:
             pending.put(None)
-            worker.join()
+            worker.join(timeout=WORKER_JOIN_S)
+            if worker.is_alive():  # classifying or writing hangs: the records it holds cannot be saved from here
+                logger.error("sorting thread still busy %g s after the end of the run; leaving it", WORKER_JOIN_S)
         if failure:
             raise failure[0]
         if (broken := self.gate_failure()) is not None:
@@ -228,7 +233,7 @@ class SortingLoop:
             return self._unsorted(item, f"gate failure: {broken}")
         try:
             if any(is_dead(f.rgb) for f in frames):
-                raise ValueError("dead frame (no picture from the camera)")
+                raise DeadFrame("dead frame (no picture from the camera)")
             size = self.classifier.input_size
             pixels = [prepare(f.rgb, size, self.roi, self.crop, refine(f.rgb, f.item_box)) for f in frames]
             lap("preprocess")
@@ -236,7 +241,7 @@ class SortingLoop:
             lap("classify")
             decision = self.decider.decide(predictions)
             lap("decide")
-        except (ValueError, ModelError) as exc:
+        except (DeadFrame, ModelError) as exc:
             error = str(exc)
         wanted = decision.bin if decision is not None else self.planner.default_bin
         plan = self.planner.plan(next(self._numbers), wanted, item.t_line, time.monotonic())
@@ -248,7 +253,8 @@ class SortingLoop:
     def _record(self, item: Item, frames: list[Frame], latency: dict[str, float], decision: Decision | None,
                 plan: Plan, error: str | None) -> ItemRecord:
         first = item.first
-        if error is not None:
+        outcome: Outcome
+        if error is not None or plan.outcome == "error":
             outcome = "error"
         elif item.shed:
             outcome = "late"
@@ -262,7 +268,7 @@ class SortingLoop:
             source=self.stream.source.name,
             bin=plan.bin,
             gate_action=plan.gate_action,
-            outcome=outcome,  # type: ignore[arg-type]
+            outcome=outcome,
             model=self.model_name,
             label=decision.label if decision else None,
             confidence=decision.confidence if decision else None,
@@ -290,10 +296,9 @@ class SortingLoop:
 
 def describe(item_id: int, record: ItemRecord) -> str:
     """One line per item, e.g. 'item 7 frame 12: green-glass 0.93 → glass [sorted] flap→-60° 41 ms'."""
-    seen = f"{record.label} {record.confidence:.2f}" if record.label is not None else "?"
     truth = f" (truth {record.truth})" if record.truth else ""
     error = f" error: {record.error}" if record.error else ""
     return (
-        f"item {item_id} frame {record.frame}: {seen}{truth} → {record.bin} [{record.outcome}] "
+        f"item {item_id} frame {record.frame}: {record.seen}{truth} → {record.bin} [{record.outcome}] "
         f"{record.gate_action} {record.latency_ms.get('total', 0):.0f} ms{error}"
     )

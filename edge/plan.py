@@ -25,6 +25,7 @@ import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Literal
 
 from edge.gates import Route
 
@@ -67,11 +68,15 @@ class Passage:
     item: int
 
 
+PlanOutcome = Literal["planned", "late", "too_close", "error"]
+
+
 @dataclass(frozen=True)
 class Plan:
-    """Where an item will go and why: outcome 'planned', 'late' or 'too_close'."""
+    """Where an item will go and why: ``planned`` (its bin), ``late`` or ``too_close`` (the default bin, or the
+    bin another item's hold sends it to), ``error`` (no decision: the default bin)."""
 
-    outcome: str
+    outcome: PlanOutcome
     bin: str
     arrival: float
     hold: Hold | None = None
@@ -123,13 +128,13 @@ class Planner:
                 return self._fallback(item, t_line, "too_close")
             return self._fallback(item, t_line, "planned", wanted=bin_name)
 
-    def pass_through(self, item: int, t_line: float, now: float, outcome: str = "late") -> Plan:
+    def pass_through(self, item: int, t_line: float, now: float, outcome: PlanOutcome = "late") -> Plan:
         """Book an item that gets no decision in time through every gate safe (the default bin)."""
         with self.lock:
             self._forget(now)
             return self._fallback(item, t_line, outcome)
 
-    def _fallback(self, item: int, t_line: float, outcome: str, wanted: str | None = None) -> Plan:
+    def _fallback(self, item: int, t_line: float, outcome: PlanOutcome, wanted: str | None = None) -> Plan:
         """Send the item through every gate safe (the default bin), or, if it rides through a booked hold, book
         it into the bin that hold leads to."""
         passages = [self._passage(item, gate, t_line) for gate in self.order]

@@ -9,7 +9,7 @@ from typing import TextIO
 
 def clock(seconds: float) -> str:
     """Seconds as m:ss, or h:mm:ss from an hour on."""
-    minutes, secs = divmod(int(round(seconds)), 60)
+    minutes, secs = divmod(round(seconds), 60)
     return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}" if minutes >= 60 else f"{minutes}:{secs:02d}"
 
 

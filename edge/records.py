@@ -6,9 +6,12 @@ readable after an interrupted write.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
+import time
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -57,6 +60,11 @@ class ItemRecord:
     frames: int = 1
     truth: str | None = None
 
+    @property
+    def seen(self) -> str:
+        """What the model saw, as log lines say it: 'green-glass 0.93', or '?' when it did not classify."""
+        return f"{self.label} {self.confidence:.2f}" if self.label is not None else "?"
+
     def to_json(self) -> str:
         """The record as one JSON line (what is logged if the database cannot take it)."""
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -64,6 +72,12 @@ class ItemRecord:
 
 CHECKPOINT_EVERY = 50  # items between PASSIVE checkpoints of the WAL
 WAL_LIMIT_BYTES = 1 << 20  # the WAL file is cut back to this after a checkpoint
+
+
+def local_midnight(now: float | None = None) -> float:
+    """Unix time of the last local midnight before ``now`` (default: now): where "today" starts."""
+    moment = datetime.fromtimestamp(time.time() if now is None else now)
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
 
 
 class Records:
@@ -118,11 +132,24 @@ class Records:
         """The latest ``limit`` records, newest first, as dicts (JSON columns decoded)."""
         return self.query("SELECT * FROM items ORDER BY id DESC LIMIT ?", (limit,))
 
+    def in_order(self) -> list[dict[str, Any]]:
+        """Every record, oldest first."""
+        return self.query("SELECT * FROM items ORDER BY id")
+
+    def last_error(self) -> dict[str, Any] | None:
+        """The latest record with outcome ``error``, None if none failed."""
+        rows = self.query("SELECT * FROM items WHERE outcome = 'error' ORDER BY id DESC LIMIT 1")
+        return rows[0] if rows else None
+
+    def total(self) -> int:
+        """Number of items recorded."""
+        return int(self._db.execute("SELECT COUNT(*) FROM items").fetchone()[0])
+
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         """Rows of a read-only query as dicts, with the JSON columns decoded."""
         cursor = self._db.execute(sql, params)
         names = [d[0] for d in cursor.description]
-        rows = [dict(zip(names, values)) for values in cursor.fetchall()]
+        rows = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
         for row in rows:
             for key in ("top_k", "latency_ms"):
                 if key in row:
@@ -138,14 +165,12 @@ class Records:
 
     def close(self) -> None:
         """Checkpoint (unless read-only) and close; safe to call twice."""
-        db, self._db = getattr(self, "_db", None), None
+        db = self.__dict__.pop("_db", None)  # closed: a later use fails loudly, a second close is a no-op
         if db is None:
             return
         if not self.readonly:  # a reader's checkpoint would wait for the writer, then fail
-            try:
+            with contextlib.suppress(sqlite3.Error):
                 db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            except sqlite3.Error:
-                pass
         db.close()
 
     def __enter__(self) -> Records:

@@ -178,7 +178,7 @@ class ItemTracker:
         frames, xs = self._frames, self._xs
         self._frames, self._xs, self._absent = [], [], 0
         times = np.array([f.monotonic for f in frames])
-        known = [(t, x) for t, x in zip(times, xs) if x is not None]
+        known = [(t, x) for t, x in zip(times, xs, strict=True) if x is not None]
         if len(known) >= 2 and np.ptp([x for _, x in known]) > 0.05:
             slope, offset = np.polyfit([t for t, _ in known], [x for _, x in known], 1)
             t_line = float((0.5 - offset) / slope) if slope > 0 else float(np.median(times))

@@ -105,7 +105,10 @@ def augmented_view(photo: np.ndarray, rng: np.random.Generator, cfg: AugmentConf
     return photometric(geometric(image, rng, cfg), rng, cfg)
 
 
-def belt_view(photo: np.ndarray, rng: np.random.Generator, cfg: BeltConfig = BeltConfig()) -> np.ndarray:
+DEFAULT_BELT = BeltConfig()
+
+
+def belt_view(photo: np.ndarray, rng: np.random.Generator, cfg: BeltConfig = DEFAULT_BELT) -> np.ndarray:
     """The edge's item crop of a random belt frame of the photo, 224×224 uint8 RGB.
 
     A frame where the crop finds no item (a dark item on a dark belt: the sorter's trigger would not see it

@@ -38,7 +38,7 @@ from models.split import Entry, read_manifest, select
 logger = logging.getLogger("models.evaluate")
 
 
-VIEWS = dict(zip(("test", "test_belt"), evaluation_views("test")))
+VIEWS = dict(zip(("test", "test_belt"), evaluation_views("test"), strict=True))
 
 
 def tflite_probabilities(model: Path, data: Path, entries: list[Entry], spec: ViewSpec,

@@ -80,7 +80,9 @@ def cache_name(entries: list[Entry], spec: ViewSpec, weights: str | None) -> str
     """File stem of one view's feature array, with a digest of its inputs."""
     from models.architecture import FEATURE_LAYER
 
-    config = {"clean": "clean", "photo": AugmentConfig(), "belt": BeltConfig()}[spec.kind]
+    configs: dict[str, str | AugmentConfig | BeltConfig] = {"clean": "clean", "photo": AugmentConfig(),
+                                                             "belt": BeltConfig()}
+    config = configs[spec.kind]
     key = {
         "paths": [e.path for e in entries],
         "weights": weights_identity(weights),
@@ -125,7 +127,7 @@ def extract(
     part, progress = out.with_suffix(".part.npy"), out.with_suffix(".part.json")
     shape = (len(entries), *FEATURE_SHAPE)
     state = json.loads(progress.read_text()) if part.is_file() and progress.is_file() else {"done": 0, "seconds": 0.0}
-    done, spent = state["done"], state.get("seconds", 0.0)
+    done, spent = int(state["done"]), float(state.get("seconds", 0.0))
     array = np.lib.format.open_memmap(part, mode="r+" if done else "w+", dtype=np.float16, shape=shape)
     started, last_log, resumed_at = time.monotonic(), 0.0, done
     for batch in _batches(data, entries, done, spec):

@@ -32,7 +32,7 @@ def summary(true: np.ndarray, pred: np.ndarray, labels: list[str] | tuple[str, .
         "macro_f1": float(f1.mean()),
         "per_class": {
             label: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-            for label, p, r, f, s in zip(labels, precision, recall, f1, support)
+            for label, p, r, f, s in zip(labels, precision, recall, f1, support, strict=True)
         },
         "confusion": matrix.tolist(),
     }

@@ -33,7 +33,8 @@ def headline(test: dict[str, Any]) -> list[str]:
         ("macro F1", f"{i8['macro_f1']:.4f}", f"{fl['macro_f1']:.4f}", "", ""),
         ("float/int8 top-1 agreement", f"{test['top1_agreement']:.2%}", "", "≥ 99 %",
          _mark(test["top1_agreement"] >= TARGETS["agreement"])),
-        ("int8 drop vs float", f"{test['drop_pp']:+.2f} pp", "", "≤ 0.5 pp", _mark(test["drop_pp"] <= TARGETS["drop_pp"])),
+        ("int8 drop vs float", f"{test['drop_pp']:+.2f} pp", "", "≤ 0.5 pp",
+         _mark(test["drop_pp"] <= TARGETS["drop_pp"])),
     ]
     lines = ["| test split | int8 (shipped) | float (Keras) | target | |", "|---|---:|---:|---:|---|"]
     return lines + [f"| {' | '.join(row)} |" for row in rows]
@@ -70,7 +71,7 @@ def split_table(manifest: Path, labels: list[str]) -> list[str]:
     lines = ["| class | " + " | ".join(SPLITS) + " |", "|---|" + "---:|" * len(SPLITS)]
     lines += [f"| {label} | " + " | ".join(str(counts[(label, s)]) for s in SPLITS) + " |" for label in labels]
     totals = [sum(counts[(label, s)] for label in labels) for s in SPLITS]
-    return lines + ["| **all** | " + " | ".join(f"**{n}**" for n in totals) + " |"]
+    return [*lines, "| **all** | " + " | ".join(f"**{n}**" for n in totals) + " |"]
 
 
 def _minutes(seconds: float) -> str:

@@ -34,7 +34,7 @@ class Entry:
 
 def stable_key(label: str, name: str) -> str:
     """The sort key of one file within its class: sha256 of ``"label/name"``."""
-    return hashlib.sha256(f"{label}/{name}".encode("utf-8")).hexdigest()
+    return hashlib.sha256(f"{label}/{name}".encode()).hexdigest()
 
 
 def split_class(label: str, names: list[str], val: float, test: float) -> list[Entry]:
@@ -42,7 +42,7 @@ def split_class(label: str, names: list[str], val: float, test: float) -> list[E
     ordered = sorted(names, key=lambda name: stable_key(label, name))
     n_test, n_val = round(len(ordered) * test), round(len(ordered) * val)
     splits = ["test"] * n_test + ["val"] * n_val + ["train"] * (len(ordered) - n_test - n_val)
-    return [Entry(f"{label}/{name}", label, split) for name, split in zip(ordered, splits)]
+    return [Entry(f"{label}/{name}", label, split) for name, split in zip(ordered, splits, strict=True)]
 
 
 def make_split(pairs: list[tuple[str, str]], val: float = 0.15, test: float = 0.15) -> list[Entry]:

@@ -170,7 +170,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import keras
     import tensorflow as tf
 
-    from models.architecture import build_model, top as make_top
+    from models.architecture import build_model
+    from models.architecture import top as make_top
 
     keras.utils.set_random_seed(args.seed)
     tf.config.experimental.enable_op_determinism()
@@ -231,7 +232,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "labels": labels,
         "split": {"manifest": str(args.manifest), **{s: len(es) for s, es in splits.items()}},
         "recipe": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "class_weights": dict(zip(labels, map(float, weights))),
+        "class_weights": dict(zip(labels, map(float, weights), strict=True)),
         "training": {
             "seconds": round(training_seconds, 1),
             "epochs_run": len(history.history["loss"]),

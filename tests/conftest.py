@@ -37,6 +37,9 @@ def settings(tmp_path: Path) -> Settings:
     return make_settings(tmp_path)
 
 
+# The 12 garbage labels, in the models' output order.
+LABELS = ("battery", "biological", "brown-glass", "cardboard", "clothes", "green-glass", "metal", "paper",
+          "plastic", "shoes", "trash", "white-glass")
 TINY_MODEL = PROJECT / "tests" / "fixtures" / "tiny12.tflite"
 
 

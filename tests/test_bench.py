@@ -126,15 +126,15 @@ def test_figures_match_a_direct_computation(report, direct):
     accuracy = report["models"][0]["accuracy"]
 
     confusion = [[0] * 12 for _ in range(12)]
-    for t, p in zip(truth, predicted):
+    for t, p in zip(truth, predicted, strict=True):
         confusion[t][p] += 1
     assert accuracy["confusion"]["matrix"] == confusion
-    assert accuracy["top1"] == pytest.approx(np.mean([t == p for t, p in zip(truth, predicted)]))
-    top3 = [t in np.argsort(-row, kind="stable")[:3] for row, t in zip(probs, truth)]
+    assert accuracy["top1"] == pytest.approx(np.mean([t == p for t, p in zip(truth, predicted, strict=True)]))
+    top3 = [t in np.argsort(-row, kind="stable")[:3] for row, t in zip(probs, truth, strict=True)]
     assert accuracy["top3"] == pytest.approx(np.mean(top3))
     f1 = []
     for c in range(12):
-        tp = sum(t == c and p == c for t, p in zip(truth, predicted))
+        tp = sum(t == c and p == c for t, p in zip(truth, predicted, strict=True))
         precision = tp / max(predicted.count(c), 1)
         recall = tp / max(truth.count(c), 1)
         f1.append(2 * precision * recall / (precision + recall) if tp else 0.0)
@@ -148,7 +148,7 @@ def test_figures_match_a_direct_computation(report, direct):
 def test_csv_rows_agree_with_the_report(run, report):
     rows = list(csv.DictReader((run[0] / "images-tiny12.csv").open()))
     assert len(rows) == report["images"]["readable"]
-    for threads, run_ in zip((1, 2), report["models"][0]["runs"]):
+    for threads, run_ in zip((1, 2), report["models"][0]["runs"], strict=True):
         invoke = np.array([float(r[f"invoke_ms_t{threads}"]) for r in rows])
         total = np.array([float(r[f"total_ms_t{threads}"]) for r in rows])
         assert np.median(invoke) == pytest.approx(run_["latency_ms"]["invoke"]["p50"], abs=1e-3)

@@ -1,7 +1,6 @@
 """The classifier on a real LiteRT interpreter and a real int8 model, and its start-up checks."""
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -70,7 +69,7 @@ def test_input_size_not_matching_card(tiny_model):
 
 @pytest.mark.parametrize("change, message", [
     (lambda c: c.pop("labels"), "'labels' must be"),
-    (lambda c: c.update(labels=["a", "a"] + c["labels"][2:]), "duplicates"),
+    (lambda c: c.update(labels=["a", "a", *c["labels"][2:]]), "duplicates"),
     (lambda c: c["input"].update(color="BGR"), "input.color"),
     (lambda c: c.update(schema="other/1"), "schema"),
     (lambda c: c["input"].update(crop="letterbox"), "input.crop is 'letterbox', the edge implements"),
@@ -90,14 +89,16 @@ def test_unreadable_card(tiny_model):
         read_card(tiny_model)
 
 
-def test_input_is_quantized_by_the_models_parameters(tiny_model):
+@pytest.mark.parametrize(("quantization", "pixels", "expected"), [
+    ((2.0, 10), [0, 1, 3, 100, 255], [10, 10, 12, 60, 138]),  # q = round(p / 2) + 10, half to even
+    ((0.5, 0), [0, 100, 127, 128, 255], [0, 200, 254, 255, 255]),  # q = 2p, clipped to the uint8 range
+    ((1.0, 0), [0, 7, 255], [0, 7, 255]),  # raw pixels go in as they are (the shipped model)
+])
+def test_input_is_quantized_by_the_models_parameters(tiny_model, quantization, pixels, expected):
     with Classifier(tiny_model) as classifier:
-        pixels = np.arange(32 * 32 * 3, dtype=np.uint32).reshape(32, 32, 3).astype(np.uint8)
-        classifier._input = {**classifier._input, "quantization": (2.0, 10)}
-        np.testing.assert_array_equal(classifier._quantize_input(pixels),
-                                      np.clip(np.round(pixels / 2.0 + 10), 0, 255).astype(np.uint8))
-        classifier._input = {**classifier._input, "quantization": (1.0, 0)}
-        assert classifier._quantize_input(pixels) is pixels
+        classifier._input = {**classifier._input, "quantization": quantization}
+        image = np.array(pixels, np.uint8).reshape(1, -1, 1)
+        assert classifier._quantize_input(image).ravel().tolist() == expected
 
 
 def test_fallback_runtime_order(monkeypatch):
@@ -191,3 +192,19 @@ def test_check_names_a_corrupt_model_and_runs_the_probe_on_a_good_one(tiny_setti
     rewrite_card(tiny_model, lambda c: c["integrity"].update(tflite_sha256="0" * 64))
     with pytest.raises(ModelCardError, match="sha256 differs"):
         check_model(tiny_settings)
+
+
+def test_the_shipped_fake_classifier_scripts_answers_latency_and_failures():
+    import time
+
+    from edge.fakes import FakeClassifier
+
+    script = FakeClassifier(["a", "b"], lambda call: [1.0, 0.0] if call % 2 == 0 else [0.2, 0.8], latency_s=0.05)
+    pixels = np.zeros((32, 32, 3), np.uint8)
+    started = time.monotonic()
+    assert [script.classify(pixels).label for _ in range(3)] == ["a", "b", "a"]
+    assert time.monotonic() - started >= 0.15 and script.calls == 3
+    with pytest.raises(ValueError, match="expected uint8"):
+        script.classify(np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(ModelError, match="gone"):
+        FakeClassifier(["a", "b"], error=ModelError("gone")).classify(pixels)

@@ -7,9 +7,7 @@ import pytest
 
 from edge.config import DEFAULT_CONFIG, Settings, load_settings, parse_settings
 from edge.errors import ConfigError
-
-LABELS = ("battery", "biological", "brown-glass", "cardboard", "clothes", "green-glass", "metal", "paper",
-          "plastic", "shoes", "trash", "white-glass")
+from tests.conftest import LABELS
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -111,7 +109,7 @@ def test_item_crop_is_the_default_and_item_sizes_are_a_range(tmp_path):
     path.write_text(DEFAULT_CONFIG.read_text().replace("\n[simulator]\n", "\n[simulator]\nitem_m = 0.2\n"))
     assert load_settings(path).simulator.item_m == (0.2, 0.2)  # one size: the old form still works
     path.write_text(DEFAULT_CONFIG.read_text().replace("\n[camera]\n", '\n[camera]\ncrop = "box"\n'))
-    with pytest.raises(ConfigError, match="camera.crop"):
+    with pytest.raises(ConfigError, match=r"camera\.crop"):
         load_settings(path)
 
 
@@ -155,11 +153,11 @@ def test_numbers_have_physical_bounds_and_types_are_strict(tmp_path, section, li
 
 @pytest.mark.parametrize("value", ['"18"', "18.0", "true"])
 def test_a_pin_must_be_an_integer(tmp_path, value):
-    with pytest.raises(ConfigError, match="gates.flap.pin: Input should be a valid integer"):
+    with pytest.raises(ConfigError, match=r"gates\.flap\.pin: Input should be a valid integer"):
         load_settings(write(tmp_path, default_text().replace("pin = 18", f"pin = {value}")))
 
 
 def test_a_servo_range_must_hold_its_safe_angle(tmp_path):
     text = default_text().replace("[gates.flap]\n", "[gates.flap]\nmin_angle = 10.0\n")
-    with pytest.raises(ConfigError, match="gates.flap: min_angle < max_angle, and safe_angle between them"):
+    with pytest.raises(ConfigError, match=r"gates\.flap: min_angle < max_angle, and safe_angle between them"):
         load_settings(write(tmp_path, text))

@@ -1,12 +1,12 @@
 """End to end on the belt simulator with real photos: detection, timing, gates, and where items really went."""
 
-import time
 
 import pytest
 
-from edge.config import BUNDLED_MODEL, load_settings
 from edge.bench.simulation import simulate
-from tests.conftest import make_settings
+from edge.config import BUNDLED_MODEL, load_settings
+from edge.fakes import FakeClassifier
+from tests.conftest import LABELS, make_settings
 
 
 def belt_settings(tmp_path, tiny_model, garbage12, **sorting):
@@ -25,11 +25,11 @@ def belt_settings(tmp_path, tiny_model, garbage12, **sorting):
     )
 
 
-def run_belt(settings, items: int):
+def run_belt(settings, items: int, classifier=None):
     """Records, truths in belt order, and the bins the items really reached, of the items the sorter saw.
 
     The trigger may miss an item the colour of the belt (it then has no record); it never sees one twice."""
-    run = simulate(settings, items, timeout_s=30)
+    run = simulate(settings, items, timeout_s=30, classifier=classifier)
     seen = [r for r in run.items if r.record is not None]
     assert len(seen) == items and run.extra_records == 0 and len(run.items) <= items + 2
     return [r.record for r in seen], [r.truth for r in seen], [r.reached for r in seen]
@@ -44,18 +44,11 @@ def test_every_item_gets_one_record_and_reaches_the_bin_its_record_names(tmp_pat
     assert {r["outcome"] for r in records} <= {"sorted", "too_close"}
 
 
-def test_a_slow_classifier_makes_late_items_not_missorts(tmp_path, tiny_model, garbage12, monkeypatch):
+def test_a_slow_classifier_makes_late_items_not_missorts(tmp_path, tiny_model, garbage12):
     settings = belt_settings(tmp_path, tiny_model, garbage12)
-    from edge.classifier import Classifier
-
-    original = Classifier.classify
-
-    def slow(self, pixels):
-        time.sleep(0.7)  # three votes: 2.1 s, longer than any gate's budget at 0.5 m/s
-        return original(self, pixels)
-
-    monkeypatch.setattr(Classifier, "classify", slow)
-    records, truths, reached = run_belt(settings, items=4)
+    battery = [1.0] + [0.0] * 11  # sure of "battery": the pusher's bin, if it were in time
+    slow = FakeClassifier(LABELS, battery, latency_s=0.7)  # three votes: 2.1 s, past any gate's budget at 0.5 m/s
+    records, truths, reached = run_belt(settings, items=4, classifier=slow)
     assert [r["truth"] for r in records] == truths  # no item missed while classifying
     assert [r["outcome"] for r in records] == ["late"] * 4
     assert [r["bin"] for r in records] == reached == [settings.default_bin] * 4
@@ -97,7 +90,7 @@ def test_a_gate_that_fails_mid_run_stops_sorting_into_gates_and_ends_the_run(tmp
     settings = settings.model_copy(update={
         "conveyor": settings.conveyor.model_copy(update={"belt_speed_m_s": 0.25})})
     with Sorter(settings, source=simulator_for(settings), pin_factory=MockFactory(pin_class=FailingPin)) as sorter:
-        with pytest.raises(GateError, match="^gate failure: gate flap failed: I2C bus error$"):
+        with pytest.raises(GateError, match=r"^gate failure: gate flap failed: I2C bus error$"):
             sorter.loop.run(max_items=12)
         records = sorter.records.recent(50)[::-1]
         assert not sorter.gates.devices["pusher"].value  # the gates that still work are safe

@@ -15,10 +15,10 @@ import pytest
 from edge.app import Sorter
 from edge.config import DEFAULT_CONFIG, parse_settings
 from edge.errors import ConfigError, ModelError, RecordError
+from edge.fakes import FakeClassifier
 from edge.sources import FrameSource
 from edge.sources.folder import FolderSource
-from tests.conftest import make_settings
-from tests.test_gates import duty
+from tests.conftest import LABELS, make_settings
 
 
 class Frames(FrameSource):
@@ -73,7 +73,8 @@ def test_below_threshold_goes_to_the_reject_bin(tmp_path, tiny_settings):
         "sorting": tiny_settings.sorting.model_copy(update={"threshold": 1.0})})
     with Sorter(settings, source=Frames(picture(n) for n in range(3))) as sorter:
         sorter.loop.run()
-    assert [(r["bin"], r["outcome"], r["gate_action"]) for r in rows(settings)] == [("residual", "rejected", "none")] * 3
+    outcomes = [(r["bin"], r["outcome"], r["gate_action"]) for r in rows(settings)]
+    assert outcomes == [("residual", "rejected", "none")] * 3
 
 
 def test_votes_average_several_frames_per_item(tiny_settings):
@@ -94,11 +95,9 @@ def test_dead_frame_is_an_error_record_with_gates_safe(tiny_settings):
     assert "dead frame" in records[1]["error"]
 
 
-def test_model_failure_mid_run_is_an_error_record(tiny_settings, monkeypatch):
-    with Sorter(tiny_settings, source=Frames(picture(n) for n in range(2))) as sorter:
-        def broken(_pixels):
-            raise ModelError("interpreter failed")
-        monkeypatch.setattr(sorter.classifier, "classify", broken)
+def test_model_failure_mid_run_is_an_error_record(tiny_settings):
+    broken = FakeClassifier(LABELS, error=ModelError("interpreter failed"))
+    with Sorter(tiny_settings, source=Frames(picture(n) for n in range(2)), classifier=broken) as sorter:
         sorter.loop.run()
     assert [(r["outcome"], r["error"]) for r in rows(tiny_settings)] == [("error", "interpreter failed")] * 2
 
@@ -117,7 +116,8 @@ def test_record_failure_stops_with_gates_safe_and_logs_the_record(tiny_settings,
 class FrameCounter:
     """An observer that counts the frames the loop read."""
 
-    frames = 0
+    def __init__(self):
+        self.frames = 0
 
     def on_frame(self, frame):
         self.frames += 1
@@ -213,27 +213,14 @@ def test_sigterm_finishes_the_item_leaves_gates_safe_and_records_committed(tmp_p
     assert "SIGTERM: stopping after the item in hand" in out and "done:" in out
 
 
-class FrameCounter:
-    def __init__(self):
-        self.frames = 0
-
-    def on_frame(self, frame):
-        self.frames += 1
-
-    def on_item(self, item_id, record):
-        pass
-
-
-def test_a_hung_sorting_thread_stops_the_frame_reports_that_feed_the_watchdog(tiny_settings, monkeypatch):
+def test_a_hung_sorting_thread_stops_the_frame_reports_that_feed_the_watchdog(tiny_settings):
     import threading
-    from edge.classifier import Classifier
 
     release = threading.Event()
-    original = Classifier.classify
-    monkeypatch.setattr(Classifier, "classify", lambda self, pixels: release.wait(10) and original(self, pixels))
+    hung = FakeClassifier(LABELS, hold=release)  # every classify waits for the release
     counter = FrameCounter()
     frames = (picture(n % 5) for n in range(10_000))
-    with Sorter(tiny_settings, source=Frames(frames), observers=[counter]) as sorter:
+    with Sorter(tiny_settings, source=Frames(frames), observers=[counter], classifier=hung) as sorter:
         sorter.loop.stuck_s = 0.2
         sorter.stream.period = 0.01
         runner = threading.Thread(target=sorter.loop.run, kwargs={"max_items": 3})

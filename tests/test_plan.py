@@ -1,12 +1,14 @@
 """The gate planner: holds at arrival, late and too-close items, never a silent wrong bin."""
 
+import itertools
+import sys
 import threading
 import time
 
 import pytest
 
-from edge.gates import Route
 from edge.actuate import GateScheduler
+from edge.gates import Route
 from edge.plan import GatePlace, Planner
 
 ROUTES = {"glass": Route("flap", -60.0), "paper": Route("flap", 30.0), "hazard": Route("pusher"),
@@ -72,27 +74,35 @@ def test_scheduler_drives_the_gates_at_the_planned_times():
     moves = [(round(t, 1), g, s) for t, g, s in calls if g == "flap"]
     assert moves[0][1:] == ("flap", -60.0) and moves[0][0] == pytest.approx(0.35, abs=0.06)
     assert moves[1][1:] == ("flap", None) and moves[1][0] == pytest.approx(0.55, abs=0.06)
-    assert calls[-2:] == [calls[-2][:2] + (None,), calls[-1][:2] + (None,)]  # stop: all safe
+    assert calls[-2:] == [(*calls[-2][:2], None), (*calls[-1][:2], None)]  # stop: all safe
 
 
 def test_planner_is_safe_to_share_between_threads():
+    """Four threads book conflicting positions of one gate at once (thread switches forced every microsecond):
+    no booked hold is lost, and no two holds at different positions of the flap overlap."""
     p = planner()
-    errors: list[Exception] = []
+    plans: list = []
 
-    def plan_many(offset: int) -> None:
-        try:
-            for n in range(200):
-                p.plan(offset + n, "glass" if n % 2 else "hazard", t_line=n * 10.0, now=n * 10.0)
-                p.state_at(n * 10.0 + 2.0)
-        except Exception as exc:
-            errors.append(exc)
+    def plan_many(k: int) -> None:
+        for n in range(300):
+            plans.append(p.plan(k * 1000 + n, ("glass", "paper")[(n + k) % 2], t_line=n * 0.4, now=0.0))
+            p.state_at(n * 0.4)
 
-    threads = [threading.Thread(target=plan_many, args=(k * 1000,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=plan_many, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    booked = {h.item for h in p.holds}
+    assert all(plan.hold.item in booked for plan in plans if plan.outcome == "planned")
+    flap = sorted((h for h in p.holds if h.gate == "flap"), key=lambda h: h.start)
+    assert all(a.state == b.state or a.end <= b.start for a, b in itertools.pairwise(flap))
+
 
 
 def test_same_gate_next_position_is_reached_straight_without_a_return_to_safe():
@@ -128,3 +138,20 @@ def test_scheduler_stop_after_the_gates_are_closed_is_quiet(settings):
     scheduler.stop()  # twice, as documented
     with pytest.raises(GateError, match="closed"):
         gates.apply("flap", 30.0)
+
+
+@pytest.mark.parametrize("call", [
+    lambda p: p.plan(1, "glass", t_line=0.0, now=0.0),
+    lambda p: p.pass_through(2, t_line=0.0, now=0.0),
+    lambda p: p.state_at(1.0),
+    lambda p: p.next_change(0.0),
+])
+def test_every_planner_call_waits_for_the_lock_the_scheduler_shares(call):
+    p = planner()
+    done = threading.Event()
+    with p.lock:  # as if another thread were in the middle of booking
+        caller = threading.Thread(target=lambda: (call(p), done.set()))
+        caller.start()
+        assert not done.wait(0.2)  # the call waits: no half-booked state is ever read or written
+    assert done.wait(5)
+    caller.join()

@@ -3,7 +3,15 @@ import numpy as np
 import pytest
 
 from edge.preprocess import (
-    ITEM_MARGIN, Roi, center_square, crop_box, item_square, locate_item, model_box, prepare, refine,
+    ITEM_MARGIN,
+    Roi,
+    center_square,
+    crop_box,
+    item_square,
+    locate_item,
+    model_box,
+    prepare,
+    refine,
 )
 
 

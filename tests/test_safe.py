@@ -44,7 +44,7 @@ def test_without_a_kept_config_safe_takes_the_gates_of_the_broken_file(tmp_path,
     broken = tmp_path / "smartbin.toml"
     text = DEFAULT_CONFIG.read_text().replace(*BROKEN)
     broken.write_text(text.replace("[gpio]", '[gpio]\npin_factory = "mock"'))
-    pin_factory, gates, found_in = gates_despite(broken)
+    _pin_factory, gates, found_in = gates_despite(broken)
     assert set(gates) == {"flap", "pusher"} and gates["flap"].pin == 18 and found_in == "2 gate(s) of the broken config"
     assert main(["safe", "--config", str(broken)]) == 0
     broken.write_text("this is not TOML [")

@@ -21,17 +21,17 @@ import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 from prometheus_client.parser import text_string_to_metric_families
 
-from edge.service import unit as service
 from edge.app import Sorter
-from edge.cli import main
-from edge.config import MetricsSettings
+from edge.config import MetricsSettings, load_settings
 from edge.errors import CameraStalled
+from edge.records import ItemRecord, Records
+from edge.service import unit as service
 from edge.service.logs import JournalFormatter, is_journal
 from edge.service.metrics import Metrics
 from edge.service.notify import Notifier, ServiceWatch
-from edge.records import ItemRecord, Records
-from edge.sources import FrameSource
+from edge.service.serve import serve
 from edge.service.status import database_for
+from edge.sources import FrameSource
 from tests.conftest import PROJECT
 from tests.test_gates import duty
 from tests.test_loop import Frames, picture, run_cli, write_config
@@ -180,9 +180,8 @@ def test_watchdog_pings_stop_when_frames_stop_or_go_dark(tmp_path, tiny_settings
 
 def test_sigterm_in_a_run_leaves_gates_safe_records_committed_and_stopping_sent(tmp_path, tiny_model, monkeypatch,
                                                                                caplog):
-    """`smartbin run` in this process, a real SIGTERM after two items; the gates' mock pins are read afterwards."""
+    """`smartbin run`'s service in this process, a real SIGTERM after two items; the mock pins are read after."""
     pins = MockFactory(pin_class=MockPWMPin)
-    monkeypatch.setattr("edge.app.make_pin_factory", lambda kind: pins)
     monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
     database = tmp_path / "items.db"
 
@@ -196,7 +195,7 @@ def test_sigterm_in_a_run_leaves_gates_safe_records_committed_and_stopping_sent(
 
     with notify_socket(tmp_path / "notify") as sock, caplog.at_level(logging.INFO):
         threading.Thread(target=terminate_after_two_items, daemon=True).start()
-        assert main(["run", "--config", str(write_config(tmp_path, tiny_model))]) == 0
+        assert serve(load_settings(write_config(tmp_path, tiny_model)), pin_factory=pins) == 0
         messages = drain(sock)
     assert not database.with_name("items.db-wal").exists()  # checkpointed and closed
     logged = [r.message for r in caplog.records if r.name == "smartbin.items" and r.message.startswith("item ")]
@@ -267,7 +266,7 @@ RUNNING = dict(ActiveState="active", SubState="running", Result="success", MainP
 
 def test_status_prints_the_service_today_per_bin_the_latest_error_and_the_last_items(tmp_path, tiny_model):
     config = write_config(tmp_path, tiny_model)
-    midnight = time.mktime(time.localtime()[:3] + (0, 0, 0, 0, 0, -1))
+    midnight = time.mktime((*time.localtime()[:3], 0, 0, 0, 0, 0, -1))
     item = dict(frame=1, source="picamera2", gate_action="flap→-60°", model="m.tflite", latency_ms={"total": 41.0})
     with Records(tmp_path / "items.db") as records:
         records.add(ItemRecord(time=midnight - 3600, bin="paper", outcome="sorted", label="paper", confidence=0.9,
@@ -384,7 +383,7 @@ def test_the_watchdogs_sigabrt_logs_every_threads_stack_and_aborts(tmp_path, tin
     """As systemd does it to a hung sorter: SIGSTOP (the hang), the watchdog's SIGABRT, SIGCONT. Twice."""
     config = write_config(tmp_path, tiny_model, extra="")
     env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "30000000"}
-    for trial in range(2):
+    for _ in range(2):
         with notify_socket(tmp_path / "notify") as sock:
             proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--config", str(config)],
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)

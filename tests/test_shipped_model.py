@@ -49,6 +49,7 @@ def test_real_photos_get_their_labels(classifier: Classifier, garbage12: Path) -
     entries = select(read_manifest(MANIFEST), "test")
     chosen = [e for label in classifier.labels for e in [x for x in entries if x.label == label][:PER_CLASS]]
     predicted = [classifier.classify(prepare(read_rgb(garbage12 / e.path), classifier.input_size)) for e in chosen]
-    wrong = [(e.path, p.label, round(p.confidence, 3)) for e, p in zip(chosen, predicted) if p.label != e.label]
+    wrong = [(e.path, p.label, round(p.confidence, 3))
+             for e, p in zip(chosen, predicted, strict=True) if p.label != e.label]
     assert len(wrong) <= 1, f"misclassified: {wrong}"
     assert all(np.isclose(p.probabilities.sum(), 1.0, atol=0.05) for p in predicted)

@@ -1,5 +1,6 @@
 """Frame sources with real OpenCV and real files; stalls and dead cameras become errors, not hangs."""
 
+import itertools
 import threading
 import time
 
@@ -8,12 +9,13 @@ import numpy as np
 import pytest
 
 from edge.config import load_settings
-from edge.errors import CameraError, CameraStalled
+from edge.errors import CameraBusy, CameraError, CameraStalled
+from edge.fakes import FakePicamera2
 from edge.sources import FrameSource, FrameStream, is_dead, open_source
+from edge.sources.conveyor import BeltSimulator
 from edge.sources.folder import FolderSource
 from edge.sources.opencv import OpenCVSource
 from edge.sources.picamera import PicameraSource
-from edge.sources.conveyor import BeltSimulator
 
 
 def frames_of(source: FrameSource, limit: int = 100, stall: float = 5.0):
@@ -70,18 +72,42 @@ def test_missing_camera_and_missing_file_are_camera_errors(tmp_path):
 
 
 def test_picamera_absent_off_a_pi_is_one_clear_line():
-    with pytest.raises(CameraError) as info:
+    with pytest.raises(CameraError, match=r"^picamera2 is not importable: on Raspberry Pi OS run `sudo apt install "
+                       r"python3-picamera2` and make the venv with --system-site-packages \(setup\.sh does\)$"):
         PicameraSource(640, 480, 10).open()
-    assert "\n" not in str(info.value)
+
+
+def test_picamera_frames_are_rgb_at_the_configured_size_rate_and_exposure():
+    scene = np.zeros((90, 160, 3), np.uint8)
+    scene[:, :80] = (255, 0, 0)  # left half red, right half blue: a swapped channel order shows
+    scene[:, 80:] = (0, 0, 255)
+    cameras: list[FakePicamera2] = []
+    source = PicameraSource(320, 180, 15.0, exposure_us=2000,
+                            camera=lambda: cameras.append(FakePicamera2(scene)) or cameras[-1])
+    frames = frames_of(source, limit=2)
+    assert cameras[0].config == {"main": {"size": (320, 180), "format": "BGR888"},
+                                 "controls": {"FrameRate": 15.0, "ExposureTime": 2000}}
+    assert frames[0].rgb.shape == (180, 320, 3)
+    assert frames[0].rgb[90, 10].tolist() == [255, 0, 0] and frames[0].rgb[90, 310].tolist() == [0, 0, 255]
+    assert cameras[0].closed and not cameras[0].started
+
+
+def test_a_busy_or_broken_pi_camera_is_one_line():
+    with pytest.raises(CameraBusy, match="camera busy: another process holds it"):
+        PicameraSource(320, 180, 15.0, camera=lambda: FakePicamera2(busy=True)).open()
+    broken = FakePicamera2(fail_start=True)
+    with pytest.raises(CameraError, match=r"^Pi camera failed to start: Camera frontend has timed out!$"):
+        PicameraSource(320, 180, 15.0, camera=lambda: broken).open()
+    assert broken.closed
 
 
 def test_belt_simulator_moves_items_past_the_camera_line():
     sim = BeltSimulator(320, 180, speed_m_s=2.0, view_m=0.5, spacing_m=0.4, item_m=(0.15, 0.15), seed=3)
     frames = frames_of(sim, limit=8)
     assert not any(is_dead(f.rgb) for f in frames) and frames[0].rgb.shape == (180, 320, 3)
-    assert len(sim.items) >= 2 and all(b.belt_m - a.belt_m >= 0.15 for a, b in zip(sim.items, sim.items[1:]))
+    assert len(sim.items) >= 2 and all(b.belt_m - a.belt_m >= 0.15 for a, b in itertools.pairwise(sim.items))
     shown = [sim.item_in(f.number) for f in frames]
-    assert all(item is None or item.truth is f.truth for item, f in zip(shown, frames))
+    assert all(item is None or item.truth is f.truth for item, f in zip(shown, frames, strict=True))
     first = sim.items[0]
     assert first.t_line == pytest.approx(sim.t0 + (first.belt_m + 0.25) / 2.0)
 
@@ -130,7 +156,7 @@ def test_stalled_camera_raises_instead_of_hanging():
     frames = iter(stream)
     next(frames)
     started = time.monotonic()
-    with pytest.raises(CameraStalled, match="no frame from hanging camera for 0.3 s"):
+    with pytest.raises(CameraStalled, match=r"no frame from hanging camera for 0\.3 s"):
         next(frames)
     assert time.monotonic() - started < 2
     source.release.set()

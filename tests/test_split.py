@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from models.split import SPLITS, make_split, read_manifest, split_folder, write_manifest
-from tests.conftest import PROJECT, SHARED_DATA
+from tests.conftest import PROJECT
 
 MANIFEST = PROJECT / "models" / "split.csv"
 
@@ -34,7 +34,7 @@ def test_split_is_stratified_and_disjoint() -> None:
 
 def test_adding_a_file_moves_few_others() -> None:
     before = {e.path: e.split for e in make_split(_pairs())}
-    after = {e.path: e.split for e in make_split(_pairs() + [("a_new.jpg", "a")])}
+    after = {e.path: e.split for e in make_split([*_pairs(), ("a_new.jpg", "a")])}
     assert sum(before[p] != after[p] for p in before) <= 2
 
 

@@ -1,6 +1,5 @@
 """Item detection: vision against the empty belt and a break-beam on a mock GPIO input."""
 
-import time
 
 import numpy as np
 import pytest

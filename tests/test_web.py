@@ -159,7 +159,7 @@ def show(driver, tab: str) -> None:
 
 
 def test_live_view_follows_the_sorter_to_its_last_item_and_top5(replay, browser):
-    settings, live, server = replay
+    settings, live, _server = replay
     item_id, label, top_k, bin_name, outcome = db_rows(
         settings, "SELECT id, label, top_k, bin, outcome FROM items ORDER BY id DESC LIMIT 1")[0]
     assert item_id == ITEMS and live.latest is not None and live.latest.item_id == item_id
@@ -179,7 +179,7 @@ def test_live_view_follows_the_sorter_to_its_last_item_and_top5(replay, browser)
 
 
 def test_today_counts_match_the_database_and_items_link_their_kept_frames(replay, browser):
-    settings, _, server = replay
+    settings, _, _server = replay
     show(browser, "today")
     wait_for(browser, lambda d: d.find_elements("css selector", "#today-items tbody tr"))
     cards = {c.get_attribute("data-outcome"): int(c.find_element("tag name", "b").text)
@@ -249,7 +249,7 @@ def standalone(replay):
 
 
 def test_standalone_serves_the_same_records_without_a_live_frame(standalone, replay):
-    settings, url = standalone
+    _settings, url = standalone
     assert get_json(url + "api/today") == get_json(replay[2].url + "api/today")
     live = get_json(url + "api/live")
     assert live["mode"] == "standalone" and live["item"]["id"] == ITEMS

@@ -29,7 +29,7 @@ def evaluate(truths: Sequence[str | None], probabilities: np.ndarray, labels: Se
     predicted = probs.argmax(axis=1) if len(truth) else np.empty(0, np.int64)
     confusion = confusion_matrix(truth, predicted, len(labels))
     return {
-        "images": int(len(truth)),
+        "images": len(truth),
         "unknown_folders": dict(sorted(unknown.items())),
         "top1": share(predicted == truth),
         "top3": share(top_k_hits(probs, truth, 3)),

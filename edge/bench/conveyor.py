@@ -16,9 +16,8 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from edge.config import Settings, load_settings
 from edge.bench.simulation import simulate
-
+from edge.config import Settings, load_settings
 
 OUTCOMES = ("sorted", "rejected", "late", "too_close", "error", "missed")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 from importlib import metadata
@@ -62,10 +63,8 @@ def versions(runtime: str) -> dict[str, str]:
     """Versions of Python and the packages the benchmark's figures depend on (matplotlib where installed)."""
     found = {"smartbin": __version__, "python": platform.python_version(), "runtime": runtime,
              "numpy": np.__version__, "opencv": cv2.__version__}
-    try:
+    with contextlib.suppress(metadata.PackageNotFoundError):
         found["matplotlib"] = metadata.version("matplotlib")
-    except metadata.PackageNotFoundError:
-        pass
     return found
 
 

@@ -40,14 +40,14 @@ def write(bench: Bench, report: dict[str, Any], out: Path) -> list[str]:
 def latency(bench: Bench, path: Path, plt: Any) -> str:
     """Histogram of invoke and total latency per thread count, one panel per model."""
     figure, axes = plt.subplots(len(bench.models), 2, figsize=(11, 3.2 * len(bench.models)), squeeze=False)
-    for row, model in zip(axes, bench.models):
-        for ax, stage in zip(row, ("invoke", "total")):
+    for row, model in zip(axes, bench.models, strict=True):
+        for ax, stage in zip(row, ("invoke", "total"), strict=True):
             values = [p.latency_ms[stage] for p in model.passes if p.latency_ms[stage].size]
             if not values:
                 continue
             low, high = min(v.min() for v in values), max(np.percentile(v, 99.5) for v in values)
             bins = np.linspace(low, max(high, low + 0.01), 60)
-            for run, v in zip(model.passes, values):
+            for run, v in zip(model.passes, values, strict=True):
                 ax.hist(v, bins=bins, histtype="step", linewidth=1.5,
                         label=f"{run.threads} thread(s): p50 {np.median(v):.3g} ms, p99 {np.percentile(v, 99):.3g}")
             ax.set(title=f"{model.name}: {stage}", xlabel="ms (clipped at p99.5)", ylabel="images")

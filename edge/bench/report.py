@@ -54,7 +54,7 @@ def settings(options: Options) -> dict[str, Any]:
 def count_by(values: list[str]) -> dict[str, int]:
     """How often each value occurs, sorted by value."""
     unique, counts = np.unique(np.array(values, dtype=object), return_counts=True)
-    return {str(u): int(c) for u, c in zip(unique, counts)}
+    return {str(u): int(c) for u, c in zip(unique, counts, strict=True)}
 
 
 def model_report(model: ModelRun, votes: int) -> dict[str, Any]:
@@ -221,7 +221,8 @@ def as_text(table: Table) -> str:
     grid = [table.headers, *table.rows]
     widths = [max(len(row[i]) for row in grid) for i in range(len(table.headers))]
     right = [all(NUMBER.match(row[i]) for row in table.rows) for i in range(len(table.headers))]
-    lines = [table.title] + ["  ".join(cell.rjust(w) if r else cell.ljust(w) for cell, w, r in zip(row, widths, right))
+    lines = [table.title] + ["  ".join(cell.rjust(w) if r else cell.ljust(w)
+                                       for cell, w, r in zip(row, widths, right, strict=True))
                              .rstrip() for row in grid]
     return "\n".join(lines)
 

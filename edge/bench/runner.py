@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -61,11 +61,11 @@ class Bench:
 def run(options: Options, stream: TextIO | None = None) -> Bench:
     """Run the benchmark; the progress bar goes to ``stream`` (default stderr)."""
     started = time.monotonic()
-    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    created = datetime.now(UTC).isoformat(timespec="seconds")
     image_set = collect(options.images, options.manifest, options.split, options.max_images)
     platform = platform_info()
     models = [cold_start(path, name, options.threads[0])
-              for path, name in zip(options.models, unique_names(options.models))]
+              for path, name in zip(options.models, unique_names(options.models), strict=True)]
     images = image_set.images
     progress = Progress("benchmark", len(models) * len(options.threads) * len(images), stream, every=10.0)
     for model in models:

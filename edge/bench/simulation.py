@@ -15,6 +15,7 @@ from typing import Any
 from gpiozero import AngularServo
 
 from edge.app import Sorter
+from edge.classifier import ImageClassifier
 from edge.config import ServoGate, Settings
 from edge.gates import GateBank
 from edge.sources.conveyor import BeltSimulator, SimItem, simulator_for
@@ -96,21 +97,23 @@ class SimulatedRun:
     extra_records: int  # records of no item, or a second record of one item (an item seen as two)
 
 
-def simulate(settings: Settings, items: int, timeout_s: float = 600.0) -> SimulatedRun:
+def simulate(settings: Settings, items: int, timeout_s: float = 600.0,
+             classifier: ImageClassifier | None = None) -> SimulatedRun:
     """Sort ``items`` items on the belt simulator and wait until every item up to the last one recorded has
     passed every gate.
 
     Records are paired with the simulator's items by identity: a record names its first frame, and the
     simulator knows which item each frame showed. Items the sorter missed are kept, with no record.
+    ``classifier``: instead of the settings' model (e.g. a slow ``edge.fakes.FakeClassifier``).
     """
-    with Sorter(settings, source=simulator_for(settings)) as sorter:
+    with Sorter(settings, source=simulator_for(settings), classifier=classifier) as sorter:
         recorder = GateRecorder(sorter.gates, settings)
         started = time.monotonic()
         sorter.loop.run(max_items=items)
         elapsed = time.monotonic() - started
         simulator = sorter.source
         assert isinstance(simulator, BeltSimulator)
-        records = sorter.records.query("SELECT * FROM items ORDER BY id")
+        records = sorter.records.in_order()
         record_of: dict[int, dict[str, Any]] = {}
         extra = 0
         for record in records:

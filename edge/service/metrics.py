@@ -5,9 +5,7 @@ by prometheus-client (localhost unless configured)."""
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import get_args
 from wsgiref.simple_server import WSGIServer
@@ -16,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 
 from edge.config import Settings
 from edge.errors import PortError
+from edge.frame_rate import FrameRate
 from edge.records import ItemRecord, Outcome
 from edge.sources import Frame
 
@@ -23,7 +22,6 @@ logger = logging.getLogger(__name__)
 
 CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-FPS_WINDOW_S = 5.0
 
 
 class Metrics:
@@ -47,7 +45,8 @@ class Metrics:
                                  "camera line to the record)", ["stage"], buckets=LATENCY_BUCKETS,
                                  registry=self.registry)
         self.frames = Counter("smartbin_frames", "Frames received from the camera", registry=self.registry)
-        self.fps = Gauge("smartbin_camera_fps", f"Camera frame rate over the last {FPS_WINDOW_S:g} s",
+        self.rate = FrameRate(clock=clock)
+        self.fps = Gauge("smartbin_camera_fps", f"Camera frame rate over the last {self.rate.window_s:g} s",
                          registry=self.registry)
         self.gate_moves = Counter("smartbin_gate_actuations", "Gate moves booked for items, by gate", ["gate"],
                                   registry=self.registry)
@@ -58,23 +57,12 @@ class Metrics:
                 self.items.labels(bin_name, outcome)
         for gate in settings.gates:
             self.gate_moves.labels(gate)
-        self.fps.set_function(self._fps)
-        self._frame_times: deque[float] = deque()
-        self._lock = threading.Lock()
+        self.fps.set_function(self.rate.fps)
         self._server: WSGIServer | None = None
 
     def on_frame(self, frame: Frame) -> None:
         self.frames.inc()
-        now = self.clock()
-        with self._lock:
-            self._frame_times.append(now)
-            while self._frame_times[0] < now - FPS_WINDOW_S:
-                self._frame_times.popleft()
-
-    def _fps(self) -> float:
-        with self._lock:
-            times = [t for t in self._frame_times if t >= self.clock() - FPS_WINDOW_S]
-        return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
+        self.rate.tick()
 
     def on_item(self, item_id: int, record: ItemRecord) -> None:
         self.items.labels(record.bin, record.outcome).inc()

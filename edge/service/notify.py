@@ -116,6 +116,5 @@ class ServiceWatch:
 
     def on_item(self, item_id: int, record: ItemRecord) -> None:
         self.items += 1
-        seen = f"{record.label} {record.confidence:.2f}" if record.label is not None else "?"
-        self.notifier.status(f"sorting: {self.items} items; last: item {item_id} {seen} → {record.bin} "
+        self.notifier.status(f"sorting: {self.items} items; last: item {item_id} {record.seen} → {record.bin} "
                              f"[{record.outcome}]")

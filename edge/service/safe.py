@@ -16,6 +16,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from gpiozero import Factory
 from pydantic import TypeAdapter, ValidationError
@@ -60,10 +61,12 @@ def gates_despite(config: Path | None) -> tuple[str, dict[str, ServoGate | Relay
     service kept, then each gate table of the broken file that reads as a gate (leniently) on a pin not yet
     taken."""
     raw = _raw_toml(config)
-    records = raw.get("records", {}) if isinstance(raw.get("records"), dict) else {}
-    folders = [Path(records["path"]).parent] if isinstance(records.get("path"), str) else []
+    records = raw.get("records")
+    path = records.get("path") if isinstance(records, dict) else None
+    folders = [Path(path).parent] if isinstance(path, str) else []
     folders.append(RecordSettings().database.parent)
-    pin_factory, gates, sources = "auto", {}, []
+    pin_factory, sources = "auto", []
+    gates: dict[str, ServoGate | RelayGate] = {}
     for folder in folders:
         snapshot = _read_snapshot(folder / LAST_GOOD)
         if snapshot is not None:
@@ -71,7 +74,8 @@ def gates_despite(config: Path | None) -> tuple[str, dict[str, ServoGate | Relay
             sources.append(f"the last good config ({folder / LAST_GOOD})")
             break
     pins = {gate.pin for gate in gates.values()}
-    tables = raw.get("gates", {}) if isinstance(raw.get("gates"), dict) else {}
+    tables = raw.get("gates")
+    tables = tables if isinstance(tables, dict) else {}
     found = 0
     for name, table in tables.items():
         try:
@@ -88,7 +92,7 @@ def gates_despite(config: Path | None) -> tuple[str, dict[str, ServoGate | Relay
     return pin_factory, gates, " and ".join(sources) or "nowhere"
 
 
-def _raw_toml(config: Path | None) -> dict[str, object]:
+def _raw_toml(config: Path | None) -> dict[str, Any]:
     if config is None:
         return {}
     try:

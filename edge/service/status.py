@@ -3,18 +3,17 @@ last items, read from the item database without writing to it."""
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from dataclasses import fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from edge.service import unit as service
 from edge.config import Settings, load_settings
 from edge.errors import ConfigError, RecordError
 from edge.loop import Tally, describe
-from edge.records import ItemRecord, Records
+from edge.records import ItemRecord, Records, local_midnight
+from edge.service import unit as service
 from edge.service.unit import UnitState
 
 
@@ -40,16 +39,14 @@ def report(database: Path, last: int, unit: UnitState | None, now: float | None 
             return [*lines, f"records    none yet: {database} does not exist"]
     except PermissionError:
         raise RecordError(f"cannot read {database}: permission denied (sudo smartbin status)") from None
-    midnight = datetime.fromtimestamp(time.time() if now is None else now).replace(
-        hour=0, minute=0, second=0, microsecond=0).timestamp()
     with Records(database, readonly=True) as records:
-        total = records.query("SELECT COUNT(*) AS n FROM items")[0]["n"]
-        today = records.counts(since=midnight)
-        error = records.query("SELECT * FROM items WHERE outcome = 'error' ORDER BY id DESC LIMIT 1")
+        total = records.total()
+        today = records.counts(since=local_midnight(now))
+        error = records.last_error()
         recent = records.recent(last)
     lines.append(f"records    {database}: {total} items")
     lines.append(f"today      {Tally(Counter(today)).summary() if today else 'no items yet'}")
-    lines.append(f"last error {clock(error[0]['time'])} item {error[0]['id']}: {error[0]['error']}" if error
+    lines.append(f"last error {clock(error['time'])} item {error['id']}: {error['error']}" if error
                  else "last error none")
     if recent:
         lines.append(f"last {len(recent)} items:")

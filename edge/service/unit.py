@@ -9,7 +9,6 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.config import Settings
 from edge.errors import ServiceRunning
 from edge.pins import uses_mock_pins
 

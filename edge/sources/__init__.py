@@ -6,12 +6,12 @@ from pathlib import Path
 
 from edge.config import Settings
 from edge.sources.base import Frame, FrameSource, FrameStream, is_dead
+from edge.sources.conveyor import BeltSimulator, simulator_for
 from edge.sources.folder import FolderSource
 from edge.sources.opencv import OpenCVSource
 from edge.sources.picamera import PicameraSource
-from edge.sources.conveyor import BeltSimulator, simulator_for
 
-__all__ = ["BeltSimulator", "Frame", "FrameSource", "FrameStream", "SPEC_HELP", "is_dead", "open_source"]
+__all__ = ["SPEC_HELP", "BeltSimulator", "Frame", "FrameSource", "FrameStream", "is_dead", "open_source"]
 
 SPEC_HELP = "picamera2 | USB index (0) | video file | stream URL | image folder | synthetic"
 

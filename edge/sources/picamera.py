@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from edge.errors import CameraBusy, CameraError
@@ -14,23 +15,19 @@ class PicameraSource(FrameSource):
 
     name = "picamera2"
 
-    def __init__(self, width: int, height: int, fps: float, exposure_us: int = 0) -> None:
+    def __init__(self, width: int, height: int, fps: float, exposure_us: int = 0,
+                 camera: Callable[[], Any] | None = None) -> None:
         super().__init__()
         self.size = (width, height)
         self.fps = fps
         self.exposure_us = exposure_us
+        self._make_camera = camera  # None: picamera2.Picamera2; tests: edge.fakes.FakePicamera2
         self._camera: Any = None
 
     def open(self) -> None:
+        make = self._make_camera or _picamera2()
         try:
-            from picamera2 import Picamera2
-        except ImportError:
-            raise CameraError(
-                "picamera2 is not importable: on Raspberry Pi OS run `sudo apt install python3-picamera2` "
-                "and make the venv with --system-site-packages (setup.sh does)"
-            ) from None
-        try:
-            camera = Picamera2()
+            camera = make()
         except (RuntimeError, IndexError) as exc:
             text = str(exc)
             if "busy" in text.lower() or "acquire" in text.lower():
@@ -63,3 +60,14 @@ class PicameraSource(FrameSource):
                 camera.stop()
             finally:
                 camera.close()
+
+
+def _picamera2() -> Callable[[], Any]:
+    try:
+        from picamera2 import Picamera2
+    except ImportError:
+        raise CameraError(
+            "picamera2 is not importable: on Raspberry Pi OS run `sudo apt install python3-picamera2` "
+            "and make the venv with --system-site-packages (setup.sh does)"
+        ) from None
+    return Picamera2

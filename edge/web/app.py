@@ -11,7 +11,8 @@
     POST /api/classify              classify an uploaded photo (multipart field ``image``, or the raw image)
 
 Errors are JSON ``{"error": "one line"}`` with their status: 400 bad request, 401 no token, 404 unknown item or
-frame, 413 upload over ``web.max_upload_mb`` or ``web.max_upload_pixels``, 415 not an image, 503 records or model unavailable.
+frame, 413 upload over ``web.max_upload_mb`` or ``web.max_upload_pixels``, 415 not an image, 503 records or model
+unavailable.
 """
 
 from __future__ import annotations
@@ -36,9 +37,9 @@ from edge import __version__
 from edge.config import Settings
 from edge.errors import ImageError, ImageTooLarge, ModelError, RecordError, SmartbinError
 from edge.model_card import read_card
+from edge.photo import PhotoClassifier
 from edge.runtime import interpreter_class
 from edge.web.auth import TokenGate
-from edge.photo import PhotoClassifier
 from edge.web.queries import RecordsView
 from edge.web.state import LiveState
 

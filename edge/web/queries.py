@@ -4,14 +4,15 @@ throughput, stage latencies, the last error, and where an item's kept frame lies
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, TypeVar, get_args
 
 import numpy as np
 
-from edge.records import Outcome, Records
+from edge.records import Outcome, Records, local_midnight
+
+T = TypeVar("T")
 
 THROUGHPUT_BUCKET_S = 900  # items per quarter of an hour
 LATENCY_ITEMS = 100  # stage latencies over this many latest items
@@ -40,24 +41,29 @@ class RecordsView:
         rows = self._query("SELECT * FROM items WHERE id = ?", (item_id,))
         return rows[0] if rows else None
 
+    def _read(self, read: Callable[[Records], T], empty: T) -> T:
+        if not self.database.exists():
+            return empty
+        with Records(self.database, readonly=True) as records:
+            return read(records)
+
     def recent(self, limit: int) -> list[dict[str, Any]]:
         """The latest ``limit`` items, newest first."""
-        return self._query("SELECT * FROM items ORDER BY id DESC LIMIT ?", (limit,))
+        return self._read(lambda records: records.recent(limit), [])
 
     def total(self) -> int:
         """Number of items recorded."""
-        rows = self._query("SELECT COUNT(*) AS n FROM items")
-        return int(rows[0]["n"]) if rows else 0
+        return self._read(Records.total, 0)
 
     def last_error(self) -> dict[str, Any] | None:
         """The latest item with outcome ``error``: id, time, error; None if none failed."""
-        rows = self._query("SELECT id, time, error FROM items WHERE outcome = 'error' ORDER BY id DESC LIMIT 1")
-        return rows[0] if rows else None
+        error = self._read(Records.last_error, None)
+        return {key: error[key] for key in ("id", "time", "error")} if error else None
 
     def today(self, now: float | None = None) -> dict[str, Any]:
         """Items since local midnight: per bin, per outcome, per bin and outcome, and per quarter of an hour."""
         now = time.time() if now is None else now
-        since = datetime.fromtimestamp(now).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+        since = local_midnight(now)
         outcomes = get_args(Outcome)
         rows = self._query("SELECT bin, outcome, COUNT(*) AS n FROM items WHERE time >= ? GROUP BY bin, outcome",
                            (since,))

@@ -6,18 +6,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+from edge.frame_rate import FrameRate
 from edge.preprocess import Box, CropMode, Roi, model_box, refine
 from edge.records import ItemRecord
 from edge.sources import Frame
 
-FPS_WINDOW_S = 5.0
 JPEG_WIDTH = 640  # the live frame is scaled down to this width (never up)
 ROI_COLOUR = (255, 160, 0)  # RGB: amber
 
@@ -41,20 +40,16 @@ class LiveState:
         self.source = source
         self.started = time.time()
         self.frames = 0
-        self._clock = clock
-        self._frame_times: deque[float] = deque()
+        self._rate = FrameRate(clock=clock)
         self._lock = threading.Lock()
         self._latest: LiveItem | None = None
         self._pending: tuple[int, Frame] | None = None
         self._jpeg: tuple[int, bytes] | None = None
 
     def on_frame(self, frame: Frame) -> None:
-        now = self._clock()
         with self._lock:
             self.frames += 1
-            self._frame_times.append(now)
-            while self._frame_times[0] < now - FPS_WINDOW_S:
-                self._frame_times.popleft()
+        self._rate.tick()
 
     def on_item_frame(self, item_id: int, frame: Frame) -> None:
         self._pending = (item_id, frame)
@@ -73,9 +68,7 @@ class LiveState:
 
     def fps(self) -> float:
         """Frames per second over the last few seconds (0 when the camera is silent)."""
-        with self._lock:
-            times = [t for t in self._frame_times if t >= self._clock() - FPS_WINDOW_S]
-        return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
+        return self._rate.fps()
 
     def jpeg(self, item_id: int) -> bytes | None:
         """The annotated JPEG of the latest item if it is ``item_id`` and its frame is held, else None."""

@@ -1,0 +1,79 @@
+"""``smartbin run`` as a service: the sorter with its observers (systemd watchdog, metrics, web page), signals
+that stop it after the item in hand, READY / STOPPING for systemd, and the tally at the end."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from contextlib import ExitStack
+
+from gpiozero import Factory
+
+from edge.app import Sorter
+from edge.config import Settings
+from edge.loop import Observer
+from edge.service import stacks
+from edge.service.notify import Notifier, ServiceWatch
+
+logger = logging.getLogger("smartbin")
+
+
+def serve(settings: Settings, max_items: int | None = None, pin_factory: Factory | None = None) -> int:
+    """Sort until SIGTERM / SIGINT (the item in hand is finished) or ``max_items``; 0 when it ends so.
+    ``pin_factory``: instead of the settings' (tests: gpiozero's ``MockFactory``, read afterwards)."""
+    stop = threading.Event()
+    notifier = Notifier()
+    if notifier.watchdog_s:
+        stacks.install()  # before any thread starts: the watchdog's SIGABRT logs every stack, safely
+    observers: list[Observer] = [ServiceWatch(notifier)]
+    with ExitStack() as stack:
+        stack.enter_context(stop_on_signals(stop))
+        if settings.metrics.enabled:
+            from edge.service.metrics import Metrics
+
+            observers.append(stack.enter_context(Metrics(settings)))
+        if settings.web.enabled:
+            from edge.web import LiveState, WebServer
+
+            live = LiveState(settings.camera.region, settings.camera.source, crop=settings.camera.crop)
+            observers.append(live)
+            stack.enter_context(WebServer(settings, live))
+        sorter = stack.enter_context(Sorter(settings, observers=observers, pin_factory=pin_factory))
+        card = sorter.classifier.card
+        logger.info(
+            "sorting from %s with %s (%d classes, %dx%d, %s); records: %s",
+            sorter.source.name, sorter.classifier.path.name, len(card.labels), card.input.width,
+            card.input.height, sorter.classifier.runtime, sorter.records.path,
+        )
+        if notifier.backend != "none":
+            logger.info("systemd: notify through %s, watchdog %s", notifier.backend,
+                        f"every {notifier.watchdog_s / 3:g} s" if notifier.watchdog_s else "off")
+        notifier.ready(f"sorting from {sorter.source.name}")
+        try:
+            tally = sorter.loop.run(max_items=max_items, stop=stop)
+        finally:
+            notifier.stopping("stopping: gates to safe, closing the camera and the records")
+    logger.info("done: %s", tally.summary())
+    return 0
+
+
+class stop_on_signals:
+    """Context manager: SIGTERM and SIGINT set ``stop`` (the loop finishes the item in hand), then restore."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        logger.info("%s: stopping after the item in hand", signal.Signals(signum).name)
+        self.stop.set()
+
+    def __enter__(self) -> stop_on_signals:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
