@@ -97,7 +97,7 @@ class ConveyorSettings(Section):
     )
     belt_speed_m_s: float = Field(0.2, ge=0.01, le=5, description="belt speed, metres per second")
     item_pass_s: float = Field(0.5, ge=0.01, le=60, description="time an item takes to pass a gate, with margin")
-    min_area: float = Field(0.1, gt=0, lt=1, description="vision: share of the band that must differ from the belt")
+    min_area: float = Field(0.01, gt=0, lt=1, description="vision: smallest item, as a share of the ROI's area")
     band: float = Field(0.3, gt=0, le=1, description="vision: width of the detection band, share of the ROI")
     diff_threshold: int = Field(30, ge=1, le=255, description="vision: grey-level difference that counts")
     background_alpha: float = Field(0.05, gt=0, le=1, description="vision: how fast the empty-belt model adapts")

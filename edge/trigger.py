@@ -3,10 +3,11 @@
 Triggers say, per frame, whether an item is in the region of interest (and where, if they can tell):
 
 - ``VisionTrigger``: difference against a learned model of the empty belt (a running average that follows slow
-  light changes while the belt is empty), brightness-compensated; an item is present while enough of it lies
-  in a band around the camera line (the ROI's centre), so that the next item entering the ROI is not confused
-  with the one leaving it. It also gives the item's bounding box (the blobs that reach into the band), which
-  the tracker attaches to the frame for the item crop;
+  light changes while the belt is empty), brightness-compensated; an item is present while a blob of at least
+  ``min_area`` of the ROI reaches into a band around the camera line (the ROI's centre), so that the next item
+  entering the ROI is not confused with the one leaving it, and a small or thin item on a wide belt counts. It
+  also gives the item's bounding box (the blobs that reach into the band), which the tracker attaches to the
+  frame for the item crop;
 - ``BeamTrigger``: a break-beam / IR sensor at the camera line on a GPIO input (gpiozero, debounced);
 - no trigger (``frames`` mode, for image replay): every ``votes`` frames are one item.
 
@@ -71,14 +72,15 @@ class VisionTrigger:
         distance = np.linalg.norm(small - self.background * gain, axis=2)  # colour distance from the empty belt
         mask = (distance > self.diff_threshold).astype(np.uint8)
         mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
-        if mask.mean() < self.min_area / 4:  # nothing anywhere in the ROI: learn the empty belt
+        if mask.mean() < self.min_area / 4:  # next to nothing anywhere in the ROI: learn the empty belt
             cv2.accumulateWeighted(small, self.background, self.alpha)
         b0 = round(self.WIDTH * (1 - self.band) / 2)
         b1 = self.WIDTH - b0
-        if mask[:, b0:b1].mean() < self.min_area:
-            return Presence(False)
         count, labels, stats, _ = cv2.connectedComponentsWithStats(mask)
-        in_band = np.array([np.count_nonzero(labels[:, b0:b1] == i) for i in range(1, count)])
+        in_band = np.array([np.count_nonzero(labels[:, b0:b1] == i) for i in range(1, count)], np.int64)
+        in_band[stats[1:, cv2.CC_STAT_AREA] < self.min_area * mask.size] = 0  # specks: not an item
+        if not in_band.any():
+            return Presence(False)
         best = 1 + int(np.argmax(in_band))
         left, width = stats[best, cv2.CC_STAT_LEFT], stats[best, cv2.CC_STAT_WIDTH]
         item = stats[1:][in_band >= max(1, in_band.max() // 6)]  # the blobs of this item that reach the band
