@@ -10,8 +10,8 @@
    (``models.features``). The test split is not cached: the full model runs on its photos once (step 4).
 3. Training of ``conv5_block3`` + head on those features: Adam with cosine learning-rate decay, categorical
    cross-entropy (optional label smoothing), class weights against the imbalance, one random view per photo
-   per epoch, early stopping on the loss of val clean + val belt (best weights kept). Seeds fixed; TF ops
-   deterministic.
+   per epoch (clean with ``--clean-share``, else one of the others), early stopping on the loss of val clean +
+   val belt (best weights kept). Seeds fixed; TF ops deterministic.
 4. The trained layers are the full model's own (``models.architecture.top`` shares them); the full model is
    checked against the feature path on validation photos, evaluated from pixels on the test split (photos
    and belt views), saved as ``.keras`` (outside the repo by default: ~100 MB), and its metrics written as JSON.
@@ -56,11 +56,17 @@ def class_weights(labels: np.ndarray, classes: int, power: float) -> np.ndarray:
     return (weights / (weights[labels].mean())).astype(np.float32)
 
 
-def make_views_dataset(views: list[np.ndarray], labels: np.ndarray, weights: np.ndarray, batch: int, seed: int):
-    """A Keras PyDataset: each epoch, every train photo once, in one of its views, in a seeded random order."""
+def make_views_dataset(views: list[np.ndarray], labels: np.ndarray, weights: np.ndarray, batch: int, seed: int,
+                       clean_share: float | None = None):
+    """A Keras PyDataset: each epoch, every train photo once, in one of its views, in a seeded random order.
+    ``views[0]`` (the clean photo) is drawn with probability ``clean_share``, the others evenly (default: every
+    view evenly)."""
     import keras
 
     classes = len(weights)
+    n = len(views)
+    clean = 1 / n if clean_share is None or n == 1 else clean_share
+    shares = [clean] + [(1 - clean) / (n - 1)] * (n - 1) if n > 1 else [1.0]
 
     class Views(keras.utils.PyDataset):
         def __init__(self) -> None:
@@ -71,7 +77,7 @@ def make_views_dataset(views: list[np.ndarray], labels: np.ndarray, weights: np.
         def _plan(self) -> None:
             rng = np.random.default_rng([seed, self.epoch])
             self.order = rng.permutation(len(labels))
-            self.view_of = rng.integers(0, len(views), size=len(labels))
+            self.view_of = rng.choice(len(views), size=len(labels), p=shares)
 
         def __len__(self) -> int:
             return math.ceil(len(labels) / batch)
@@ -152,7 +158,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--metrics", type=Path, default=Path("models/float_test_metrics.json"), help="metrics JSON")
     parser.add_argument("--photo-views", type=int, default=0, help="augmented photo views per train photo")
     parser.add_argument("--belt-views", type=int, default=2, help="belt views per train photo")
-    parser.add_argument("--epochs", type=int, default=16, help="maximum epochs (one view per photo each)")
+    parser.add_argument("--epochs", type=int, default=30, help="maximum epochs (one view per photo each)")
+    parser.add_argument("--clean-share", type=float, default=0.5,
+                        help="share of each epoch's photos shown clean; the rest in the other views evenly")
     parser.add_argument("--batch", type=int, default=32, help="batch size")
     parser.add_argument("--lr", type=float, default=3e-4, help="initial Adam learning rate (cosine decay to 1%%)")
     parser.add_argument("--label-smoothing", type=float, default=0.1, help="label smoothing of the loss")
@@ -192,7 +200,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     val_y = np.concatenate([y["val"]] * len(val_specs))
 
     weights = class_weights(y["train"], len(labels), args.class_weight_power)
-    dataset = make_views_dataset(train_views, y["train"], weights, args.batch, args.seed)
+    dataset = make_views_dataset(train_views, y["train"], weights, args.batch, args.seed, args.clean_share)
     top = make_top(model)
     schedule = keras.optimizers.schedules.CosineDecay(args.lr, decay_steps=args.epochs * len(dataset), alpha=0.01)
     top.compile(

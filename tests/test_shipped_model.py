@@ -9,6 +9,7 @@ import pytest
 
 from edge.classifier import Classifier
 from edge.images import read_rgb
+from edge.integrity import check_probe
 from edge.model_card import read_card
 from edge.preprocess import prepare
 from models.split import read_manifest, select
@@ -30,14 +31,16 @@ def test_card_fits_the_model(classifier: Classifier) -> None:
     labels = sorted({e.label for e in read_manifest(MANIFEST)})
     assert card.labels == tuple(labels)
     assert (card.input.width, card.input.height) == (224, 224)
-    assert (card.input.crop, card.input.resize) == ("center-square", "cv2.INTER_AREA")
+    assert (card.input.crop, card.input.resize) == ("item-square", "cv2.INTER_AREA")  # trained for the item crop
     assert classifier.input_quantization == (1.0, 0)  # raw pixels in, the caffe transform is inside
     assert card.extra["quantization"]  # written by the converter
-    test = card.extra["test"]
-    assert test["images"] == len(select(read_manifest(MANIFEST), "test"))
-    for model in ("float", "int8"):
-        assert set(test[model]["per_class"]) == set(labels)
-        assert {"top1", "weighted_f1"} <= set(test[model])
+    assert check_probe(classifier).startswith("probe output matches the card")  # sealed: sha256, labels, probe
+    for key in ("test", "test_belt"):  # photos, and the same photos on belts no training view used
+        test = card.extra[key]
+        assert test["images"] == len(select(read_manifest(MANIFEST), "test"))
+        for model in ("float", "int8"):
+            assert set(test[model]["per_class"]) == set(labels)
+            assert {"top1", "weighted_f1"} <= set(test[model])
 
 
 def test_real_photos_get_their_labels(classifier: Classifier, garbage12: Path) -> None:
