@@ -38,7 +38,23 @@ CREATE TABLE IF NOT EXISTS items (
     model       TEXT    NOT NULL
 );
 CREATE INDEX IF NOT EXISTS items_time ON items (time);
+-- The latest error in O(log n), however long ago it was.
+CREATE INDEX IF NOT EXISTS items_errors ON items (id) WHERE outcome = 'error';
+-- Items per local day, bin and outcome, kept by a trigger: counts that do not grow with the table (and that
+-- outlive the items, once old items are deleted).
+CREATE TABLE IF NOT EXISTS daily (
+    day     TEXT    NOT NULL,  -- local date, YYYY-MM-DD
+    bin     TEXT    NOT NULL,
+    outcome TEXT    NOT NULL,
+    items   INTEGER NOT NULL,
+    PRIMARY KEY (day, bin, outcome)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS items_daily AFTER INSERT ON items BEGIN
+    INSERT INTO daily VALUES (date(NEW.time, 'unixepoch', 'localtime'), NEW.bin, NEW.outcome, 1)
+    ON CONFLICT (day, bin, outcome) DO UPDATE SET items = items + 1;
+END;
 """
+SCHEMA_VERSION = 1  # 1: the daily aggregates (a database of version 0 gets them counted from its items once)
 
 
 @dataclass(frozen=True)
@@ -99,8 +115,24 @@ class Records:
                 self._db.execute("PRAGMA synchronous=FULL")
                 self._db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
                 self._db.executescript(SCHEMA)
+                self._upgrade()
         except (OSError, sqlite3.Error) as exc:
             raise RecordError(f"cannot open item database {self.path}: {exc}") from None
+
+    def _upgrade(self) -> None:
+        """Count the items of a database made before the daily aggregates into them (once)."""
+        if self._db.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+            return
+        with self._db:
+            self._db.execute("DELETE FROM daily")
+            self._db.execute("INSERT INTO daily SELECT date(time, 'unixepoch', 'localtime'), bin, outcome, COUNT(*) "
+                             "FROM items GROUP BY 1, 2, 3")
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @property
+    def has_aggregates(self) -> bool:
+        """Whether the daily aggregates are there and complete (a reader of a version-0 database: not yet)."""
+        return bool(self._db.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION)
 
     def add(self, record: ItemRecord) -> int:
         """Write and commit one record; returns its id. Raises RecordError (e.g. disk full)."""
@@ -142,8 +174,9 @@ class Records:
         return rows[0] if rows else None
 
     def total(self) -> int:
-        """Number of items recorded."""
-        return int(self._db.execute("SELECT COUNT(*) FROM items").fetchone()[0])
+        """Number of items recorded: from the daily aggregates (a count over the items where there are none)."""
+        sql = "SELECT TOTAL(items) FROM daily" if self.has_aggregates else "SELECT COUNT(*) FROM items"
+        return int(self._db.execute(sql).fetchone()[0])
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         """Rows of a read-only query as dicts, with the JSON columns decoded."""

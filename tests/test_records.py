@@ -90,3 +90,44 @@ def test_the_wal_stays_small_while_running_even_with_a_reader(tmp_path):
         wal = path.with_name("items.db-wal").stat().st_size
         reader.close()
     assert wal < 1.5 * 1024 * 1024  # SQLite alone lets it reach its 1000-page (4 MB) auto-checkpoint
+
+
+def recount(db: sqlite3.Connection) -> list[tuple]:
+    return db.execute("SELECT date(time, 'unixepoch', 'localtime'), bin, outcome, COUNT(*) FROM items "
+                      "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3").fetchall()
+
+
+def spread_items(records: Records, n: int) -> None:
+    """Items over three days, in two bins, with every fifth an error."""
+    for i in range(n):
+        item = record(i, "error" if i % 5 == 0 else "sorted")
+        records.add(ItemRecord(**{**item.__dict__, "time": 1_700_000_000.0 + i * 3000.0,
+                                  "bin": ("glass", "residual")[i % 2]}))
+
+
+def test_the_daily_aggregates_equal_a_recount_and_answer_the_same_as_the_items(tmp_path):
+    with Records(tmp_path / "items.db") as records:
+        spread_items(records, 90)
+        daily = records._db.execute("SELECT day, bin, outcome, items FROM daily ORDER BY 1, 2, 3").fetchall()
+        assert daily == recount(records._db) and len({d for d, *_ in daily}) == 5  # 90 × 50 min: 3.1 days
+        assert records.total() == 90 == records._db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+        assert records.last_error()["id"] == 86  # item 85 (0-based), the last multiple of five
+        plan = " ".join(str(r) for r in records._db.execute(
+            "EXPLAIN QUERY PLAN SELECT * FROM items WHERE outcome = 'error' ORDER BY id DESC LIMIT 1"))
+        assert "items_errors" in plan  # an index, not a scan of the table
+
+
+def test_a_database_from_before_the_aggregates_is_counted_once_and_read_the_same_meanwhile(tmp_path):
+    path = tmp_path / "items.db"
+    with Records(path) as records:
+        spread_items(records, 40)
+        records._db.executescript("DROP TRIGGER items_daily; DELETE FROM daily; PRAGMA user_version = 0;")
+        records.add(record(99))  # written by an older smartbin: no aggregate
+    with Records(path, readonly=True) as reader:  # `smartbin status` before the sorter was updated
+        assert not reader.has_aggregates and reader.total() == 41
+    with Records(path) as records:  # the updated sorter's first start
+        assert records.has_aggregates and records.total() == 41
+        assert records._db.execute("SELECT day, bin, outcome, items FROM daily ORDER BY 1, 2, 3").fetchall() \
+            == recount(records._db)
+        records.add(record(100))
+        assert records.total() == 42
