@@ -57,7 +57,29 @@ class ImageClassifier(Protocol):
     def close(self) -> None: ...
 
 
-class Classifier:
+class CardInput:
+    """What a classifier takes from its card: labels, input size, and the pixels it accepts."""
+
+    card: ModelCard
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Labels in output-index order."""
+        return self.card.labels
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(width, height) the model takes."""
+        return self.card.input.size
+
+    def check_pixels(self, pixels: np.ndarray) -> None:
+        """Raise ValueError unless ``pixels`` is one uint8 RGB image of the model's input size."""
+        expected = (self.card.input.height, self.card.input.width, 3)
+        if pixels.shape != expected or pixels.dtype != np.uint8:
+            raise ValueError(f"expected uint8 {expected} pixels, got {pixels.dtype} {pixels.shape}")
+
+
+class Classifier(CardInput):
     """A ``.tflite`` model with its card (``NAME.json`` beside it), ready to classify uint8 RGB images.
 
     ``threads``: CPU threads for the interpreter (default: all cores). Fails at construction with a one-line
@@ -76,16 +98,6 @@ class Classifier:
         self._output = self._interpreter.get_output_details()[0]
         self._check_against_card()
         check_file(self.path, self.card)
-
-    @property
-    def labels(self) -> tuple[str, ...]:
-        """Labels in output-index order."""
-        return self.card.labels
-
-    @property
-    def input_size(self) -> tuple[int, int]:
-        """(width, height) the model takes."""
-        return self.card.input.size
 
     @property
     def input_quantization(self) -> tuple[float, int]:
@@ -122,9 +134,7 @@ class Classifier:
 
     def set_input(self, pixels: np.ndarray) -> None:
         """Set one uint8 RGB image of the model's input size as the input (quantized if the model asks)."""
-        expected = (self.card.input.height, self.card.input.width, 3)
-        if pixels.shape != expected or pixels.dtype != np.uint8:
-            raise ValueError(f"expected uint8 {expected} pixels, got {pixels.dtype} {pixels.shape}")
+        self.check_pixels(pixels)
         self.interpreter.set_tensor(self._input["index"], self._quantize_input(pixels)[np.newaxis])
 
     def output(self) -> np.ndarray:

@@ -18,14 +18,14 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge.classifier import Prediction
+from edge.classifier import CardInput, Prediction
 from edge.model_card import InputContract, ModelCard
 from edge.preprocess import ITEM_CROP, RESIZE_METHOD
 
 Script = Callable[[int], Sequence[float]]  # call number (from 0) → probabilities in label order
 
 
-class FakeClassifier:
+class FakeClassifier(CardInput):
     """Answers ``probabilities`` (fixed, or ``script(call)``: a different answer per call) for any image of
     ``input_size``, after ``latency_s``; with ``hold``, every call first waits until the event is set; with
     ``error``, every call raises it. ``calls`` counts the calls."""
@@ -45,18 +45,8 @@ class FakeClassifier:
         fixed = [1.0 / len(labels)] * len(labels) if probabilities is None else probabilities
         self._script: Script = fixed if callable(fixed) else lambda _call: fixed
 
-    @property
-    def labels(self) -> tuple[str, ...]:
-        return self.card.labels
-
-    @property
-    def input_size(self) -> tuple[int, int]:
-        return self.card.input.size
-
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
-        expected = (self.card.input.height, self.card.input.width, 3)
-        if pixels.shape != expected or pixels.dtype != np.uint8:
-            raise ValueError(f"expected uint8 {expected} pixels, got {pixels.dtype} {pixels.shape}")
+        self.check_pixels(pixels)
         call, self.calls = self.calls, self.calls + 1
         if self.hold is not None:
             self.hold.wait()
