@@ -135,16 +135,17 @@ class Planner:
             return self._fallback(item, t_line, outcome)
 
     def _fallback(self, item: int, t_line: float, outcome: PlanOutcome, wanted: str | None = None) -> Plan:
-        """Send the item through every gate safe (the default bin), or, if it rides through a booked hold, book
-        it into the bin that hold leads to."""
+        """Send the item through every gate safe (the default bin), or, if its centre reaches a gate while a
+        booked hold has it in a bin's position, book it into that bin. One that reaches a gate on its way back to
+        safe is recorded for the default bin: safe is where the gate is commanded then."""
         passages = [self._passage(item, gate, t_line) for gate in self.order]
         for passage in passages:
-            hold = next((h for h in self.holds if h.gate == passage.gate
-                         and overlaps(h.start, h.busy_until, passage.start, passage.end)), None)
+            arrival = passage.start + self.pass_s / 2
+            hold = next((h for h in self.holds if h.gate == passage.gate and h.start <= arrival < h.end), None)
             if hold is not None:
                 earlier = [p for p in passages if self.places[p.gate].delay_s < self.places[hold.gate].delay_s]
                 self._book(None, earlier)
-                return Plan("too_close", self._bin_of(hold), passage.start + self.pass_s / 2)
+                return Plan("too_close", self._bin_of(hold), arrival)
         self._book(None, passages)
         end = t_line + (self.places[self.order[-1]].delay_s if self.order else 0.0)
         return Plan(outcome, wanted or self.default_bin, end)

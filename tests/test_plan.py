@@ -109,7 +109,9 @@ def test_same_gate_next_position_is_reached_straight_without_a_return_to_safe():
     p = planner()
     assert p.plan(1, "glass", t_line=0.0, now=0.1).outcome == "planned"  # flap held -60° until 3.25
     plan = p.plan(2, "paper", t_line=0.65, now=0.7)  # its +30° hold would start at 3.65 - 0.55 = 3.10 < 3.25
-    assert plan.outcome == "too_close"  # the swing would start while item 1 is still passing
+    assert (plan.outcome, plan.bin) == ("too_close", "rest")  # the swing would start while item 1 is passing
+    p = planner()  # without item 2, which passes the flap safe at 3.65
+    p.plan(1, "glass", t_line=0.0, now=0.1)
     plan = p.plan(3, "paper", t_line=0.85, now=0.9)  # hold from 3.85 - 0.55 = 3.30, 50 ms after item 1 passed
     assert plan.outcome == "planned" and plan.bin == "paper"
     assert p.state_at(3.26) == {"pusher": None, "flap": -60.0}  # no swing back to safe in the 50 ms gap
@@ -155,3 +157,11 @@ def test_every_planner_call_waits_for_the_lock_the_scheduler_shares(call):
         assert not done.wait(0.2)  # the call waits: no half-booked state is ever read or written
     assert done.wait(5)
     caller.join()
+
+
+def test_an_item_that_meets_a_gate_on_its_way_back_to_safe_is_recorded_for_the_default_bin():
+    p = planner()
+    p.plan(1, "glass", t_line=0.0, now=0.1)  # flap at -60° over [2.45, 3.25), back at safe by 3.55
+    plan = p.plan(2, "paper", t_line=0.45, now=0.5)  # reaches the flap at 3.45: commanded safe, still moving
+    assert (plan.outcome, plan.bin) == ("too_close", "rest")  # not glass: the flap is no longer held there
+    assert p.state_at(3.45) == {"pusher": None, "flap": None}
