@@ -46,8 +46,8 @@ def test_card_fits_the_model(classifier: Classifier) -> None:
 def test_real_photos_get_their_labels(classifier: Classifier, garbage12: Path) -> None:
     """The first photos of each class in the test split, as the edge would see them.
 
-    The model is ~97 % right, not 100 %, so one miss in the 36 is allowed (today: plastic/plastic106.jpg,
-    taken for metal); a broken model, card or preprocessing gets most of them wrong.
+    The model is ~96 % right on photos, not 100 %, so one miss in the 36 is allowed; a broken model, card or
+    preprocessing gets most of them wrong.
     """
     entries = select(read_manifest(MANIFEST), "test")
     chosen = [e for label in classifier.labels for e in [x for x in entries if x.label == label][:PER_CLASS]]
