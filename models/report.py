@@ -101,6 +101,8 @@ def render(card: dict[str, Any], training: dict[str, Any], manifest: Path, templ
         "photo_views": recipe["photo_views"],
         "belt_views": recipe["belt_views"],
         "epochs": recipe["epochs"],
+        "clean_share": "evenly" if recipe.get("clean_share") is None else f"{recipe['clean_share']:g}",
+        "clean_share_arg": recipe.get("clean_share"),
         "epochs_run": fit["epochs_run"],
         "best_epoch": fit["best_epoch"],
         "lr": recipe["lr"],
