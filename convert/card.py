@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.classifier import Classifier
-from edge.integrity import file_integrity, seal
+from edge.integrity import file_integrity, probe_entry
 from edge.model_card import SCHEMA, card_path, parse_card
 from edge.preprocess import ITEM_CROP, RESIZE_METHOD
 
@@ -75,9 +75,10 @@ def write_sealed(model: Path, update: dict[str, Any] | None = None) -> dict[str,
     """Rewrite ``model``'s card with ``update`` and a fresh ``integrity`` section (file digests, then the probe
     output of the model loaded with that card); return the card."""
     card = json.loads(card_path(model).read_text(encoding="utf-8")) | (update or {})
-    write_json(card | {"integrity": file_integrity(model, card["labels"])}, card_path(model))
+    integrity = file_integrity(model, card["labels"])
+    write_json(card | {"integrity": integrity}, card_path(model))  # the classifier checks the file against it
     with Classifier(model, threads=1) as classifier:
-        sealed = seal(card, model, classifier)
+        sealed = card | {"integrity": integrity | {"probe": probe_entry(classifier)}}
     write_json(sealed, card_path(model))
     return sealed
 

@@ -26,7 +26,6 @@ DEFAULT_CONFIG = PACKAGE_DIR / "smartbin.toml"
 BUNDLED_MODEL = PROJECT_DIR / "models" / "garbage12_resnet50_int8.tflite"
 
 AUTO_EXPOSURE_S = 0.010
-DAY_S = 86_400.0
 MAX_THREADS = 2 * (os.cpu_count() or 1)
 Pin = Annotated[int, Field(ge=0, le=53, description="BCM GPIO number")]
 

@@ -1,6 +1,6 @@
 """A model's integrity: its card names the ``.tflite`` it belongs to and what that model answers to a probe.
 
-The converter seals each card (``seal``) with an ``integrity`` section::
+The converter seals each card (``convert.card.write_sealed``) with an ``integrity`` section::
 
     "integrity": {"tflite_bytes": 25961512, "tflite_sha256": "…", "labels_sha256": "…",
                   "probe": {"pattern": "smartbin.probe/1", "tolerance": 0.1, "output": {"battery": 0.01, …}}}
@@ -62,11 +62,6 @@ def file_integrity(model: Path, labels: tuple[str, ...] | list[str]) -> dict[str
 def probe_entry(classifier: ImageClassifier) -> dict[str, Any]:
     """The probe half: the classifier's output on the probe image, with the tolerance ``check_probe`` allows."""
     return {"pattern": PROBE_PATTERN, "tolerance": PROBE_TOLERANCE, "output": probe_output(classifier)}
-
-
-def seal(card: dict[str, Any], model: Path, classifier: ImageClassifier) -> dict[str, Any]:
-    """The card with a complete ``integrity`` section for ``model`` (``classifier``: that model with this card)."""
-    return card | {"integrity": file_integrity(model, card["labels"]) | {"probe": probe_entry(classifier)}}
 
 
 def check_file(model: Path, card: ModelCard) -> None:

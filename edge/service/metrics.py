@@ -36,7 +36,6 @@ class Metrics:
         disable_created_metrics()
         self.registry = CollectorRegistry()
         self.gate_of = {name: spec.gate for name, spec in settings.bins.items()}
-        self.clock = clock
         self.items = Counter("smartbin_items", "Items recorded, by bin and outcome", ["bin", "outcome"],
                              registry=self.registry)
         self.confidence = Histogram("smartbin_confidence", "Top-class confidence of classified items",
