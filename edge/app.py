@@ -11,7 +11,7 @@ from gpiozero import Factory
 from edge.actuate import GateScheduler
 from edge.classifier import Classifier, ImageClassifier
 from edge.config import Settings
-from edge.decision import Decider
+from edge.decision import decider_for
 from edge.errors import ConfigError
 from edge.gates import GateBank
 from edge.integrity import check_probe
@@ -74,7 +74,7 @@ class Sorter:
                 self.stream.start(),
                 ItemTracker(trigger, votes, settings.conveyor.absent_frames),
                 self.classifier,
-                Decider(settings.bin_of(), settings.sorting.threshold, settings.sorting.reject_bin),
+                decider_for(settings, self.classifier.labels, self.classifier.card.temperature),
                 self.planner,
                 self.records,
                 roi=settings.camera.region,

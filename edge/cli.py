@@ -1,5 +1,5 @@
-"""The ``smartbin`` command: run, check, classify, gate, safe, bench, frames, status, web. Parses arguments, loads
-settings, hands over; errors become one line on stderr and an exit code (2 for configuration errors)."""
+"""The ``smartbin`` command: run, check, classify, gate, safe, bench, tune, frames, status, web. Parses arguments,
+loads settings, hands over; errors become one line on stderr and an exit code (2 for configuration errors)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from pathlib import Path
 from edge import __version__
 from edge.bench.command import HELP as BENCH_HELP
 from edge.bench.command import add_arguments as bench_arguments
+from edge.bench.tune import HELP as TUNE_HELP
+from edge.bench.tune import add_arguments as tune_arguments
 from edge.config import DEFAULT_CONFIG, RelayGate, ServoGate, Settings, load_settings
 from edge.errors import ConfigError, GateError, SmartbinError
 from edge.pins import make_pin_factory
@@ -70,12 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
                           help="each photo is a camera frame: the camera's ROI and crop (camera.crop, default "
                           "the item); without it, a photo of the item (its centre square)")
     classify.add_argument("--json", action="store_true",
-                          help="one JSON object per line: path, label, confidence, bin, rejected, top_k")
+                          help="one JSON object per line: path, label, confidence, bin, rejected, reason, "
+                               "expected_cost, top_k")
     gate = command("gate", cmd_gate, "move the gates to a bin by hand (installation), then back to safe")
     gate.add_argument("bin", help="bin name from the config")
     gate.add_argument("--hold", type=float, default=2.0, metavar="S", help="seconds to hold (default 2)")
     command("safe", cmd_safe, "every gate to its safe position (the service's ExecStopPost, after any exit)")
     bench_arguments(command("bench", cmd_bench, BENCH_HELP))
+    tune_arguments(command("tune", cmd_tune, TUNE_HELP))
     frames = command("frames", cmd_frames, "export kept frames of uncertain items for labelling and retraining")
     frames.add_argument("out", type=Path, help="output folder")
     frames.add_argument("--labels", type=Path, default=None, metavar="CSV",
@@ -123,10 +127,10 @@ def cmd_classify(settings: Settings, args: argparse.Namespace) -> int:
                 continue
             top = [[label, round(p, 4)] for label, p in result["top_k"][:3]]
             if args.json:
-                keys = ("label", "confidence", "bin", "rejected")
+                keys = ("label", "confidence", "bin", "rejected", "reason", "expected_cost")
                 print(json.dumps({"path": str(path), **{k: result[k] for k in keys}, "top_k": top}), flush=True)
             else:
-                verdict = "rejected" if result["rejected"] else "sorted"
+                verdict = f"{'rejected' if result['rejected'] else 'sorted'}: {result['reason']}"
                 others = ", ".join(f"{label} {p:.2f}" for label, p in top)
                 print(f"{path}: {result['label']} {result['confidence']:.2f} → {result['bin']} [{verdict}] "
                       f"(top-3: {others})", flush=True)
@@ -176,6 +180,12 @@ def safe_gates(pin_factory: str, gates: Mapping[str, ServoGate | RelayGate], whe
 
 def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
     from edge.bench.command import run_command
+
+    return run_command(settings, args)
+
+
+def cmd_tune(settings: Settings, args: argparse.Namespace) -> int:
+    from edge.bench.tune import run_command
 
     return run_command(settings, args)
 

@@ -82,12 +82,45 @@ class CameraSettings(Section):
         return self
 
 
+Share = Annotated[float, Field(ge=0, le=1)]
+Cost = Annotated[float, Field(ge=0, le=1_000_000)]
+
+
 class SortingSettings(Section):
-    threshold: float = Field(0.6, ge=0, le=1, description="below this confidence an item goes to the reject bin")
-    reject_bin: str = Field("residual", description="bin for items under the threshold or failed items")
+    threshold: float = Field(0.6, ge=0, le=1, description="without [costs]: below this confidence, the reject bin")
+    thresholds: dict[str, Share] = Field(
+        default_factory=dict, description="without [costs]: per-class thresholds that replace `threshold`"
+    )
+    quarantine_p: float = Field(
+        0.05, gt=0, le=1, description="an item this likely of a hazardous bin's class goes to that bin"
+    )
+    reject_bin: str = Field("residual", description="bin for rejected and failed items")
     votes: int = Field(
         3, ge=1, le=32, description="frames classified per item (best-centred first); probabilities averaged"
     )
+
+
+class CostSettings(Section):
+    """What a mistake costs, in any unit (only ratios matter). An item in its own bin costs 0."""
+
+    wrong_bin: Cost = Field(5.0, description="an item in a bin not its own")
+    reject: Cost = Field(1.0, description="an item sent to the reject bin")
+    hazardous_elsewhere: Cost = Field(
+        100.0, description="an item of a hazardous bin's class anywhere else (the reject bin included)"
+    )
+    overrides: dict[str, dict[str, Cost]] = Field(
+        default_factory=dict, description="CLASS.BIN = cost (BIN may be 'reject'), e.g. battery.residual = 100"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gather_overrides(cls, data: object) -> object:
+        """`battery.residual = 100` in [costs] is TOML for {"battery": {"residual": 100}}: an override."""
+        if not isinstance(data, dict):
+            return data
+        named = {k: v for k, v in data.items() if k in cls.model_fields or not isinstance(v, dict)}
+        extra = {k: v for k, v in data.items() if k not in named}
+        return {**named, "overrides": {**data.get("overrides", {}), **extra}} if extra else named
 
 
 class ConveyorSettings(Section):
@@ -179,6 +212,7 @@ class BinSettings(Section):
     classes: tuple[str, ...] = Field((), description="model labels sorted into this bin")
     gate: str | None = Field(None, description="gate that routes items here; none = the default bin")
     angle: float | None = Field(None, description="servo angle for this bin (servo gates only)")
+    hazardous: bool = Field(False, description="its classes are hazardous: quarantine, hazardous_elsewhere cost")
 
 
 class GpioSettings(Section):
@@ -257,6 +291,7 @@ class Settings(Section):
     retrain: RetrainSettings = RetrainSettings()
     metrics: MetricsSettings = MetricsSettings()
     web: WebSettings = WebSettings()
+    costs: CostSettings | None = Field(None, description="expected-cost decisions; absent = the threshold rule")
     gates: dict[str, Gate] = Field(default_factory=dict)
     bins: dict[str, BinSettings] = Field(default_factory=dict)
 
@@ -284,7 +319,21 @@ class Settings(Section):
                              f"gates.{pins[self.conveyor.beam_pin]}")
         if self.sorting.reject_bin not in self.bins:
             raise ValueError(f"sorting.reject_bin: {self.sorting.reject_bin!r} is not a bin")
+        self._check_decisions(owner)
         return self
+
+    def _check_decisions(self, owner: dict[str, str]) -> None:
+        for label in self.sorting.thresholds:
+            if label not in owner:
+                raise ValueError(f"sorting.thresholds.{label}: {label!r} is not a class of any bin")
+        if self.sorting.thresholds and self.costs is not None:
+            raise ValueError("sorting.thresholds: per-class thresholds apply without [costs]; remove one of them")
+        for label, costs in (self.costs.overrides if self.costs else {}).items():
+            if label not in owner:
+                raise ValueError(f"costs.{label}: {label!r} is not a class of any bin")
+            for destination in costs:
+                if destination not in self.bins and destination != "reject":
+                    raise ValueError(f"costs.{label}.{destination}: {destination!r} is not a bin (nor 'reject')")
 
     def _check_bin_gate(self, name: str, spec: BinSettings) -> None:
         if spec.gate is None:
@@ -318,6 +367,11 @@ class Settings(Section):
     def default_bin(self) -> str:
         """The bin items reach when every gate is in its safe position."""
         return next(name for name, spec in self.bins.items() if spec.gate is None)
+
+    @property
+    def hazardous_classes(self) -> tuple[str, ...]:
+        """The classes of the bins marked hazardous (quarantined, and costly anywhere else)."""
+        return tuple(label for spec in self.bins.values() if spec.hazardous for label in spec.classes)
 
     def bin_of(self) -> dict[str, str]:
         """Label → bin."""
@@ -365,8 +419,11 @@ def describe(exc: ValidationError) -> str:
     """The first validation error as 'key.path: message', and how many more there are."""
     errors = exc.errors()
     error = errors[0]
-    gate = len(error["loc"]) > 2 and error["loc"][0] == "gates"  # gates.NAME.KIND.key: drop KIND
-    where = ".".join(str(part) for i, part in enumerate(error["loc"]) if not (gate and i == 2 and part in GATE_KINDS))
+    loc = error["loc"]
+    gate = len(loc) > 2 and loc[0] == "gates"  # gates.NAME.KIND.key: drop KIND
+    override = len(loc) > 2 and loc[:2] == ("costs", "overrides")  # costs.overrides.CLASS.BIN: as written
+    where = ".".join(str(part) for i, part in enumerate(loc)
+                     if not (gate and i == 2 and part in GATE_KINDS) and not (override and i == 1))
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown key"

@@ -273,6 +273,8 @@ class SortingLoop:
             label=decision.label if decision else None,
             confidence=decision.confidence if decision else None,
             top_k=decision.top if decision else (),
+            reason=decision.reason if decision else None,
+            expected_cost=decision.expected_cost if decision else None,
             error=error,
             latency_ms={k: round(v, 3) for k, v in latency.items()},
             frames=len(frames),
@@ -295,10 +297,12 @@ class SortingLoop:
 
 
 def describe(item_id: int, record: ItemRecord) -> str:
-    """One line per item, e.g. 'item 7 frame 12: green-glass 0.93 → glass [sorted] flap→-60° 41 ms'."""
+    """One line per item, e.g. 'item 7 frame 12: green-glass 0.93 → glass [sorted] flap→-60° 41 ms', with the
+    reason where the bin is not simply the top class's: 'paper 0.90 → hazardous [sorted: quarantine] …'."""
     truth = f" (truth {record.truth})" if record.truth else ""
     error = f" error: {record.error}" if record.error else ""
+    why = f": {record.reason}" if record.reason not in (None, "top") else ""
     return (
-        f"item {item_id} frame {record.frame}: {record.seen}{truth} → {record.bin} [{record.outcome}] "
+        f"item {item_id} frame {record.frame}: {record.seen}{truth} → {record.bin} [{record.outcome}{why}] "
         f"{record.gate_action} {record.latency_ms.get('total', 0):.0f} ms{error}"
     )

@@ -8,6 +8,7 @@ Written by the converter (``python -m convert``), read here without TensorFlow. 
       "input": {"height": 224, "width": 224, "channels": 3, "dtype": "uint8", "color": "RGB",
                 "crop": "center-square", "resize": "cv2.INTER_AREA",
                 "preprocessing": "caffe, inside the model"},
+      "calibration": {"temperature": 0.65, ...},         # optional (models.calibrate); 1 = as the model says
       ...                                                # quantization, validation, source, tool, created
     }
 
@@ -28,6 +29,7 @@ from edge.preprocess import CENTER_SQUARE, ITEM_CROP, RESIZE_METHOD
 CROPS = (ITEM_CROP, CENTER_SQUARE)  # item-square: trained for the item crop and photos; center-square: photos
 
 SCHEMA = "smartbin.model-card/1"
+MIN_T, MAX_T = 0.05, 20.0  # bounds of a calibration temperature
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class ModelCard:
     labels: tuple[str, ...]
     input: InputContract
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    temperature: float = 1.0  # calibration.temperature: probabilities ** (1/T), renormalized (edge.decision)
 
 
 def sha256_of(path: Path) -> str:
@@ -110,7 +113,16 @@ def parse_card(data: Any, source: str = "model card") -> ModelCard:
     except ValueError as exc:
         raise ModelCardError(f"{source}: {exc}") from None
     extra = {k: v for k, v in data.items() if k not in ("labels", "input")}
-    return ModelCard(labels=tuple(labels), input=contract, extra=extra)
+    return ModelCard(labels=tuple(labels), input=contract, extra=extra, temperature=_temperature(data, source))
+
+
+def _temperature(data: dict[str, Any], source: str) -> float:
+    calibration = data.get("calibration", {})
+    value = calibration.get("temperature", 1.0) if isinstance(calibration, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not MIN_T <= value <= MAX_T:
+        raise ModelCardError(f"{source}: calibration.temperature must be a number in [{MIN_T}, {MAX_T}], "
+                             f"got {value!r}")
+    return float(value)
 
 
 def _positive_int(spec: dict[str, Any], key: str) -> int:

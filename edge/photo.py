@@ -20,7 +20,7 @@ import numpy as np
 
 from edge.classifier import Classifier
 from edge.config import Settings
-from edge.decision import Decider
+from edge.decision import Decider, decider_for
 from edge.images import decode
 from edge.preprocess import crop_box, locate_item, prepare
 
@@ -34,8 +34,8 @@ class PhotoClassifier:
     def __init__(self, settings: Settings, threads: int | None) -> None:
         self.settings = settings
         self.threads = threads
-        self.decider = Decider(settings.bin_of(), settings.sorting.threshold, settings.sorting.reject_bin, TOP_K)
         self._classifier: Classifier | None = None
+        self._decider: Decider | None = None
         self._lock = threading.Lock()
 
     def classify(self, data: bytes, as_frame: bool = False) -> dict[str, Any]:
@@ -52,18 +52,22 @@ class PhotoClassifier:
         box = locate_item(rgb, crop_box(rgb, roi) if roi else None) if crop == "item" else None
         started = time.perf_counter()
         with self._lock:
-            if self._classifier is None:
+            if self._classifier is None or self._decider is None:
                 self._classifier = Classifier(self.settings.model.path, threads=self.threads)
-            classifier = self._classifier
+                self._decider = decider_for(self.settings, self._classifier.labels,
+                                            self._classifier.card.temperature, TOP_K)
+            classifier, decider = self._classifier, self._decider
             prediction = classifier.classify(prepare(rgb, classifier.input_size, roi, crop, box))
-        decision = self.decider.decide([prediction])
+        decision = decider.decide([prediction])
         return {
             "label": decision.label,
             "confidence": decision.confidence,
             "top_k": decision.top,
             "bin": decision.bin,
             "rejected": decision.rejected,
-            "threshold": self.decider.threshold,
+            "reason": decision.reason,
+            "expected_cost": decision.expected_cost,
+            "rule": decider.mode,
             "model": classifier.path.name,
             "image": {"width": rgb.shape[1], "height": rgb.shape[0]},
             "crop": CROP_NAMES[crop if as_frame else "photo"],

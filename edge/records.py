@@ -35,7 +35,9 @@ CREATE TABLE IF NOT EXISTS items (
     latency_ms  TEXT    NOT NULL,   -- JSON {stage: milliseconds}
     frames      INTEGER NOT NULL,   -- frames classified for this item
     truth       TEXT,               -- known label (replay / simulation only)
-    model       TEXT    NOT NULL
+    model       TEXT    NOT NULL,
+    reason      TEXT,               -- why this bin: top, cost, quarantine, below threshold (NULL: not decided)
+    expected_cost REAL              -- the chosen bin's expected cost under [costs] (NULL: threshold rule)
 );
 CREATE INDEX IF NOT EXISTS items_time ON items (time);
 -- The latest error in O(log n), however long ago it was.
@@ -54,7 +56,9 @@ CREATE TRIGGER IF NOT EXISTS items_daily AFTER INSERT ON items BEGIN
     ON CONFLICT (day, bin, outcome) DO UPDATE SET items = items + 1;
 END;
 """
-SCHEMA_VERSION = 1  # 1: the daily aggregates (a database of version 0 gets them counted from its items once)
+SCHEMA_VERSION = 2  # 1: the daily aggregates (a database of version 0 gets them counted from its items once)
+# 2: the decision's reason and expected cost (columns added to an older table)
+ADDED_COLUMNS = {"reason": "TEXT", "expected_cost": "REAL"}
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,8 @@ class ItemRecord:
     latency_ms: dict[str, float] = field(default_factory=dict)
     frames: int = 1
     truth: str | None = None
+    reason: str | None = None
+    expected_cost: float | None = None
 
     @property
     def seen(self) -> str:
@@ -120,19 +126,26 @@ class Records:
             raise RecordError(f"cannot open item database {self.path}: {exc}") from None
 
     def _upgrade(self) -> None:
-        """Count the items of a database made before the daily aggregates into them (once)."""
-        if self._db.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+        """Bring a database of an earlier release up to date: its items counted into the daily aggregates
+        (version 0), the columns it lacks added (version 1)."""
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version >= SCHEMA_VERSION:
             return
         with self._db:
-            self._db.execute("DELETE FROM daily")
-            self._db.execute("INSERT INTO daily SELECT date(time, 'unixepoch', 'localtime'), bin, outcome, COUNT(*) "
-                             "FROM items GROUP BY 1, 2, 3")
+            if version < 1:
+                self._db.execute("DELETE FROM daily")
+                self._db.execute("INSERT INTO daily SELECT date(time, 'unixepoch', 'localtime'), bin, outcome, "
+                                 "COUNT(*) FROM items GROUP BY 1, 2, 3")
+            present = {row[1] for row in self._db.execute("PRAGMA table_info(items)")}
+            for name, kind in ADDED_COLUMNS.items():
+                if name not in present:
+                    self._db.execute(f"ALTER TABLE items ADD COLUMN {name} {kind}")
             self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @property
     def has_aggregates(self) -> bool:
         """Whether the daily aggregates are there and complete (a reader of a version-0 database: not yet)."""
-        return bool(self._db.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION)
+        return bool(self._db.execute("PRAGMA user_version").fetchone()[0] >= 1)
 
     def add(self, record: ItemRecord) -> int:
         """Write and commit one record; returns its id. Raises RecordError (e.g. disk full)."""

@@ -20,5 +20,6 @@ $py -m models.train --data ../shared/data/garbage12 --weights "$weights" --cache
 $py -m convert "$work/garbage12_resnet50.keras" --out models/garbage12_resnet50_int8.tflite \
   --calibration "$work/split/train" --count 300 --validation "$work/split/test"
 $py -m models.evaluate --keras "$work/garbage12_resnet50.keras"
+$py -m models.calibrate
 $py -m models.report
 echo "rebuild done: models/ holds the new model, card and README; check the figures, then commit"

@@ -124,8 +124,19 @@ def render(card: dict[str, Any], training: dict[str, Any], manifest: Path, templ
         "belt_share": f"{card['quantization'].get('calibration', {}).get('belt_share', 0):.0%}",
         "val_top1": f"{training['val_from_features']['clean']['top1']:.4f}",
         "val_belt_top1": f"{training['val_from_features']['belt']['top1']:.4f}",
+        **calibration_values(card.get("calibration")),
     }
     return template.format(**values)
+
+
+def calibration_values(calibration: dict[str, Any] | None) -> dict[str, str]:
+    """The card's probability calibration (``models.calibrate``), or 'none' where it has not been fitted."""
+    if not calibration:
+        return {"temperature": "1 (not calibrated: run `python -m models.calibrate`)", "calibration_fit": ""}
+    nll, ece = calibration["nll"], calibration["ece"]
+    return {"temperature": f"{calibration['temperature']:g}",
+            "calibration_fit": f" (NLL {nll[0]:.3f} → {nll[1]:.3f}, expected calibration error {ece[0]:.3f} → "
+                               f"{ece[1]:.3f} on the {calibration['images']:,} val photos and belt views)"}
 
 
 TEMPLATE = Path(__file__).with_name("README.template.md")

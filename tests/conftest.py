@@ -32,6 +32,16 @@ def make_settings(tmp_path: Path, **sections: dict) -> Settings:
     return parse_settings(data)
 
 
+def threshold_rule(settings: Settings, **sorting: object) -> Settings:
+    """``settings`` without [costs] and without a hazardous bin: the single-threshold rule of earlier releases
+    (with ``sorting`` overrides, e.g. threshold=1.0)."""
+    return settings.model_copy(update={
+        "costs": None,
+        "bins": {name: spec.model_copy(update={"hazardous": False}) for name, spec in settings.bins.items()},
+        "sorting": settings.sorting.model_copy(update=sorting),
+    })
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return make_settings(tmp_path)

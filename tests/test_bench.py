@@ -18,12 +18,13 @@ import pytest
 from edge.bench import plots
 from edge.bench.accuracy import evaluate
 from edge.bench.dataset import collect
-from edge.classifier import Classifier
+from edge.classifier import Classifier, Prediction
 from edge.cli import main
-from edge.config import load_settings
+from edge.config import DEFAULT_CONFIG, load_settings
+from edge.decision import cost_table, decider_for
 from edge.images import read_rgb
 from edge.preprocess import prepare
-from tests.conftest import SHARED_DATA, TINY_MODEL
+from tests.conftest import LABELS, SHARED_DATA, TINY_MODEL
 
 PER_CLASS = 3
 
@@ -110,8 +111,9 @@ def test_report_structure(run, report, direct):
     assert accuracy["images"] == 12 * PER_CLASS and accuracy["unknown_folders"] == {"compost": 2}
     assert len(accuracy["curve"]["threshold"]) == 101
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["report.json", "report.md", "images-tiny12.csv", "latency.png", "confusion-tiny12.png", "threshold.png"])
-    for title in ("Models", "Speed", "Accuracy", "Per class", "Most frequent mistakes"):
+        ["report.json", "report.md", "images-tiny12.csv", "latency.png", "confusion-tiny12.png", "threshold.png",
+         "reject-cost.png"])
+    for title in ("Models", "Speed", "Accuracy", "Per class", "Most frequent mistakes", "Decisions", "Bins of tiny12"):
         assert title in stdout and f"**{title}" in (out / "report.md").read_text()
     assert "compost (2)" in stdout and "paper/torn.jpg" in stdout
 
@@ -143,6 +145,42 @@ def test_figures_match_a_direct_computation(report, direct):
     assert accuracy["threshold"]["rejected_share"] == pytest.approx(1 - accepted.mean())
     correct = probs.argmax(axis=1) == np.array(truth)
     assert accuracy["threshold"]["accepted_accuracy"] == pytest.approx(correct[accepted].mean())
+
+
+def test_bins_match_the_loops_decisions_item_by_item(report, direct):
+    """Per-bin purity, recall, leak, rejects and cost in report.json against Decider.decide, one item at a time,
+    as the sorting loop decides, counted here by hand; the threshold rule's figures beside them."""
+    truth, probs, _ = direct
+    settings = load_settings()
+    model = report["models"][0]
+    assert set(model) >= {"bins", "hazardous_leak", "reject_rate", "cost_per_1000", "threshold_rule",
+                          "reject_cost_curve"}
+    bin_of, labels = settings.bin_of(), LABELS
+    for result, rule in ((model, decider_for(settings, labels)),
+                         (model["threshold_rule"], decider_for(settings, labels, costs=False))):
+        decisions = [rule.decide([Prediction(p, labels)]) for p in probs]
+        landed = [d.bin for d in decisions]
+        belongs = [bin_of[labels[t]] for t in truth]
+        for name in settings.bins:
+            here = [belongs[i] for i, x in enumerate(landed) if x == name]  # what belongs where it landed
+            items = len(here)
+            assert result["bins"][name]["items"] == items
+            assert result["bins"][name]["purity"] == (pytest.approx(here.count(name) / items) if items else None)
+            own = [landed[i] for i, b in enumerate(belongs) if b == name]
+            assert result["bins"][name]["recall"] == (pytest.approx(own.count(name) / len(own)) if own else None)
+        batteries = [landed[i] for i, t in enumerate(truth) if labels[t] == "battery"]
+        assert result["hazardous_items"] == len(batteries) == PER_CLASS
+        assert result["hazardous_leaked"] == sum(b != "hazardous" for b in batteries)
+        assert result["reject_rate"] == pytest.approx(np.mean([d.rejected for d in decisions]))
+    table = cost_table(settings, labels)
+    columns = [*settings.bins, "reject"]
+    realised = [table[t, columns.index("reject" if d.rejected else d.bin)]
+                for t, d in zip(truth, (decider_for(settings, labels).decide([Prediction(p, labels)]) for p in probs),
+                                strict=True)]
+    assert model["cost_per_1000"] == pytest.approx(1000 * np.mean(realised))
+    curve = model["reject_cost_curve"]
+    assert len(curve["reject_cost"]) == len(curve["reject_rate"]) == len(curve["purity"])
+    assert curve["reject_rate"] == sorted(curve["reject_rate"], reverse=True)  # dearer rejects, fewer of them
 
 
 def test_csv_rows_agree_with_the_report(run, report):
@@ -219,3 +257,41 @@ def test_bad_input_is_a_one_line_error(tmp_path, tiny_model, photos):
     one_line_error(*bench("--model", str(TINY_MODEL), "--images", str(photos), "--out", str(out),
                           "--split-manifest", str(tmp_path / "none.csv")), "split manifest not found")
     assert not out.exists()  # nothing written on failure
+
+
+def tune(*args: str) -> tuple[int, str, str]:
+    """Run ``smartbin tune ARGS`` in-process; returns the exit code, stdout and stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main(["tune", *args])
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_tune_prints_config_lines_that_meet_the_target_or_says_it_cannot(tmp_path, tiny_model, photos):
+    import tomllib
+
+    config = tmp_path / "smartbin.toml"
+    config.write_text(DEFAULT_CONFIG.read_text().replace(
+        "[model]\n", f'[model]\npath = "{tiny_model}"\n', 1))
+    code, stdout, _ = tune("--config", str(config), "--images", str(photos), "--max-leak", "1", "--max-reject", "1")
+    assert code == 0 and "meets the target" in stdout
+    pasted = tomllib.loads(stdout.split("(each key in its section):")[1])
+    assert set(pasted) == {"sorting", "costs"} and set(pasted["costs"]) == {"reject"}
+    # the lines work: pasted into the config, the config loads, and bench agrees with what tune printed
+    text = config.read_text().replace("\n[costs]\n", f"\n[costs]\nreject = {pasted['costs']['reject']}\n", 1)
+    settings = load_settings(write_text(tmp_path / "tuned.toml", text.replace(
+        "\n[sorting]\n", f"\n[sorting]\nquarantine_p = {pasted['sorting']['quarantine_p']}\n", 1)))
+    assert settings.costs.reject == pasted["costs"]["reject"]
+    # the untrained tiny model cannot sort 38 photos with no rejects, no leak and pure bins
+    code, stdout, _ = tune("--config", str(config), "--images", str(photos), "--max-leak", "0", "--max-reject", "0",
+                           "--min-purity", "100%")
+    assert code == 1 and "the target cannot be met on these photos; closest:" in stdout
+    err = io.StringIO()
+    with redirect_stderr(err), pytest.raises(SystemExit) as exited:
+        main(["tune", "--config", str(config), "--images", str(photos), "--max-leak", "2"])
+    assert exited.value.code == 2 and "--max-leak: must lie in [0, 1]: '2'" in err.getvalue()
+
+
+def write_text(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 from edge.app import Sorter
-from edge.config import DEFAULT_CONFIG, parse_settings
+from edge.config import DEFAULT_CONFIG, load_settings, parse_settings
 from edge.errors import ConfigError, ModelError, RecordError
 from edge.fakes import FakeClassifier
 from edge.sources import FrameSource
 from edge.sources.folder import FolderSource
-from tests.conftest import LABELS, make_settings
+from tests.conftest import LABELS, make_settings, threshold_rule
 
 
 class Frames(FrameSource):
@@ -69,8 +69,7 @@ def test_every_photo_of_a_replay_is_one_item_paced_as_the_belt_would_carry_it(tm
 
 
 def test_below_threshold_goes_to_the_reject_bin(tmp_path, tiny_settings):
-    settings = tiny_settings.model_copy(update={
-        "sorting": tiny_settings.sorting.model_copy(update={"threshold": 1.0})})
+    settings = threshold_rule(tiny_settings, threshold=1.0)
     with Sorter(settings, source=Frames(picture(n) for n in range(3))) as sorter:
         sorter.loop.run()
     outcomes = [(r["bin"], r["outcome"], r["gate_action"]) for r in rows(settings)]
@@ -173,6 +172,18 @@ def test_cli_run_prints_one_line_per_item_and_a_tally(tmp_path, tiny_model):
     lines = result.stdout.splitlines()
     assert sum("smartbin.items: item " in line for line in lines) == 4
     assert "done: 4 items" in lines[-1]
+    assert any("decisions: expected cost, quarantine at P(battery) >= 0.05;" in line for line in lines)
+
+
+def test_a_config_without_costs_starts_on_the_threshold_rule_and_records_why(tmp_path, tiny_model):
+    text = write_config(tmp_path, tiny_model).read_text()
+    old = text[:text.index("\n[costs]\n")] + text[text.index("\n[conveyor]\n"):]
+    (tmp_path / "old.toml").write_text(old.replace("hazardous = true\n", ""))
+    result = run_cli("run", "--config", str(tmp_path / "old.toml"), "--max-items", "3", timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "decisions: threshold 0.6;" in result.stdout
+    reasons = {r["reason"] for r in rows(load_settings(tmp_path / "old.toml"))}
+    assert reasons <= {"top", "below threshold"} and reasons
 
 
 def test_cli_check_reports_each_part(tmp_path, tiny_model):
@@ -248,7 +259,8 @@ def test_cli_classify_prints_one_line_per_photo_and_fails_only_at_the_end(tmp_pa
     as_json = run_cli("classify", "--config", str(config), "--frame", "--json", *map(str, photos), timeout=60)
     assert as_json.returncode == 0, as_json.stderr
     rows_ = [json.loads(line) for line in as_json.stdout.splitlines()]
-    assert [list(r) for r in rows_] == [["path", "label", "confidence", "bin", "rejected", "top_k"]] * 2
+    assert [list(r) for r in rows_] == [["path", "label", "confidence", "bin", "rejected", "reason",
+                                         "expected_cost", "top_k"]] * 2
     assert all(len(r["top_k"]) == 3 and r["top_k"][0][0] == r["label"] for r in rows_)
 
 

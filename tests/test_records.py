@@ -131,3 +131,19 @@ def test_a_database_from_before_the_aggregates_is_counted_once_and_read_the_same
             == recount(records._db)
         records.add(record(100))
         assert records.total() == 42
+
+
+def test_the_decision_reason_and_expected_cost_are_kept_and_an_older_table_gains_their_columns(tmp_path):
+    path = tmp_path / "items.db"
+    with Records(path) as records:
+        records.add(record(0))  # failed or decided by an older release: no reason, no cost
+        records._db.executescript("ALTER TABLE items DROP COLUMN reason; ALTER TABLE items DROP COLUMN "
+                                  "expected_cost; PRAGMA user_version = 1;")  # as the previous release made it
+    with Records(path, readonly=True) as reader:  # `smartbin status` before the sorter was updated
+        assert "reason" not in reader.recent()[0] and reader.total() == 1
+    with Records(path) as records:
+        decided = ItemRecord(**{**record(1).__dict__, "reason": "quarantine", "expected_cost": 4.7})
+        records.add(decided)
+        rows = records.in_order()
+        assert [(r["reason"], r["expected_cost"]) for r in rows] == [(None, None), ("quarantine", 4.7)]
+        assert records._db.execute("PRAGMA user_version").fetchone()[0] == 2 and records.total() == 2

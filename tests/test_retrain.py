@@ -11,6 +11,7 @@ from edge.errors import SmartbinError
 from edge.records import ItemRecord
 from edge.retrain import FrameKeeper, export
 from edge.sources import Frame
+from tests.conftest import threshold_rule
 from tests.test_loop import Frames, picture, rows
 
 LABELS = ("glass", "paper")
@@ -64,8 +65,7 @@ def test_export_template_then_labelled_folders(tmp_path):
 
 
 def test_the_loop_keeps_rejected_items(tiny_settings):
-    settings = tiny_settings.model_copy(update={
-        "sorting": tiny_settings.sorting.model_copy(update={"threshold": 1.0})})
+    settings = threshold_rule(tiny_settings, threshold=1.0)
     with Sorter(settings, source=Frames(picture(n) for n in range(3))) as sorter:
         sorter.loop.run()
     kept = sorted(p.name for p in settings.retrain_folder.glob("*.json"))

@@ -191,6 +191,14 @@ def test_today_counts_match_the_database_and_items_link_their_kept_frames(replay
                for r in browser.find_elements("css selector", "#today-bins tbody tr")}
     assert per_bin == dict.fromkeys(settings.bins, 0) | dict(db_rows(settings, "SELECT bin, COUNT(*) FROM items "
                                                                        "GROUP BY bin"))
+    bin_of = settings.bin_of()  # the replay's photos are labelled: each bin's purity among them
+    known = db_rows(settings, "SELECT bin, truth FROM items WHERE truth IS NOT NULL")
+    assert known, "a replay of labelled photos knows its truths"
+    purity = {b: f"{100 * sum(bin_of[t] == b for x, t in known if x == b) / n:.1f} % of {n}"
+              for b in {x for x, _ in known} if (n := sum(x == b for x, _ in known))}
+    shown = {r.get_attribute("data-bin"): r.find_elements("tag name", "td")[-1].text
+             for r in browser.find_elements("css selector", "#today-bins tbody tr")}
+    assert shown == dict.fromkeys(settings.bins, "–") | purity
     rows = [[td.text for td in tr.find_elements("tag name", "td")]
             for tr in browser.find_elements("css selector", "#today-items tbody tr")]
     assert [int(r[1]) for r in rows] == list(range(ITEMS, 0, -1))

@@ -66,7 +66,7 @@ def run_command(settings: Settings, args: argparse.Namespace) -> int:
         models=tuple(args.model or [settings.model.path]), images=args.images,
         threads=args.threads or tuple(dict.fromkeys((1, os.cpu_count() or 1))), threshold=threshold,
         votes=settings.sorting.votes, warmup=args.warmup, manifest=args.split_manifest, split=args.split,
-        max_images=args.max_images,
+        max_images=args.max_images, config=settings,
     )
     out = args.out or Path(f"bench-{datetime.now():%Y%m%d-%H%M%S}")
     bench = run(options)

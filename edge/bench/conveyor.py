@@ -5,7 +5,8 @@
 For each speed: items per minute sustained, the share of items that reached the bin their class belongs to
 ("right bin", read from the mock gate pins, not from the sorter's intentions), the share of recorded items
 that reached the bin their record names ("as recorded"), the shares sorted, rejected, late, too close, failed
-and missed (no record: the trigger never saw them), and records that match no item ("extra"). Uses the
+and missed (no record: the trigger never saw them), and records that match no item ("extra"); then per bin the
+items that reached it and its purity (the share of them that belong there). Uses the
 config's model, bins, gates and simulator (default: the embedded config with the bundled model).
 """
 
@@ -15,6 +16,7 @@ import argparse
 import tempfile
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from edge.bench.simulation import simulate
 from edge.config import Settings, load_settings
@@ -34,7 +36,7 @@ def at_speed(settings: Settings, images: Path, speed: float, records: Path) -> S
     })
 
 
-def measure(settings: Settings, images: Path, speed: float, items: int) -> dict[str, float]:
+def measure(settings: Settings, images: Path, speed: float, items: int) -> dict[str, Any]:
     """One run at one speed; returns the figures (shares of the items that came past the camera)."""
     with tempfile.TemporaryDirectory() as tmp:
         run = simulate(at_speed(settings, images, speed, Path(tmp) / "items.db"), items)
@@ -50,6 +52,9 @@ def measure(settings: Settings, images: Path, speed: float, items: int) -> dict[
         / max(1, n - outcomes["missed"]),
         **{outcome: outcomes[outcome] / n for outcome in OUTCOMES},
         "extra_records": run.extra_records,
+        "bins": {name: {"items": len(here := [r for r in result if r.reached == name]),
+                        "purity": sum(r.wanted == name for r in here) / len(here) if here else None}
+                 for name in settings.bins},
     }
 
 
@@ -68,6 +73,8 @@ def main() -> None:
         print(f"{speed:9.2f} {f['items']:5.0f} {f['items_per_min']:9.1f} {f['correct_bin']:9.1%} "
               f"{f['as_recorded']:11.1%} " + " ".join(f"{f[o]:9.1%}" for o in OUTCOMES)
               + f" {f['extra_records']:5.0f}", flush=True)
+        print(" " * 10 + "purity: " + ", ".join(f"{name} {b['purity']:.0%} of {b['items']}"
+                                                for name, b in f["bins"].items() if b["items"]), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""PNG plots: latency distribution per model and thread count, confusion matrix per model, accuracy vs threshold.
+"""PNG plots: latency distribution per model and thread count, confusion matrix per model, accuracy vs threshold,
+and reject rate against bin purity as the cost of a reject varies.
 
 matplotlib is optional (``pip install 'smartbin[bench]'``, or ``apt install python3-matplotlib`` on a Pi): without
 it the benchmark writes every other output and says that the plots were skipped.
@@ -34,6 +35,8 @@ def write(bench: Bench, report: dict[str, Any], out: Path) -> list[str]:
             names.append(confusion(model, out / f"confusion-{model['name']}.png", plt))
     if any(model["accuracy"] for model in report["models"]):
         names.append(threshold(report, out / "threshold.png", plt))
+    if any(model.get("reject_cost_curve") for model in report["models"]):
+        names.append(reject_cost(report, out / "reject-cost.png", plt))
     return names
 
 
@@ -91,6 +94,32 @@ def threshold(report: dict[str, Any], path: Path, plt: Any) -> str:
         ax.set(xlabel="confidence threshold", title=title, xlim=(0, 1))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    return save(figure, path, plt)
+
+
+def reject_cost(report: dict[str, Any], path: Path, plt: Any) -> str:
+    """Purity of the bins but the reject bin (pooled, and the worst one) against the reject rate, one point per
+    reject cost, the configured setting ringed: where an operator picks the cost of a reject."""
+    figure, ax = plt.subplots(figsize=(7.5, 5))
+    configured = (report["settings"].get("decisions") or {}).get("costs") or {}
+    for model in report["models"]:
+        curve = model.get("reject_cost_curve")
+        if not curve:
+            continue
+        rate = [100 * r for r in curve["reject_rate"]]
+        for key, style in (("purity", "-o"), ("worst_purity", "--s")):
+            values = [np.nan if v is None else 100 * v for v in curve[key]]
+            ax.plot(rate, values, style, markersize=4,
+                    label=f"{model['name']}: {'all bins' if key == 'purity' else 'worst bin'}")
+            for x, y, cost in zip(rate, values, curve["reject_cost"], strict=True):
+                if key == "purity":
+                    ax.annotate(f"{cost:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+                if cost == configured.get("reject"):
+                    ax.plot([x], [y], "o", markersize=11, fillstyle="none", color="black")
+    ax.set(xlabel="items rejected, %", ylabel="purity of the bins but the reject bin, %",
+           title="Reject rate against purity as costs.reject varies (labels: its value; ring: configured)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     return save(figure, path, plt)
 
 

@@ -48,7 +48,14 @@ def settings(options: Options) -> dict[str, Any]:
             return [plain(v) for v in value]
         return str(value) if isinstance(value, Path) else value
 
-    return {key: plain(value) for key, value in asdict(options).items()}
+    found = {key: plain(value) for key, value in asdict(options).items() if key != "config"}
+    if options.config is not None:
+        costs = options.config.costs
+        found["decisions"] = {"costs": costs.model_dump() if costs else None,
+                              "quarantine_p": options.config.sorting.quarantine_p,
+                              "hazardous": list(options.config.hazardous_classes),
+                              "reject_bin": options.config.sorting.reject_bin}
+    return found
 
 
 def count_by(values: list[str]) -> dict[str, int]:
@@ -70,7 +77,8 @@ def model_report(model: ModelRun, votes: int) -> dict[str, Any]:
              "top1_same_as_first_run": float(np.mean(p.probabilities.argmax(axis=1) == baseline))
              if len(baseline) else None}
             for p in model.passes]
-    return {"name": model.name, **model.info, "runs": runs, "accuracy": model.accuracy}
+    return {"name": model.name, **model.info, "calibration_temperature": model.temperature, "runs": runs,
+            "accuracy": model.accuracy, **(model.sorting or {})}
 
 
 def comparison(models: list[ModelRun]) -> list[dict[str, Any]]:
@@ -137,7 +145,32 @@ def tables(report: dict[str, Any]) -> list[Table]:
     found = [model_table(models), speed_table(report)]
     if any(m["accuracy"] for m in models):
         found += [accuracy_table(report), class_table(models), confusion_table(models)]
+    sorted_models = [m for m in models if m.get("bins")]
+    if sorted_models:
+        found += [decision_table(sorted_models), *(bin_table(m) for m in sorted_models)]
     return found
+
+
+def decision_table(models: list[dict[str, Any]]) -> Table:
+    rows = []
+    for m in models:
+        for result, name in ((m, "configured"), (m["threshold_rule"], "threshold rule")):
+            leak = f"{pct(result['hazardous_leak'])} ({result['hazardous_leaked']}/{result['hazardous_items']})"
+            rows.append([m["name"], f"{name}: {result['rule']}", str(result["items"]), pct(result["right_bin"]),
+                         pct(result["reject_rate"]), leak, f"{result['cost_per_1000']:.0f}"])
+    return Table("Decisions: what lands where (rejects land in the reject bin; the threshold rule is that of "
+                 "earlier releases, without [costs] or quarantine)",
+                 ["model", "rule", "items", "right bin", "rejected", "hazardous leak", "cost / 1000 items"], rows)
+
+
+def bin_table(model: dict[str, Any]) -> Table:
+    old = model["threshold_rule"]["bins"]
+    rows = [[name, str(b["belonging"]), str(b["items"]), pct(b["purity"]), pct(b["recall"]),
+             str(old[name]["items"]), pct(old[name]["purity"]), pct(old[name]["recall"])]
+            for name, b in model["bins"].items()]
+    return Table(f"Bins of {model['name']}: configured rule | threshold rule",
+                 ["bin", "belong", "items", "purity", "recall", "items (thr.)", "purity (thr.)", "recall (thr.)"],
+                 rows)
 
 
 def model_table(models: list[dict[str, Any]]) -> Table:

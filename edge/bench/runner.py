@@ -11,10 +11,12 @@ from typing import Any, TextIO
 import numpy as np
 
 from edge.bench.accuracy import evaluate
+from edge.bench.bins import sorting_report
 from edge.bench.dataset import ImageSet, collect
 from edge.bench.model_info import delegation, memory, ops_of
 from edge.bench.platform_info import platform_info
 from edge.bench.timing import Pass, load, run_pass, warm_up
+from edge.config import Settings
 from edge.model_card import ModelCard, sha256_of
 from edge.progress import Progress
 
@@ -32,6 +34,7 @@ class Options:
     manifest: Path | None = None
     split: str | None = None
     max_images: int | None = None
+    config: Settings | None = field(default=None, compare=False)  # bins, costs, quarantine: the sorting figures
 
 
 @dataclass
@@ -42,8 +45,10 @@ class ModelRun:
     path: Path
     labels: tuple[str, ...]
     info: dict[str, Any]
+    temperature: float = 1.0
     passes: list[Pass] = field(default_factory=list)
     accuracy: dict[str, Any] | None = None
+    sorting: dict[str, Any] | None = None
 
 
 @dataclass
@@ -75,6 +80,11 @@ def run(options: Options, stream: TextIO | None = None) -> Bench:
         first = model.passes[0]
         truths = [images[i].truth for i in first.readable]
         model.accuracy = evaluate(truths, first.probabilities, model.labels, options.threshold)
+        known = [i for i, t in enumerate(truths) if t in model.labels]
+        if options.config is not None and known:
+            truth = np.array([model.labels.index(truths[i]) for i in known])
+            model.sorting = sorting_report(options.config, model.labels, model.temperature,
+                                           first.probabilities[known], truth)
     progress.finish()
     return Bench(options, image_set, platform, models, created, time.monotonic() - started)
 
@@ -94,7 +104,7 @@ def cold_start(path: Path, name: str, threads: int) -> ModelRun:
             "xnnpack": delegation(ops, log),
             "memory": memory(classifier.interpreter, ops),
         }
-        return ModelRun(name, path, classifier.labels, info)
+        return ModelRun(name, path, classifier.labels, info, classifier.card.temperature)
 
 
 def unique_names(paths: tuple[Path, ...]) -> list[str]:

@@ -42,9 +42,9 @@ def serve(settings: Settings, max_items: int | None = None, pin_factory: Factory
         sorter = stack.enter_context(Sorter(settings, observers=observers, pin_factory=pin_factory))
         card = sorter.classifier.card
         logger.info(
-            "sorting from %s with %s (%d classes, %dx%d, %s); records: %s",
+            "sorting from %s with %s (%d classes, %dx%d, %s); decisions: %s; records: %s",
             sorter.source.name, sorter.classifier.path.name, len(card.labels), card.input.width,
-            card.input.height, sorter.classifier.runtime, sorter.records.path,
+            card.input.height, sorter.classifier.runtime, sorter.loop.decider.mode, sorter.records.path,
         )
         if notifier.backend != "none":
             logger.info("systemd: notify through %s, watchdog %s", notifier.backend,

@@ -54,7 +54,8 @@ class Api:
     def __init__(self, settings: Settings, live: LiveState | None) -> None:
         self.settings = settings
         self.live = live
-        self.view = RecordsView(settings.records.database, settings.retrain_folder, list(settings.bins))
+        self.view = RecordsView(settings.records.database, settings.retrain_folder, list(settings.bins),
+                                settings.bin_of())
         # beside a running sorter the page's interpreter takes one thread, leaving the cores to the loop
         self.photos = PhotoClassifier(settings, 1 if live is not None else settings.model.threads or None)
         self.model = model_facts(settings)

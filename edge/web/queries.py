@@ -1,10 +1,10 @@
-"""Read-only queries of the item database for the web page: one item, recent items, today's counts and
-throughput, stage latencies, the last error, and where an item's kept frame lies."""
+"""Read-only queries of the item database for the web page: one item, recent items, today's counts, purity
+(where truths are known) and throughput, stage latencies, the last error, and where an item's kept frame lies."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, get_args
 
@@ -25,10 +25,12 @@ class RecordsView:
     from any thread; a database that does not exist yet reads as empty. Raises RecordError if it is unreadable.
     """
 
-    def __init__(self, database: Path, frames_folder: Path, bins: Sequence[str]) -> None:
+    def __init__(self, database: Path, frames_folder: Path, bins: Sequence[str],
+                 bin_of: Mapping[str, str] | None = None) -> None:
         self.database = database
         self.frames_folder = frames_folder
         self.bins = tuple(bins)
+        self.bin_of = dict(bin_of or {})  # class -> bin: what an item of a known truth should have reached
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         if not self.database.exists():
@@ -61,7 +63,8 @@ class RecordsView:
         return {key: error[key] for key in ("id", "time", "error")} if error else None
 
     def today(self, now: float | None = None) -> dict[str, Any]:
-        """Items since local midnight: per bin, per outcome, per bin and outcome, and per quarter of an hour."""
+        """Items since local midnight: per bin, per outcome, per bin and outcome, per quarter of an hour, and each
+        bin's purity among the items whose truth is known (replay of labelled photos, the simulator)."""
         now = time.time() if now is None else now
         since = local_midnight(now)
         outcomes = get_args(Outcome)
@@ -78,7 +81,19 @@ class RecordsView:
             "outcomes": {o: sum(counts[o] for counts in by_bin.values()) for o in outcomes},
             "by_bin": by_bin,
             "throughput": {"bucket_s": THROUGHPUT_BUCKET_S, "buckets": self._throughput(since, now)},
+            "purity": self._purity(since),
         }
+
+    def _purity(self, since: float) -> dict[str, dict[str, float | int]]:
+        """Per bin with known truths: how many, and the share of them that belong there."""
+        rows = self._query("SELECT bin, truth, COUNT(*) AS n FROM items WHERE time >= ? AND truth IS NOT NULL "
+                           "GROUP BY bin, truth", (since,))
+        known: dict[str, list[int]] = {}
+        for row in rows:
+            counts = known.setdefault(row["bin"], [0, 0])
+            counts[0] += row["n"]
+            counts[1] += row["n"] if self.bin_of.get(row["truth"]) == row["bin"] else 0
+        return {b: {"known": n, "purity": right / n} for b, (n, right) in known.items()}
 
     def _throughput(self, since: float, now: float) -> list[tuple[float, int]]:
         rows = self._query("SELECT CAST((time - ?) / ? AS INTEGER) AS slot, COUNT(*) AS n FROM items "

@@ -90,9 +90,13 @@ async function showToday() {
     el("div", { class: "card", "data-outcome": "total" }, el("b", {}, String(today.total)), "items today"),
     ...OUTCOMES.map((o) => el("div", { class: `card ${o}`, "data-outcome": o },
       el("b", {}, String(today.outcomes[o])), o.replace("_", " "))));
-  table($("today-bins"), ["bin", "items", ...OUTCOMES.map((o) => o.replace("_", " "))],
+  const truths = Object.keys(today.purity).length > 0;  // replay of labelled photos, the simulator
+  table($("today-bins"), ["bin", "items", ...OUTCOMES.map((o) => o.replace("_", " ")),
+    ...(truths ? ["purity (known truths)"] : [])],
     Object.entries(today.by_bin).map(([bin, counts]) =>
-      [bin, String(today.bins[bin]), ...OUTCOMES.map((o) => String(counts[o]))]));
+      [bin, String(today.bins[bin]), ...OUTCOMES.map((o) => String(counts[o])),
+        ...(truths ? [today.purity[bin] ? `${pct(today.purity[bin].purity)} of ${today.purity[bin].known}` : "–"]
+          : [])]));
   $("today-bins").querySelectorAll("tbody tr").forEach((row, i) => {
     row.dataset.bin = Object.keys(today.by_bin)[i];
   });
@@ -103,10 +107,11 @@ async function showToday() {
       el("span", { class: "count" }, n ? String(n) : ""),
       el("span", { class: "stick", style: `height: ${(100 * n) / most}%` }),
       el("span", { class: "when" }, clock(t).slice(0, 5)))) : [el("p", { class: "muted" }, "no items today")]));
-  table($("today-items"), ["time", "item", "label", "confidence", "bin", "outcome", "frame"],
+  table($("today-items"), ["time", "item", "label", "confidence", "bin", "outcome", "why", "frame"],
     items.map((item) => [
       clock(item.time), String(item.id), item.label ?? "–",
       item.confidence === null ? "–" : pct(item.confidence), item.bin, tag(item.outcome, item.outcome),
+      item.reason ?? "–",
       item.frame_url ? el("a", { href: item.frame_url, target: "_blank" }, "frame") : "",
     ]));
 }
@@ -150,8 +155,9 @@ async function classify(event) {
     $("classify-label").textContent = `${result.label} ${pct(result.confidence)}`;
     $("classify-tags").replaceChildren(
       tag(`would go to bin ${result.bin}`, "bin"), " ",
-      tag(result.rejected ? `rejected: below ${result.threshold}` : "sorted", result.rejected ? "rejected" : "sorted"),
-      " ", el("span", { class: "muted" }, `${result.model}, ${result.crop}, ${result.ms} ms`));
+      tag(result.rejected ? `rejected (${result.reason})` : `sorted (${result.reason})`,
+        result.rejected ? "rejected" : "sorted"),
+      " ", el("span", { class: "muted" }, `${result.model}, ${result.crop}, ${result.rule}, ${result.ms} ms`));
     bars($("classify-bars"), result.top_k);
     $("classify-result").hidden = false;
   } catch (e) {
