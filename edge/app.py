@@ -95,7 +95,8 @@ class Sorter:
             return None
         folder = self.settings.retrain_folder
         try:
-            return FrameKeeper(folder, retrain.keep_below, retrain.max_mb, self.settings.camera.region)
+            return FrameKeeper(folder, retrain.keep_below, retrain.max_mb, self.settings.camera.region,
+                               retrain.min_free_mb)
         except OSError as exc:
             raise ConfigError(f"retrain.folder: cannot use {folder}: {exc.strerror or exc}") from None
 

@@ -225,6 +225,8 @@ class RecordSettings(Section):
     path: Path | None = Field(
         None, description="SQLite file; unset = $STATE_DIRECTORY/items.db, else ~/.local/state/smartbin/items.db"
     )
+    keep_days: float = Field(90.0, ge=0, le=36500, description="items older than this are deleted; 0 = kept")
+    max_mb: float = Field(2000.0, ge=0, le=1_000_000, description="the oldest items go above this size; 0 = no cap")
 
     @property
     def database(self) -> Path:
@@ -243,6 +245,8 @@ class RetrainSettings(Section):
     folder: Path | None = Field(None, description="unset = 'uncertain' beside the item database")
     keep_below: float = Field(0.8, ge=0, le=1, description="keep items decided with less confidence than this")
     max_mb: float = Field(500.0, gt=0, le=1_000_000, description="size cap of the folder; the oldest frames go first")
+    min_free_mb: float = Field(500.0, ge=0, le=1_000_000,
+                               description="below this much free disk no frame is kept (the records go on)")
 
 
 class MetricsSettings(Section):

@@ -1,7 +1,9 @@
 """Item records: one durable row per item in SQLite (WAL, synchronous=FULL, committed before the next item).
 
 A crash or ``kill -9`` loses no committed record: each item is its own transaction, and WAL keeps the file
-readable after an interrupted write.
+readable after an interrupted write. Counts (all time, per day, bin and outcome) come from the ``daily``
+aggregates, which a trigger keeps and which outlive the items: ``prune`` deletes old items (retention) in small
+batches without touching them. A new database vacuums incrementally, so pruned pages are handed back.
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ class ItemRecord:
         return json.dumps(asdict(self), separators=(",", ":"))
 
 
+PRUNE_BATCH = 500  # items deleted per transaction: a few milliseconds, so an item's write never waits long
 CHECKPOINT_EVERY = 50  # items between PASSIVE checkpoints of the WAL
 WAL_LIMIT_BYTES = 1 << 20  # the WAL file is cut back to this after a checkpoint
 
@@ -117,6 +120,8 @@ class Records:
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._db = sqlite3.connect(self.path, timeout=10, check_same_thread=False)
+                if not self._db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone():
+                    self._db.execute("PRAGMA auto_vacuum = INCREMENTAL")  # only takes before the file is written
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=FULL")
                 self._db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
@@ -190,6 +195,44 @@ class Records:
         """Number of items recorded: from the daily aggregates (a count over the items where there are none)."""
         sql = "SELECT TOTAL(items) FROM daily" if self.has_aggregates else "SELECT COUNT(*) FROM items"
         return int(self._db.execute(sql).fetchone()[0])
+
+    def today(self, now: float | None = None) -> dict[tuple[str, str], int]:
+        """Items per (bin, outcome) since local midnight: from the aggregates (a count of today's items where
+        there are none)."""
+        if not self.has_aggregates:
+            return self.counts(since=local_midnight(now))
+        day = datetime.fromtimestamp(time.time() if now is None else now).strftime("%Y-%m-%d")
+        rows = self._db.execute("SELECT bin, outcome, items FROM daily WHERE day = ?", (day,)).fetchall()
+        return {(b, o): n for b, o, n in rows}
+
+    def used_bytes(self) -> int:
+        """Bytes of the database file in use (free pages left out: SQLite reuses them)."""
+        pages, free, size = (self._db.execute(f"PRAGMA {name}").fetchone()[0]
+                             for name in ("page_count", "freelist_count", "page_size"))
+        return int((pages - free) * size)
+
+    def prune(self, before: float | None = None, max_bytes: int | None = None, batch: int = PRUNE_BATCH) -> int:
+        """Delete up to ``batch`` items, in one short transaction: items older than the Unix time ``before``,
+        else, while the items take more than ``max_bytes``, the oldest ones. The aggregates are kept. Hands the
+        freed pages back to the file system where the database vacuums incrementally. Returns the number
+        deleted (0: nothing is due). Raises RecordError."""
+        try:
+            params: tuple[float | int, ...]
+            if before is not None and self._db.execute("SELECT 1 FROM items WHERE time < ? LIMIT 1",
+                                                       (before,)).fetchone():
+                sql, params = "DELETE FROM items WHERE id IN (SELECT id FROM items WHERE time < ? LIMIT ?)", \
+                    (before, batch)
+            elif max_bytes is not None and self.used_bytes() > max_bytes:
+                sql, params = "DELETE FROM items WHERE id IN (SELECT id FROM items ORDER BY id LIMIT ?)", (batch,)
+            else:
+                return 0
+            with self._db:
+                deleted = max(0, self._db.execute(sql, params).rowcount)
+            if self._db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2:
+                self._db.executescript("PRAGMA incremental_vacuum")  # run to the end: one page per step
+        except sqlite3.Error as exc:
+            raise RecordError(f"cannot prune old items of {self.path}: {exc}") from None
+        return deleted
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         """Rows of a read-only query as dicts, with the JSON columns decoded."""

@@ -27,11 +27,14 @@ logger = logging.getLogger(__name__)
 class FrameKeeper:
     """Saves the frames of items whose decision was uncertain (rejected, or confidence under ``keep_below``)."""
 
-    def __init__(self, folder: Path, keep_below: float, max_mb: float, roi: Roi | None = None) -> None:
+    def __init__(self, folder: Path, keep_below: float, max_mb: float, roi: Roi | None = None,
+                 min_free_mb: float = 0.0) -> None:
         self.folder = folder
         self.keep_below = keep_below
         self.max_bytes = int(max_mb * 1024 * 1024)
         self.roi = roi
+        self.min_free_bytes = int(min_free_mb * 1024 * 1024)
+        self.disk_low = False  # frames are not kept while the disk has less than min_free_mb free
         folder.mkdir(parents=True, exist_ok=True)
         self._sizes = {p.stem: p.stat().st_size for p in folder.glob("*.jpg")}
         self._sizes = {stem: size + _size(folder / f"{stem}.json") for stem, size in self._sizes.items()}
@@ -42,7 +45,7 @@ class FrameKeeper:
 
     def keep(self, item_id: int, frame: Frame, record: ItemRecord) -> None:
         """Save the item's frame and facts if it is uncertain; never raises (a full disk only logs)."""
-        if not self.wants(record):
+        if not self.wants(record) or not self._room():
             return
         stem = f"{item_id:08d}"
         x0, y0, x1, y1 = crop_box(frame.rgb, self.roi)
@@ -60,6 +63,24 @@ class FrameKeeper:
             return
         self._sizes[stem] = _size(self.folder / f"{stem}.jpg") + _size(self.folder / f"{stem}.json")
         self._trim()
+
+    def _room(self) -> bool:
+        """Whether the disk has ``min_free_mb`` free; says so once when it stops having it, and when it has again.
+        The item records are written on regardless: they take ~0.4 kB an item, a kept frame ~100 kB."""
+        try:
+            free = shutil.disk_usage(self.folder).free
+        except OSError:
+            return True  # the write itself will fail and say why
+        low = free < self.min_free_bytes
+        if low != self.disk_low:
+            if low:
+                logger.warning("disk nearly full: %d MB free in %s, under retrain.min_free_mb (%d): frames are no "
+                               "longer kept for retraining; item records go on", free >> 20, self.folder,
+                               self.min_free_bytes >> 20)
+            else:
+                logger.info("disk space back: %d MB free in %s: frames are kept again", free >> 20, self.folder)
+            self.disk_low = low
+        return not low
 
     def _trim(self) -> None:
         total = sum(self._sizes.values())

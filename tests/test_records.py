@@ -9,7 +9,7 @@ import time
 import pytest
 
 from edge.errors import RecordError
-from edge.records import ItemRecord, Records
+from edge.records import ItemRecord, Records, local_midnight
 
 
 def record(n: int = 0, outcome: str = "sorted") -> ItemRecord:
@@ -111,6 +111,8 @@ def test_the_daily_aggregates_equal_a_recount_and_answer_the_same_as_the_items(t
         daily = records._db.execute("SELECT day, bin, outcome, items FROM daily ORDER BY 1, 2, 3").fetchall()
         assert daily == recount(records._db) and len({d for d, *_ in daily}) == 5  # 90 × 50 min: 3.1 days
         assert records.total() == 90 == records._db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+        now = 1_700_000_000.0 + 89 * 3000.0  # the last item: since its midnight = its day
+        assert records.today(now) == records.counts(since=local_midnight(now)) != {}
         assert records.last_error()["id"] == 86  # item 85 (0-based), the last multiple of five
         plan = " ".join(str(r) for r in records._db.execute(
             "EXPLAIN QUERY PLAN SELECT * FROM items WHERE outcome = 'error' ORDER BY id DESC LIMIT 1"))
@@ -147,3 +149,62 @@ def test_the_decision_reason_and_expected_cost_are_kept_and_an_older_table_gains
         rows = records.in_order()
         assert [(r["reason"], r["expected_cost"]) for r in rows] == [(None, None), ("quarantine", 4.7)]
         assert records._db.execute("PRAGMA user_version").fetchone()[0] == 2 and records.total() == 2
+
+
+def test_retention_deletes_only_what_is_due_and_the_aggregates_still_equal_the_count_of_every_item(tmp_path):
+    path = tmp_path / "items.db"
+    with Records(path) as records:
+        spread_items(records, 90)  # one item every 50 min from 1_700_000_000
+        everything = recount(records._db)
+        today = records.today(1_700_000_000.0 + 89 * 3000.0)
+        cutoff = 1_700_000_000.0 + 40 * 3000.0
+        deleted = 0
+        while batch := records.prune(before=cutoff, batch=7):  # small batches: several transactions
+            assert batch <= 7
+            deleted += batch
+        assert deleted == 40 and records._db.execute("SELECT MIN(time) FROM items").fetchone()[0] == cutoff
+        assert records._db.execute("SELECT day, bin, outcome, items FROM daily ORDER BY 1, 2, 3").fetchall() \
+            == everything  # the counts outlive the items
+        assert records.total() == 90 and records.today(1_700_000_000.0 + 89 * 3000.0) == today
+        assert records.last_error()["id"] == 86 and records.recent(1)[0]["id"] == 90
+        assert records.prune(before=cutoff) == 0  # nothing more is due
+
+
+def test_retention_by_size_drops_the_oldest_first_and_the_file_shrinks(tmp_path):
+    path = tmp_path / "items.db"
+    with Records(path) as records:
+        assert records._db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # a new database: incremental
+        for i in range(3000):
+            records.add(ItemRecord(**{**record(i).__dict__, "error": "x" * 200}))
+        records._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        full = path.stat().st_size
+        cap = records.used_bytes() // 3
+        while records.prune(max_bytes=cap):
+            pass
+        left = records._db.execute("SELECT MIN(id), COUNT(*) FROM items").fetchone()
+        assert records.used_bytes() <= cap and left[0] + left[1] - 1 == 3000  # the newest are the ones kept
+        records._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        assert path.stat().st_size < full / 2 and records.total() == 3000
+
+
+def test_the_retention_thread_prunes_at_start_and_survives_a_broken_database(tmp_path, caplog):
+    import logging
+
+    from edge.service.retention import Retention
+
+    path = tmp_path / "items.db"
+    with Records(path) as records:
+        spread_items(records, 30)
+    now = 1_700_000_000.0 + 29 * 3000.0
+    retention = Retention(path, keep_days=(now - (1_700_000_000.0 + 10 * 3000.0)) / 86_400, max_mb=0)
+    assert retention.run_once(now=now) == 10
+    with Records(path, readonly=True) as records:
+        assert records.total() == 30 and records._db.execute("SELECT COUNT(*) FROM items").fetchone()[0] == 20
+    broken = tmp_path / "broken.db"
+    broken.write_bytes(b"this is not a database" * 100)
+    with caplog.at_level(logging.WARNING):
+        worker = Retention(broken, keep_days=1, max_mb=0, interval_s=0.05).start()
+        time.sleep(0.3)
+        worker.stop()
+    assert any("retention: cannot open item database" in r.message for r in caplog.records)
+    assert not Retention(path, keep_days=0, max_mb=0).enabled

@@ -47,6 +47,25 @@ def test_the_folder_is_bounded_oldest_out(tmp_path):
     assert len(kept) == len(list(tmp_path.glob("*.json")))
 
 
+def test_a_nearly_full_disk_stops_keeping_frames_with_one_warning_and_kept_again_when_there_is_room(
+        tmp_path, caplog):
+    import logging
+    import shutil
+
+    free_mb = shutil.disk_usage(tmp_path).free / 1024 / 1024
+    keeper = FrameKeeper(tmp_path, keep_below=0.8, max_mb=10, min_free_mb=free_mb * 2)  # more than there is
+    with caplog.at_level(logging.INFO):
+        for n in (1, 2, 3):
+            keeper.keep(n, frame(n), record())
+        assert list(tmp_path.iterdir()) == [] and keeper.disk_low
+        keeper.min_free_bytes = 0  # room again (as after the operator freed space)
+        keeper.keep(4, frame(4), record())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["00000004.jpg", "00000004.json"]
+    messages = [r.message for r in caplog.records if r.name == "edge.retrain"]
+    assert len(messages) == 2 and messages[0].startswith("disk nearly full: ") and "records go on" in messages[0]
+    assert messages[1].startswith("disk space back: ")
+
+
 def test_export_template_then_labelled_folders(tmp_path):
     keeper = FrameKeeper(tmp_path / "kept", keep_below=0.8, max_mb=10)
     for n in (1, 2, 3):

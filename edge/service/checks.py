@@ -53,7 +53,7 @@ def check_gates(settings: Settings) -> str:
 
 def check_records(settings: Settings) -> str:
     with Records(settings.records.database) as records:
-        count = sum(records.counts().values())
+        count = records.total()
         return f"{records.path} writable ({count} items recorded)"
 
 

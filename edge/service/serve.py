@@ -1,5 +1,5 @@
-"""``smartbin run`` as a service: the sorter with its observers (systemd watchdog, metrics, web page), signals
-that stop it after the item in hand, READY / STOPPING for systemd, and the tally at the end."""
+"""``smartbin run`` as a service: the sorter with its observers (systemd watchdog, metrics, web page), retention
+of old records, signals that stop it after the item in hand, READY / STOPPING for systemd, and the tally."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from edge.config import Settings
 from edge.loop import Observer
 from edge.service import stacks
 from edge.service.notify import Notifier, ServiceWatch
+from edge.service.retention import Retention
 
 logger = logging.getLogger("smartbin")
 
@@ -40,6 +41,8 @@ def serve(settings: Settings, max_items: int | None = None, pin_factory: Factory
             observers.append(live)
             stack.enter_context(WebServer(settings, live))
         sorter = stack.enter_context(Sorter(settings, observers=observers, pin_factory=pin_factory))
+        records = settings.records
+        stack.callback(Retention(sorter.records.path, records.keep_days, records.max_mb).start().stop)
         card = sorter.classifier.card
         logger.info(
             "sorting from %s with %s (%d classes, %dx%d, %s); decisions: %s; records: %s",

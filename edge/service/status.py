@@ -12,7 +12,7 @@ from typing import Any
 from edge.config import Settings, load_settings
 from edge.errors import ConfigError, RecordError
 from edge.loop import Tally, describe
-from edge.records import ItemRecord, Records, local_midnight
+from edge.records import ItemRecord, Records
 from edge.service import unit as service
 from edge.service.unit import UnitState
 
@@ -41,7 +41,7 @@ def report(database: Path, last: int, unit: UnitState | None, now: float | None 
         raise RecordError(f"cannot read {database}: permission denied (sudo smartbin status)") from None
     with Records(database, readonly=True) as records:
         total = records.total()
-        today = records.counts(since=local_midnight(now))
+        today = records.today(now)
         error = records.last_error()
         recent = records.recent(last)
     lines.append(f"records    {database}: {total} items")
@@ -61,6 +61,6 @@ def clock(t: float) -> str:
 
 def as_record(row: dict[str, Any]) -> ItemRecord:
     """An ``items`` row (JSON decoded) as an ItemRecord."""
-    values = {f.name: row[f.name] for f in fields(ItemRecord)}
+    values = {f.name: row[f.name] for f in fields(ItemRecord) if f.name in row}  # an older table lacks some
     values["top_k"] = tuple(tuple(pair) for pair in values["top_k"])
     return ItemRecord(**values)

@@ -68,15 +68,15 @@ class RecordsView:
         now = time.time() if now is None else now
         since = local_midnight(now)
         outcomes = get_args(Outcome)
-        rows = self._query("SELECT bin, outcome, COUNT(*) AS n FROM items WHERE time >= ? GROUP BY bin, outcome",
-                           (since,))
-        bins = list(self.bins) + sorted({r["bin"] for r in rows} - set(self.bins))  # a bin renamed since
+        empty: dict[tuple[str, str], int] = {}
+        counts = self._read(lambda records: records.today(now), empty)
+        bins = list(self.bins) + sorted({b for b, _ in counts} - set(self.bins))  # a bin renamed since
         by_bin = {b: dict.fromkeys(outcomes, 0) for b in bins}
-        for row in rows:
-            by_bin[row["bin"]][row["outcome"]] = row["n"]
+        for (name, outcome), n in counts.items():
+            by_bin[name][outcome] = n
         return {
             "since": since,
-            "total": sum(r["n"] for r in rows),
+            "total": sum(counts.values()),
             "bins": {b: sum(counts.values()) for b, counts in by_bin.items()},
             "outcomes": {o: sum(counts[o] for counts in by_bin.values()) for o in outcomes},
             "by_bin": by_bin,
