@@ -80,6 +80,16 @@ def build_parser() -> argparse.ArgumentParser:
     command("safe", cmd_safe, "every gate to its safe position (the service's ExecStopPost, after any exit)")
     bench_arguments(command("bench", cmd_bench, BENCH_HELP))
     tune_arguments(command("tune", cmd_tune, TUNE_HELP))
+    fleet = command("fleet", cmd_fleet, "the fleet on the MQTT broker: every bin's state, or its items into "
+                                         "PostgreSQL")
+    fleet.add_argument("action", choices=["status", "collect"],
+                       help="status: a table of every bin seen on the broker; collect: every bin's items into --db")
+    fleet.add_argument("--broker", default=None, metavar="HOST[:PORT]",
+                       help="the broker (default: mqtt.host and mqtt.port of the config; TLS and user from it)")
+    fleet.add_argument("--wait", type=float, default=2.0, metavar="S",
+                       help="status: seconds to gather the bins' retained messages (default 2)")
+    fleet.add_argument("--db", default=None, metavar="DSN",
+                       help="collect: PostgreSQL connection string, e.g. postgresql://fleet@db.lan/fleet")
     frames = command("frames", cmd_frames, "export kept frames of uncertain items for labelling and retraining")
     frames.add_argument("out", type=Path, help="output folder")
     frames.add_argument("--labels", type=Path, default=None, metavar="CSV",
@@ -188,6 +198,36 @@ def cmd_tune(settings: Settings, args: argparse.Namespace) -> int:
     from edge.bench.tune import run_command
 
     return run_command(settings, args)
+
+
+def cmd_fleet(settings: Settings, args: argparse.Namespace) -> int:
+    from edge.fleet.status import collect, render, table
+
+    host, port = settings.mqtt.host, settings.mqtt.port
+    if args.broker:
+        host, _, given = args.broker.partition(":")
+        if given:
+            if not given.isdigit() or not 0 < int(given) < 65536:
+                raise ConfigError(f"--broker: not a port: {given!r}")
+            port = int(given)
+    if args.action == "collect":
+        from edge.fleet.collect import Collector
+
+        if not args.db:
+            raise ConfigError("fleet collect: --db postgresql://… is required")
+        collector = Collector(settings.mqtt, host, port, args.db)
+        stop = threading.Event()
+        with stop_on_signals(stop):
+            logger.info("collecting every bin's items from %s:%d into %s", host, port, args.db.split("@")[-1])
+            collector.run(stop)
+        logger.info("collected %d items (%d repeats ignored)", collector.inserted, collector.repeated)
+        return 0
+    bins = collect(settings.mqtt, host, port, args.wait)
+    if not bins:
+        print(f"no bin has published on {host}:{port} under {settings.mqtt.prefix}/")
+        return 1
+    print(render(table(bins)))
+    return 0
 
 
 def cmd_frames(settings: Settings, args: argparse.Namespace) -> int:

@@ -276,6 +276,37 @@ class WebSettings(Section):
         return self
 
 
+TOPIC_PART = r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$"  # no MQTT wildcards (+ #), no empty level
+
+
+class MqttSettings(Section):
+    enabled: bool = Field(False, description="publish status, items and telemetry to an MQTT broker")
+    host: str = Field("localhost", min_length=1, description="the broker's host name or address")
+    port: int = Field(1883, ge=1, le=65535, description="the broker's port (8883 for TLS, usually)")
+    tls: bool = Field(False, description="connect with TLS (the system's CAs unless ca_file is set)")
+    ca_file: Path | None = Field(None, description="CA certificate(s) to trust, PEM")
+    cert_file: Path | None = Field(None, description="client certificate for TLS client auth, PEM")
+    key_file: Path | None = Field(None, description="the client certificate's private key, PEM")
+    username: str = Field("", description="user name; empty = none")
+    password_file: Path | None = Field(None, description="file holding the password (never the TOML itself)")
+    bin_id: str = Field("", pattern=r"^$|^[A-Za-z0-9_-]{1,64}$", description="this bin's name; empty = host name")
+    prefix: str = Field("smartbin", max_length=64, pattern=TOPIC_PART, description="first topic level(s)")
+    qos: int = Field(1, ge=0, le=2, description="QoS of item messages (status and discovery use 1)")
+    telemetry_s: float = Field(30.0, ge=1, le=3600, description="seconds between telemetry messages")
+    keepalive_s: int = Field(30, ge=2, le=3600, description="MQTT keep-alive: the last will fires after 1.5x")
+    discovery: bool = Field(True, description="publish Home Assistant MQTT discovery for the counts")
+
+    @model_validator(mode="after")
+    def _check_auth(self) -> MqttSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file: give both or neither")
+        if (self.ca_file or self.cert_file) and not self.tls:
+            raise ValueError("tls: must be true when ca_file or cert_file is set")
+        if self.password_file is not None and not self.username:
+            raise ValueError("username: required with password_file")
+        return self
+
+
 def is_loopback(host: str) -> bool:
     """Whether ``host`` is this machine only: ``localhost`` or a loopback address."""
     try:
@@ -295,6 +326,7 @@ class Settings(Section):
     retrain: RetrainSettings = RetrainSettings()
     metrics: MetricsSettings = MetricsSettings()
     web: WebSettings = WebSettings()
+    mqtt: MqttSettings = MqttSettings()
     costs: CostSettings | None = Field(None, description="expected-cost decisions; absent = the threshold rule")
     gates: dict[str, Gate] = Field(default_factory=dict)
     bins: dict[str, BinSettings] = Field(default_factory=dict)
@@ -447,5 +479,7 @@ def resolve_paths(settings: Settings, base: Path) -> Settings:
             "simulator": settings.simulator.model_copy(update={"items": absolute(settings.simulator.items)}),
             "records": settings.records.model_copy(update={"path": absolute(settings.records.path)}),
             "retrain": settings.retrain.model_copy(update={"folder": absolute(settings.retrain.folder)}),
+            "mqtt": settings.mqtt.model_copy(update={key: absolute(getattr(settings.mqtt, key)) for key in
+                                                     ("ca_file", "cert_file", "key_file", "password_file")}),
         }
     )

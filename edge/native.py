@@ -1,14 +1,17 @@
-"""What native libraries write straight to file descriptor 2 (LiteRT's INFO lines, libjpeg's warnings), captured
-instead of reaching the terminal or the journal, where every error would become several lines."""
+"""Native concerns: what native libraries write straight to file descriptor 2 (LiteRT's INFO lines, libjpeg's
+warnings), captured instead of reaching the terminal or the journal, where every error would become several
+lines; and handing back the pages of a mapped model file the runtime no longer reads."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import sys
 import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 _redirect = threading.Lock()  # fd 2 is the process's: one capture at a time
 
@@ -30,3 +33,28 @@ def captured_stderr() -> Iterator[list[str]]:
             os.close(saved)
             sink.seek(0)
             lines.extend(line for line in sink.read().decode(errors="replace").splitlines() if line.strip())
+
+
+MADV_DONTNEED = 4  # Linux: drop these pages; a later read of a file mapping reads the file again
+
+
+def release_mapped_file(path: Path) -> int:
+    """Hand back the resident pages of this process's mappings of ``path`` (Linux; elsewhere nothing) and return
+    how many bytes were advised. After XNNPACK has packed a model's weights into its own buffers, the weights in
+    the mapped ``.tflite`` are not read again: dropping them saves the model's size in RSS (24 MB for the
+    shipped one) without changing an output; anything still read is paged in again from the file."""
+    try:
+        maps = Path("/proc/self/maps").read_text().splitlines()
+        madvise = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return 0
+    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    target = str(path.resolve())
+    released = 0
+    for line in maps:
+        fields = line.split(maxsplit=5)
+        if len(fields) == 6 and fields[5] == target:
+            start, end = (int(value, 16) for value in fields[0].split("-"))
+            if madvise(start, end - start, MADV_DONTNEED) == 0:
+                released += end - start
+    return released

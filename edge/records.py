@@ -53,6 +53,11 @@ CREATE TABLE IF NOT EXISTS daily (
     items   INTEGER NOT NULL,
     PRIMARY KEY (day, bin, outcome)
 ) WITHOUT ROWID;
+-- Durable counters: how far a consumer of the items has got (the MQTT publisher's last delivered id), starts.
+CREATE TABLE IF NOT EXISTS counters (
+    name  TEXT    PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TRIGGER IF NOT EXISTS items_daily AFTER INSERT ON items BEGIN
     INSERT INTO daily VALUES (date(NEW.time, 'unixepoch', 'localtime'), NEW.bin, NEW.outcome, 1)
     ON CONFLICT (day, bin, outcome) DO UPDATE SET items = items + 1;
@@ -204,6 +209,28 @@ class Records:
         day = datetime.fromtimestamp(time.time() if now is None else now).strftime("%Y-%m-%d")
         rows = self._db.execute("SELECT bin, outcome, items FROM daily WHERE day = ?", (day,)).fetchall()
         return {(b, o): n for b, o, n in rows}
+
+    def counter(self, name: str) -> int | None:
+        """A durable counter (e.g. a consumer's last delivered item id), None if it was never set."""
+        row = self._db.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def set_counter(self, name: str, value: int) -> None:
+        """Store a durable counter (committed). Raises RecordError."""
+        try:
+            with self._db:
+                self._db.execute("INSERT INTO counters VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = "
+                                 "excluded.value", (name, value))
+        except sqlite3.Error as exc:
+            raise RecordError(f"cannot store counter {name} in {self.path}: {exc}") from None
+
+    def after(self, last_id: int, limit: int) -> list[dict[str, Any]]:
+        """Up to ``limit`` records with an id above ``last_id``, oldest first."""
+        return self.query("SELECT * FROM items WHERE id > ? ORDER BY id LIMIT ?", (last_id, limit))
+
+    def last_id(self) -> int:
+        """The newest item's id (0 if none)."""
+        return int(self._db.execute("SELECT COALESCE(MAX(id), 0) FROM items").fetchone()[0])
 
     def used_bytes(self) -> int:
         """Bytes of the database file in use (free pages left out: SQLite reuses them)."""

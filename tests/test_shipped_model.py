@@ -56,3 +56,25 @@ def test_real_photos_get_their_labels(classifier: Classifier, garbage12: Path) -
              for e, p in zip(chosen, predicted, strict=True) if p.label != e.label]
     assert len(wrong) <= 1, f"misclassified: {wrong}"
     assert all(np.isclose(p.probabilities.sum(), 1.0, atol=0.05) for p in predicted)
+
+
+def mapped_rss(path: Path) -> int:
+    """Resident bytes of this process's mappings of ``path`` (/proc/self/smaps)."""
+    resident, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        if line[:1].isalnum() and "-" in line.split()[0]:
+            inside = line.rstrip().endswith(str(path))
+        elif inside and line.startswith("Rss:"):
+            resident += int(line.split()[1]) * 1024
+    return resident
+
+
+def test_the_mapped_model_is_handed_back_after_loading_and_answers_the_same(classifier: Classifier) -> None:
+    """XNNPACK packs the weights into its own buffers: the 24 MB of the mapped file are not kept resident, and
+    the outputs do not change (the probe against the card's, a photo against a fresh read of the file)."""
+    pixels = np.random.default_rng(3).integers(0, 256, (224, 224, 3), dtype=np.uint8)
+    first = classifier.probabilities(pixels)
+    assert mapped_rss(MODEL.resolve()) < 1024 * 1024 < MODEL.stat().st_size
+    assert check_probe(classifier).startswith("probe output matches the card")
+    with Classifier(MODEL, threads=2) as again:
+        assert np.array_equal(again.probabilities(pixels), first)

@@ -7,6 +7,7 @@ import logging
 import signal
 import threading
 from contextlib import ExitStack
+from typing import Any
 
 from gpiozero import Factory
 
@@ -40,7 +41,15 @@ def serve(settings: Settings, max_items: int | None = None, pin_factory: Factory
             live = LiveState(settings.camera.region, settings.camera.source, crop=settings.camera.crop)
             observers.append(live)
             stack.enter_context(WebServer(settings, live))
+        publisher = None
+        if settings.mqtt.enabled:
+            from edge.service.mqtt import MqttPublisher
+
+            publisher = stack.enter_context(MqttPublisher(settings))
+            observers.append(publisher)
         sorter = stack.enter_context(Sorter(settings, observers=observers, pin_factory=pin_factory))
+        if publisher is not None:
+            publisher.start(summary(settings, sorter))
         records = settings.records
         stack.callback(Retention(sorter.records.path, records.keep_days, records.max_mb).start().stop)
         card = sorter.classifier.card
@@ -59,6 +68,16 @@ def serve(settings: Settings, max_items: int | None = None, pin_factory: Factory
             notifier.stopping("stopping: gates to safe, closing the camera and the records")
     logger.info("done: %s", tally.summary())
     return 0
+
+
+def summary(settings: Settings, sorter: Sorter) -> dict[str, Any]:
+    """What the bin's MQTT status says of it: the model, the decision rule, bins, gates, belt speed."""
+    classifier = sorter.classifier
+    integrity = classifier.card.extra.get("integrity") or {}
+    return {"model": {"file": classifier.path.name, "sha256": integrity.get("tflite_sha256"),
+                      "runtime": classifier.runtime, "labels": len(classifier.labels)},
+            "config": {"rule": sorter.loop.decider.mode, "bins": list(settings.bins), "gates": list(settings.gates),
+                       "belt_speed_m_s": settings.conveyor.belt_speed_m_s, "source": sorter.source.name}}
 
 
 class stop_on_signals:
