@@ -134,9 +134,11 @@ def test_a_broker_outage_loses_no_item_and_is_one_warning(tmp_path, broker, capl
         broker.stop()
         add_items(database, 10, 30, publisher)  # the sorter goes on: these wait in the database
         time.sleep(30)
+        assert not publisher.connected() and 30 <= publisher.pending_items <= 40  # what the metrics show
         broker.start()
         add_items(database, 40, 10, publisher)
         listener.wait(lambda: set(listener.item_ids()) >= set(range(1, 51)), timeout=30)
+        listener.wait(lambda: publisher.pending_items == 0, timeout=5)
     ids = listener.item_ids()
     first_seen = list(dict.fromkeys(ids))
     assert first_seen == list(range(1, 51))  # every one, in order (a few may come twice: de-duplicate by id)
@@ -164,7 +166,7 @@ def test_a_refused_bin_is_one_warning_and_sorting_goes_on(tmp_path, caplog, tiny
         caplog.clear()
         with caplog.at_level(logging.WARNING):
             assert serve(tls, max_items=3) == 0  # TLS against a plain listener
-        assert [r.message for r in caplog.records if "cannot connect" in r.message][:1]
+        assert len([r.message for r in caplog.records if "cannot connect" in r.message]) == 1
     finally:
         broker.stop()
 
@@ -347,3 +349,16 @@ def test_a_resend_request_moves_the_cursor_back_and_a_bad_one_is_ignored(tmp_pat
     ignored = [r.message for r in caplog.records if "ignored a resend request" in r.message]
     assert ignored and all("\n" not in m and len(m) < 200 for m in ignored)
     listener.close()
+
+
+def test_the_mqtt_gauges_read_the_publisher(tmp_path):
+    from edge.service.metrics import Metrics
+
+    metrics = Metrics(make_settings(tmp_path))
+    state = {"connected": True, "pending": 7}
+    metrics.watch_mqtt(lambda: state["connected"], lambda: state["pending"])
+    assert metrics.registry.get_sample_value("smartbin_mqtt_connected") == 1.0
+    assert metrics.registry.get_sample_value("smartbin_mqtt_pending_items") == 7.0
+    state.update(connected=False, pending=40)
+    assert metrics.registry.get_sample_value("smartbin_mqtt_connected") == 0.0
+    assert metrics.registry.get_sample_value("smartbin_mqtt_pending_items") == 40.0

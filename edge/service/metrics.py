@@ -75,6 +75,13 @@ class Metrics:
         if record.outcome == "error":
             self.errors.inc()
 
+    def watch_mqtt(self, connected: Callable[[], bool], pending: Callable[[], int]) -> None:
+        """Gauges of the MQTT publisher: connected to the broker (1/0), items recorded but not yet delivered."""
+        Gauge("smartbin_mqtt_connected", "1 while the MQTT broker is connected", registry=self.registry
+              ).set_function(lambda: float(connected()))
+        Gauge("smartbin_mqtt_pending_items", "Items recorded but not yet acknowledged by the MQTT broker",
+              registry=self.registry).set_function(lambda: float(pending()))
+
     def serve(self) -> Metrics:
         """Start the HTTP endpoint in a daemon thread; logs its address."""
         try:

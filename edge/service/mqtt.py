@@ -78,6 +78,7 @@ class MqttPublisher:
         self.status_topic, self.item_topic, self.telemetry_topic, self.resend_topic = (
             f"{base}/{t}" for t in ("status", "item", "telemetry", "resend"))
         self._resend_from: int | None = None  # asked for by a consumer that found a gap (edge.fleet.gaps)
+        self.pending_items = 0  # recorded, not yet acknowledged by the broker (a metric)
         self.cursor_name = f"mqtt:{self.config.host}:{self.config.port}/{base}"
         self.database = settings.records.database
         self.started = time.time()
@@ -112,6 +113,10 @@ class MqttPublisher:
 
     def on_item(self, item_id: int, record: ItemRecord) -> None:
         self._wake.set()
+
+    def connected(self) -> bool:
+        """Whether the broker is connected now."""
+        return self._connected.is_set()
 
     # --- lifecycle
     def start(self, summary: dict[str, Any]) -> MqttPublisher:
@@ -205,9 +210,10 @@ class MqttPublisher:
         try:
             with Records(self.database) as records:
                 while not self._stop.is_set():
+                    cursor = records.counter(self.cursor_name) or 0
+                    self.pending_items = records.last_id() - cursor
                     if not self._connected.wait(timeout=0.5):
                         continue
-                    cursor = records.counter(self.cursor_name) or 0
                     if self._resend_from is not None:
                         first, self._resend_from = self._resend_from, None
                         if first <= cursor:

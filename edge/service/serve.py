@@ -31,10 +31,12 @@ def serve(settings: Settings, max_items: int | None = None, pin_factory: Factory
     observers: list[Observer] = [ServiceWatch(notifier)]
     with ExitStack() as stack:
         stack.enter_context(stop_on_signals(stop))
+        metrics = None
         if settings.metrics.enabled:
             from edge.service.metrics import Metrics
 
-            observers.append(stack.enter_context(Metrics(settings)))
+            metrics = stack.enter_context(Metrics(settings))
+            observers.append(metrics)
         if settings.web.enabled:
             from edge.web import LiveState, WebServer
 
@@ -47,6 +49,8 @@ def serve(settings: Settings, max_items: int | None = None, pin_factory: Factory
 
             publisher = stack.enter_context(MqttPublisher(settings))
             observers.append(publisher)
+            if metrics is not None:
+                metrics.watch_mqtt(publisher.connected, lambda: publisher.pending_items)
         sorter = stack.enter_context(Sorter(settings, observers=observers, pin_factory=pin_factory))
         if publisher is not None:
             publisher.start(summary(settings, sorter))
