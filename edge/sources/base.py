@@ -122,21 +122,26 @@ class FrameStream:
                 continue
 
     def __iter__(self) -> Iterator[Frame]:
-        while True:
-            try:
-                item = self._queue.get(timeout=self.stall_timeout_s)
-            except queue.Empty:
-                raise CameraStalled(
-                    f"camera stalled: no frame from {self.source.name} for {self.stall_timeout_s:g} s"
-                ) from None
-            if item is _END:
-                return
-            if isinstance(item, CameraError):
-                raise item
-            if isinstance(item, Exception):
-                raise CameraError(f"{self.source.name}: {item}") from item
-            assert isinstance(item, Frame)
-            yield item
+        return self
+
+    def __next__(self) -> Frame:
+        # a method, not a generator: a thread waiting in here keeps its whole stack visible to a dump
+        # (edge.service.stacks; a suspended generator's frame can cut the chain of its caller's frames)
+        try:
+            item = self._queue.get(timeout=self.stall_timeout_s)
+        except queue.Empty:
+            raise CameraStalled(
+                f"camera stalled: no frame from {self.source.name} for {self.stall_timeout_s:g} s"
+            ) from None
+        if item is _END:
+            self._queue.put(_END)  # and again for any later call: the stream has ended
+            raise StopIteration
+        if isinstance(item, CameraError):
+            raise item
+        if isinstance(item, Exception):
+            raise CameraError(f"{self.source.name}: {item}") from item
+        assert isinstance(item, Frame)
+        return item
 
     def stop(self) -> None:
         """Stop the reader thread (bounded wait; a reader stuck in a driver call is left as a daemon)."""
