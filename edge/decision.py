@@ -83,7 +83,7 @@ class Decider:
         self.quarantine_p = quarantine_p
         self.temperature = temperature
         self.top_k = top_k
-        self._bin_index = np.array([self.destinations.index(self.bin_of[label]) for label in self.labels])
+        self.bin_index = np.array([self.destinations.index(self.bin_of[label]) for label in self.labels])
 
     @property
     def mode(self) -> str:
@@ -104,10 +104,10 @@ class Decider:
         raw = np.asarray(probabilities, dtype=np.float64)
         calibrated = calibrate(raw, self.temperature)
         top = raw.argmax(axis=1)
-        top_bin = self._bin_index[top]
+        top_bin = self.bin_index[top]
         reject = len(self.destinations) - 1
-        if self.costs is not None:
-            expected = calibrated @ self.costs
+        expected = calibrated @ self.costs if self.costs is not None else None
+        if expected is not None:
             best = expected.min(axis=1, keepdims=True)
             tied = expected <= best + 1e-9
             # tie-break: the top class's bin, then the reject bin, then the bins in config order
@@ -124,11 +124,11 @@ class Decider:
         if len(self.hazardous):
             hazard = calibrated[:, self.hazardous]
             quarantined = hazard.max(axis=1) >= self.quarantine_p
-            hazard_bin = self._bin_index[self.hazardous[hazard.argmax(axis=1)]]
+            hazard_bin = self.bin_index[self.hazardous[hazard.argmax(axis=1)]]
             destination = np.where(quarantined, hazard_bin, destination)
             reason = np.where(quarantined, REASONS.index("quarantine"), reason)
-            if self.costs is not None:
-                cost = np.where(quarantined, (calibrated @ self.costs)[np.arange(len(raw)), destination], cost)
+            if expected is not None:
+                cost = np.where(quarantined, expected[np.arange(len(raw)), destination], cost)
         return Choices(destination, reason, cost)
 
     def decide(self, predictions: Sequence[Prediction]) -> Decision:

@@ -14,9 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from edge.bench.tune import REJECT_COSTS
+from edge.bench.accuracy import share
 from edge.config import CostSettings, Settings
 from edge.decision import REASONS, REJECT, Decider, cost_table, decider_for
+
+REJECT_COSTS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0)  # the curve, and what tune tries
 
 
 def with_costs(settings: Settings, **changes: float) -> Settings:
@@ -35,7 +37,7 @@ def figures(decider: Decider, settings: Settings, probabilities: np.ndarray, tru
     """Every figure of one rule on items with known truths (``truth``: label indices into ``decider.labels``)."""
     choices = decider.choose(probabilities)
     where = landed(decider, choices.destination)
-    belongs = np.array([decider.destinations.index(decider.bin_of[label]) for label in decider.labels])[truth]
+    belongs = decider.bin_index[truth]
     bins: dict[str, dict[str, Any]] = {}
     for index, name in enumerate(decider.destinations[:-1]):
         here, own = where == index, belongs == index
@@ -56,11 +58,6 @@ def figures(decider: Decider, settings: Settings, probabilities: np.ndarray, tru
         "cost_per_1000": float(costs[truth, choices.destination].mean() * 1000) if len(truth) else None,
         "reasons": reasons,
     }
-
-
-def share(mask: np.ndarray) -> float | None:
-    """Fraction of True in ``mask``; None if it is empty."""
-    return float(np.mean(mask)) if mask.size else None
 
 
 def pooled_purity(result: dict[str, Any], skip: str) -> float | None:

@@ -22,7 +22,6 @@ if TYPE_CHECKING:  # the CLI imports this module for its arguments: numpy and th
     import numpy as np
 
 HELP = "find the reject cost and quarantine setting that meet a target on labelled photos"
-REJECT_COSTS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0)  # tried, and the bench's curve
 QUARANTINE_PS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
 
 
@@ -81,7 +80,7 @@ def pct(value: float | None) -> str:
 def candidates(settings: Settings, labels: tuple[str, ...], temperature: float, probabilities: np.ndarray,
                truth: np.ndarray) -> list[Candidate]:
     """Every setting of the grid (quarantine_p only where a bin is hazardous)."""
-    from edge.bench.bins import figures, with_costs
+    from edge.bench.bins import REJECT_COSTS, figures, with_costs
     from edge.decision import decider_for
 
     found = []

@@ -21,7 +21,8 @@ import paho.mqtt.client as mqtt
 from edge.config import MqttSettings
 from edge.errors import SmartbinError
 from edge.fleet.gaps import GapTracker
-from edge.fleet.status import broker_client, connect
+from edge.fleet.status import connect
+from edge.service.mqtt import broker_client
 
 logger = logging.getLogger(__name__)
 

@@ -5,30 +5,16 @@ from __future__ import annotations
 import json
 import threading
 import time
-from datetime import datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.config import MqttSettings
 from edge.errors import SmartbinError
-from edge.service.mqtt import read_password
+from edge.service.mqtt import broker_client
+from edge.service.status import clock as local_time
 
 COLUMNS = ("bin", "state", "since", "items today", "rejected", "last item", "model", "problem / last error")
-
-
-def broker_client(config: MqttSettings, client_id: str, clean: bool = True) -> mqtt.Client:
-    """A paho client with the config's TLS and credentials (the bins' own broker settings); ``clean=False``: a
-    persistent session, whose QoS 1 messages the broker keeps while the client is away."""
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean)
-    if config.username:
-        client.username_pw_set(config.username, read_password(config))
-    if config.tls:
-        client.tls_set(ca_certs=str(config.ca_file) if config.ca_file else None,
-                       certfile=str(config.cert_file) if config.cert_file else None,
-                       keyfile=str(config.key_file) if config.key_file else None)
-    return client
 
 
 def connect(client: mqtt.Client, host: str, port: int) -> None:
@@ -94,7 +80,7 @@ def table(bins: dict[str, dict[str, Any]]) -> list[list[str]]:
 
 def clock(t: float | None) -> str:
     """Local date and time of a Unix time, '–' when unknown."""
-    return datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S") if t else "–"
+    return local_time(t) if t else "–"
 
 
 def render(rows: list[list[str]]) -> str:

@@ -39,6 +39,7 @@ from edge.errors import ConfigError, RecordError
 from edge.frame_rate import FrameRate
 from edge.records import ItemRecord, Records
 from edge.sources import Frame
+from edge.web.queries import RecordsView
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,19 @@ def read_password(mqtt_settings: MqttSettings) -> str | None:
                           f"{getattr(exc, 'strerror', None) or exc or 'empty'}") from None
 
 
+def broker_client(config: MqttSettings, client_id: str, clean: bool = True) -> mqtt.Client:
+    """A paho client with the config's TLS and credentials; ``clean=False``: a persistent session, whose QoS 1
+    messages the broker keeps while the client is away. Raises ConfigError (an unreadable password file)."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean)
+    if config.username:
+        client.username_pw_set(config.username, read_password(config))
+    if config.tls:
+        client.tls_set(ca_certs=str(config.ca_file) if config.ca_file else None,
+                       certfile=str(config.cert_file) if config.cert_file else None,
+                       keyfile=str(config.key_file) if config.key_file else None)
+    return client
+
+
 class MqttPublisher:
     """Loop observer publishing this bin to the broker of ``settings.mqtt``; ``start(summary)`` once the sorter
     is built, ``close()`` at the end (a context manager)."""
@@ -81,6 +95,7 @@ class MqttPublisher:
         self.pending_items = 0  # recorded, not yet acknowledged by the broker (a metric)
         self.cursor_name = f"mqtt:{self.config.host}:{self.config.port}/{base}"
         self.database = settings.records.database
+        self.view = RecordsView(self.database, settings.retrain_folder, list(settings.bins))  # telemetry's reads
         self.started = time.time()
         self.rate = FrameRate()
         self.summary: dict[str, Any] = {}
@@ -88,18 +103,11 @@ class MqttPublisher:
         self._wake, self._stop, self._connected = threading.Event(), threading.Event(), threading.Event()
         self._warned: str | None = None
         self._threads: list[threading.Thread] = []
-        self.client = self._client(read_password(self.config))
+        self.client = self._client()
 
-    def _client(self, password: str | None) -> mqtt.Client:
-        config = self.config
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"smartbin-{self.bin_id}")
+    def _client(self) -> mqtt.Client:
+        client = broker_client(self.config, f"smartbin-{self.bin_id}")
         client.will_set(self.status_topic, self._status("offline"), qos=1, retain=True)
-        if config.username:
-            client.username_pw_set(config.username, password)
-        if config.tls:
-            client.tls_set(ca_certs=str(config.ca_file) if config.ca_file else None,
-                           certfile=str(config.cert_file) if config.cert_file else None,
-                           keyfile=str(config.key_file) if config.key_file else None)
         client.reconnect_delay_set(1, 10)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
@@ -272,16 +280,9 @@ class MqttPublisher:
 
     def telemetry(self) -> dict[str, Any]:
         """The telemetry payload now. Raises RecordError."""
-        with Records(self.database, readonly=True) as records:
-            today = records.today()
-            recent = records.recent(100)
-            error = records.last_error()
-        totals = sorted(row["latency_ms"].get("total", 0.0) for row in recent)
-        bins: dict[str, int] = dict.fromkeys(self.settings.bins, 0)
-        outcomes: dict[str, int] = {}
-        for (name, outcome), n in today.items():
-            bins[name] = bins.get(name, 0) + n
-            outcomes[outcome] = outcomes.get(outcome, 0) + n
+        counts = self.view.counts()
+        recent = self.view.recent(1)
+        error = self.view.last_error()
         fps = self.rate.fps()
         recent_error = error is not None and time.time() - error["time"] < 3600
         problem = ("error within the hour: " + str(error["error"])) if recent_error and error else \
@@ -289,13 +290,13 @@ class MqttPublisher:
         return {
             "schema": SCHEMA, "bin_id": self.bin_id, "time": round(time.time(), 3),
             "uptime_s": round(time.time() - self.started, 1), "starts": self.starts, "fps": round(fps, 2),
-            "latency_ms": {"p50": percentile(totals, 50), "p95": percentile(totals, 95), "items": len(totals)},
-            "today": {"total": sum(bins.values()), "bins": bins, "outcomes": outcomes},
+            "latency_ms": self.view.latency().get("total", {"items": 0}),
+            "today": {key: counts[key] for key in ("total", "bins", "outcomes")},
             "cpu_temp_c": cpu_temperature(), "throttled": throttled(),
             "disk_free_mb": round(shutil.disk_usage(self.database.parent).free / 1024 / 1024),
             "problem": problem,
             "last_item": {key: recent[0][key] for key in ("id", "time", "label", "bin", "outcome")} if recent else None,
-            "last_error": {key: error[key] for key in ("id", "time", "error")} if error else None,
+            "last_error": error,
         }
 
     def _discovery(self) -> None:
@@ -317,13 +318,6 @@ class MqttPublisher:
                    "value_template": "{{ 'ON' if value_json.problem else 'OFF' }}"}
         self.client.publish(f"{DISCOVERY}/binary_sensor/{node}/problem/config", json.dumps(problem), qos=1,
                             retain=True)
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    """The q-th percentile of sorted ``values`` (nearest rank), None if empty."""
-    if not values:
-        return None
-    return round(values[min(len(values) - 1, round(q / 100 * (len(values) - 1)))], 2)
 
 
 def cpu_temperature() -> float | None:

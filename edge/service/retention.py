@@ -32,7 +32,6 @@ class Retention:
         self.keep_days = keep_days
         self.max_bytes = int(max_mb * 1024 * 1024) if max_mb else None
         self.interval_s = interval_s
-        self.deleted = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -55,7 +54,6 @@ class Retention:
         if deleted:
             logger.info("retention: deleted %d items (older than %g days or over %s); counts are kept", deleted,
                         self.keep_days, f"{self.max_bytes / 1024 / 1024:g} MB" if self.max_bytes else "no cap")
-        self.deleted += deleted
         return deleted
 
     def _run(self) -> None:

@@ -62,11 +62,9 @@ class RecordsView:
         error = self._read(Records.last_error, None)
         return {key: error[key] for key in ("id", "time", "error")} if error else None
 
-    def today(self, now: float | None = None) -> dict[str, Any]:
-        """Items since local midnight: per bin, per outcome, per bin and outcome, per quarter of an hour, and each
-        bin's purity among the items whose truth is known (replay of labelled photos, the simulator)."""
-        now = time.time() if now is None else now
-        since = local_midnight(now)
+    def counts(self, now: float | None = None) -> dict[str, Any]:
+        """Items since local midnight, from the aggregates: in all, per bin, per outcome, per bin and outcome
+        (every configured bin and every outcome, zeros included)."""
         outcomes = get_args(Outcome)
         empty: dict[tuple[str, str], int] = {}
         counts = self._read(lambda records: records.today(now), empty)
@@ -75,11 +73,20 @@ class RecordsView:
         for (name, outcome), n in counts.items():
             by_bin[name][outcome] = n
         return {
-            "since": since,
             "total": sum(counts.values()),
             "bins": {b: sum(counts.values()) for b, counts in by_bin.items()},
             "outcomes": {o: sum(counts[o] for counts in by_bin.values()) for o in outcomes},
             "by_bin": by_bin,
+        }
+
+    def today(self, now: float | None = None) -> dict[str, Any]:
+        """``counts``, and since local midnight the items per quarter of an hour and each bin's purity among the
+        items whose truth is known (replay of labelled photos, the simulator)."""
+        now = time.time() if now is None else now
+        since = local_midnight(now)
+        return {
+            "since": since,
+            **self.counts(now),
             "throughput": {"bucket_s": THROUGHPUT_BUCKET_S, "buckets": self._throughput(since, now)},
             "purity": self._purity(since),
         }
