@@ -348,7 +348,8 @@ def test_a_resend_request_moves_the_cursor_back_and_a_bad_one_is_ignored(tmp_pat
     with publishing(tmp_path, broker, caplog) as (database, listener, publisher):
         add_items(database, 0, 8, publisher)
         listener.wait(lambda: len(listener.item_ids()) == 8)
-        for junk in (b"not json", b'{"from": "3"}', b'{"from": -1}', b'[1]', b"\xff" * 10_000):
+        padded = json.dumps({"from": 1, "pad": "x" * 1000}).encode()  # well-formed but over the size bound
+        for junk in (b"not json", b'{"from": "3"}', b'{"from": -1}', b'[1]', b"\xff" * 10_000, padded):
             listener.client.publish("smartbin/bin-7/resend", junk, qos=1)
         listener.client.publish("smartbin/bin-7/resend", json.dumps({"from": 5}), qos=1)
         listener.wait(lambda: len(listener.item_ids()) == 12)

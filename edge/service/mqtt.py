@@ -46,6 +46,7 @@ logger = logging.getLogger(__name__)
 SCHEMA = 1
 BATCH = 100  # item messages in flight at most, then wait for the broker's acknowledgements
 ACK_TIMEOUT_S = 10.0
+RESEND_MAX_BYTES = 64  # a resend request longer than this is ignored unparsed
 DISCOVERY = "homeassistant"
 THERMAL = Path("/sys/class/thermal/thermal_zone0/temp")
 THROTTLED = Path("/sys/devices/platform/soc/soc:firmware/get_throttled")  # Raspberry Pi firmware
@@ -197,8 +198,8 @@ class MqttPublisher:
         if message.topic == f"{DISCOVERY}/status" and message.payload == b"online":
             self._discovery()  # Home Assistant restarted: it forgets entities without retained configs
         elif message.topic == self.resend_topic:
-            try:
-                first = json.loads(message.payload)["from"]
+            try:  # {"from": id} is a few bytes: anything longer is not parsed
+                first = json.loads(message.payload)["from"] if len(message.payload) <= RESEND_MAX_BYTES else None
             except (ValueError, KeyError, TypeError):
                 first = None
             if isinstance(first, int) and not isinstance(first, bool) and first >= 1:
