@@ -21,7 +21,7 @@ from edge.plan import GatePlace, Planner
 from edge.records import Records
 from edge.retrain import FrameKeeper
 from edge.service.safe import remember_gates
-from edge.sources import FrameSource, FrameStream, open_source
+from edge.sources import FrameSource, FrameStream, open_source, open_waiting
 from edge.sources.folder import FolderSource
 from edge.trigger import BeamTrigger, ItemTracker, Trigger, VisionTrigger
 
@@ -35,7 +35,8 @@ class Sorter:
     the gates (to their safe position), the record database, the camera, the item trigger. ``close()`` puts
     the gates safe first, then releases the camera and closes the database, whatever failed. ``source``,
     ``pin_factory`` and ``classifier`` replace what the settings would build (tests, benchmarks: a replay
-    source, gpiozero's ``MockFactory``, ``edge.fakes.FakeClassifier``).
+    source, gpiozero's ``MockFactory``, ``edge.fakes.FakeClassifier``). ``camera_wait_s``: how long a live
+    camera that is not there at start is waited for (the service: a camera that comes back after a restart).
     """
 
     def __init__(
@@ -45,6 +46,7 @@ class Sorter:
         observers: Sequence[Observer] = (),
         pin_factory: Factory | None = None,
         classifier: ImageClassifier | None = None,
+        camera_wait_s: float = 0.0,
     ) -> None:
         self.settings = settings
         self._stack = ExitStack()
@@ -60,7 +62,8 @@ class Sorter:
             remember_gates(settings)
             keeper = self._keeper()
             self.source = source or open_source(settings)
-            self._stack.enter_context(self.source)
+            open_waiting(self.source, camera_wait_s)
+            self._stack.callback(self.source.close)
             trigger = self._trigger()
             votes = 1 if trigger is None and isinstance(self.source, FolderSource) else settings.sorting.votes
             if trigger is not None:

@@ -65,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = command("run", cmd_run, "sort items until Ctrl-C / SIGTERM or --max-items")
     run.add_argument("--source", help=f"override camera.source: {SPEC_HELP}")
     run.add_argument("--max-items", type=int, default=None, metavar="N", help="stop after N items")
+    run.add_argument("--camera-wait", type=float, default=0.0, metavar="S",
+                     help="wait up to S seconds for a live camera that is not there at start (the service: 30)")
     command("check", cmd_check, "check config, model, gates, records and camera: one line each")
     classify = command("classify", cmd_classify, "the sorter's model, crop and decision on photos: one line each")
     classify.add_argument("photos", type=Path, nargs="+", metavar="PHOTO", help="image files")
@@ -106,7 +108,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     if args.source:
         settings = settings.model_copy(update={"camera": settings.camera.model_copy(update={"source": args.source})})
     refuse_beside_service(settings.gpio.pin_factory, settings.camera.source)
-    return serve(settings, args.max_items)
+    return serve(settings, args.max_items, camera_wait_s=max(0.0, args.camera_wait))
 
 
 def cmd_check(settings: Settings, args: argparse.Namespace) -> int:

@@ -2,25 +2,32 @@
 
 ``FakeClassifier`` stands in for ``edge.classifier.Classifier`` (the ``ImageClassifier`` protocol): fixed or
 scripted probabilities, a chosen latency, a gate that holds every call until it is set, or an error to raise.
-``FakePicamera2`` stands in for ``picamera2.Picamera2`` (``PicameraSource(camera=...)``). The other fakes are
-the replay sources (``edge.sources``: a folder, a video file, the belt simulator) and gpiozero's own
-``MockFactory`` for the pins.
+``FakePicamera2`` stands in for ``picamera2.Picamera2`` (``PicameraSource(camera=...)``). ``FaultyCamera``
+wraps any source and fails on cue (stalls, dead frames, a camera that vanishes and comes back), and
+``logged_mock_pins`` is gpiozero's own ``MockFactory`` with every pin change also written to a file (read after
+the process is killed), for the fault soak. The other fakes are the replay sources (``edge.sources``: a folder,
+a video file, the belt simulator) and gpiozero's ``MockFactory`` itself.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import numpy as np
+from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from edge.classifier import CardInput, Prediction
+from edge.errors import CameraError
 from edge.model_card import InputContract, ModelCard
 from edge.preprocess import ITEM_CROP, RESIZE_METHOD
+from edge.sources.base import Frame, FrameSource
 
 Script = Callable[[int], Sequence[float]]  # call number (from 0) → probabilities in label order
 
@@ -111,3 +118,71 @@ class FakePicamera2:
 
     def close(self) -> None:
         self.closed = True
+
+
+CameraFault = Literal["stall", "dead", "gone"]
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A camera fault from ``start`` to ``end`` (``time.monotonic()``): ``stall`` (reads block until the end),
+    ``dead`` (flat black frames), ``gone`` (reads fail and the camera cannot be opened: unplugged)."""
+
+    kind: CameraFault
+    start: float
+    end: float
+
+
+class FaultyCamera(FrameSource):
+    """``source`` with ``faults`` injected at their times; ``on_frame`` hears of every good frame it passes on
+    (the fault soak logs which simulated item each frame showed)."""
+
+    def __init__(self, source: FrameSource, faults: Sequence[Fault],
+                 on_frame: Callable[[Frame], None] = lambda _frame: None) -> None:
+        super().__init__()
+        self.source = source
+        self.faults = sorted(faults, key=lambda f: f.start)
+        self.on_frame = on_frame
+        self.name = source.name
+        self.live = source.live
+
+    def _now(self, kind: CameraFault) -> Fault | None:
+        now = time.monotonic()
+        return next((f for f in self.faults if f.kind == kind and f.start <= now < f.end), None)
+
+    def open(self) -> None:
+        if (gone := self._now("gone")) is not None:
+            back = gone.end - time.monotonic()
+            raise CameraError(f"no camera found: {self.name} is not connected (back in {back:.0f} s)")
+        self.source.open()
+
+    def read(self) -> Frame | None:
+        if (stall := self._now("stall")) is not None:
+            time.sleep(max(0.0, stall.end - time.monotonic()))
+        if self._now("gone") is not None:
+            raise CameraError(f"{self.name} disconnected")
+        frame = self.source.read()
+        if frame is None:
+            return None
+        if self._now("dead") is not None:
+            return Frame(np.zeros_like(frame.rgb), frame.timestamp, frame.number, frame.monotonic)
+        self.on_frame(frame)
+        return frame
+
+    def close(self) -> None:
+        self.source.close()
+
+
+def logged_mock_pins(path: Path) -> MockFactory:
+    """gpiozero's ``MockFactory`` (PWM pins) whose pins also append every change to ``path`` as a line
+    ``MONOTONIC_TIME PIN_NAME STATE``, with one unbuffered write each, so a SIGKILL loses none."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    class LoggedPin(MockPWMPin):
+        def _change_state(self, value: float) -> bool:
+            changed = bool(super()._change_state(value))
+            if changed:
+                os.write(fd, f"{self._last_change:.6f} {self.info.name} {float(value):g}\n".encode())
+            return changed
+
+    return MockFactory(pin_class=LoggedPin)

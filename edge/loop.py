@@ -24,6 +24,7 @@ from typing import Protocol, runtime_checkable
 from edge.classifier import ImageClassifier
 from edge.decision import Decider, Decision
 from edge.errors import DeadFrame, GateError, ModelError, RecordError
+from edge.held import HeldRecords
 from edge.plan import Plan, Planner
 from edge.preprocess import CropMode, Roi, prepare, refine
 from edge.records import ItemRecord, Outcome, Records
@@ -81,7 +82,9 @@ class SortingLoop:
     is finished and recorded).
 
     An item that fails (dead frame, model error) is recorded with outcome ``error`` and rides to the default
-    bin; a failure to write a record stops the loop (the record is logged as JSON so the journal keeps it).
+    bin. Records the database refuses for a while (disk full, locked) are held and written later; any other
+    failure to write a record stops the loop (the records not written are logged as JSON so the journal keeps
+    them).
     """
 
     def __init__(
@@ -107,6 +110,7 @@ class SortingLoop:
         self.decider = decider
         self.planner = planner
         self.records = records
+        self.held = HeldRecords(records)
         self.roi = roi
         self.crop = crop
         self.votes = votes
@@ -158,6 +162,8 @@ class SortingLoop:
             worker.join(timeout=WORKER_JOIN_S)
             if worker.is_alive():  # classifying or writing hangs: the records it holds cannot be saved from here
                 logger.error("sorting thread still busy %g s after the end of the run; leaving it", WORKER_JOIN_S)
+            elif not failure:
+                self._flush_held(failure)
         if failure:
             raise failure[0]
         if (broken := self.gate_failure()) is not None:
@@ -190,7 +196,7 @@ class SortingLoop:
                 record = self.sort(item)
                 best = item.best(1)[0]
                 item_id = self._commit(record, best)
-                if self.keeper is not None and not item.shed:
+                if self.keeper is not None and not item.shed and item_id is not None:
                     self.keeper.keep(item_id, best, record)
             except BaseException as exc:
                 failure.append(exc)
@@ -281,28 +287,52 @@ class SortingLoop:
             truth=first.truth,
         )
 
-    def _commit(self, record: ItemRecord, frame: Frame) -> int:
+    def _commit(self, record: ItemRecord, frame: Frame) -> int | None:
+        """Write the record (after any held ones) and tell the observers; its id, or None while it is held."""
         try:
-            item_id = self.records.add(record)
+            written = self.held.add(record)
         except RecordError:
-            logger.error("unsaved record: %s", record.to_json())
+            self._log_unsaved()
             raise
         self.tally.add(record)
-        logger.info("%s", describe(item_id, record))
+        if not written or written[-1][1] is not record:
+            logger.info("%s", describe(None, record))
+        for item_id, done in written:
+            self._written(item_id, done, frame if done is record else None)
+        return written[-1][0] if written and written[-1][1] is record else None
+
+    def _written(self, item_id: int, record: ItemRecord, frame: Frame | None) -> None:
+        if frame is not None:
+            logger.info("%s", describe(item_id, record))
         for observer in self.observers:
-            if isinstance(observer, FrameObserver):
+            if frame is not None and isinstance(observer, FrameObserver):
                 observer.on_item_frame(item_id, frame)
             observer.on_item(item_id, record)
-        return item_id
+
+    def _flush_held(self, failure: list[BaseException]) -> None:
+        """At the end of a run: write what is held, or log it and fail the run."""
+        try:
+            for item_id, record in self.held.flush():
+                self._written(item_id, record, None)
+        except RecordError as exc:
+            failure.append(exc)
+        if self.held.held:
+            failure.append(RecordError(f"{self.held.held} item records could not be written"))
+            self._log_unsaved()
+
+    def _log_unsaved(self) -> None:
+        for unsaved in self.held.unsaved():
+            logger.error("unsaved record: %s", unsaved.to_json())
 
 
-def describe(item_id: int, record: ItemRecord) -> str:
+def describe(item_id: int | None, record: ItemRecord) -> str:
     """One line per item, e.g. 'item 7 frame 12: green-glass 0.93 → glass [sorted] flap→-60° 41 ms', with the
-    reason where the bin is not simply the top class's: 'paper 0.90 → hazardous [sorted: quarantine] …'."""
+    reason where the bin is not simply the top class's: 'paper 0.90 → hazardous [sorted: quarantine] …';
+    'item (held)' for one whose record waits for the database."""
     truth = f" (truth {record.truth})" if record.truth else ""
     error = f" error: {record.error}" if record.error else ""
     why = f": {record.reason}" if record.reason not in (None, "top") else ""
     return (
-        f"item {item_id} frame {record.frame}: {record.seen}{truth} → {record.bin} [{record.outcome}{why}] "
-        f"{record.gate_action} {record.latency_ms.get('total', 0):.0f} ms{error}"
+        f"item {'(held)' if item_id is None else item_id} frame {record.frame}: {record.seen}{truth} → "
+        f"{record.bin} [{record.outcome}{why}] {record.gate_action} {record.latency_ms.get('total', 0):.0f} ms{error}"
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,18 +57,23 @@ class GateRecorder:
 
     def reached_bin(self, item: SimItem) -> str:
         """The bin ``item`` fell into, from the gates' real positions when it arrived at each of them."""
-        settings = self.settings
-        speed = settings.conveyor.belt_speed_m_s
-        for gate_name, gate in sorted(settings.gates.items(), key=lambda g: g[1].delay(speed)):
-            state = self.history(gate_name).at(item.t_line + gate.delay(speed))
-            if isinstance(gate, ServoGate):
-                angle = servo_angle(gate, state)
-                if abs(angle - gate.safe_angle) > 2:
-                    return next((b for b, spec in settings.bins.items()
-                                 if spec.gate == gate_name and abs((spec.angle or 0) - angle) <= 2), "unknown")
-            elif bool(state) == gate.active_high:
-                return next(b for b, spec in settings.bins.items() if spec.gate == gate_name)
-        return settings.default_bin
+        return reached_bin(self.settings, {gate: self.history(gate) for gate in self._pins}, item.t_line)
+
+
+def reached_bin(settings: Settings, histories: Mapping[str, PinHistory], t_line: float) -> str:
+    """The bin of an item that crossed the camera line at ``t_line``, from each gate's pin history: the first
+    gate out of its safe position when the item arrives there diverts it; past every gate, the default bin."""
+    speed = settings.conveyor.belt_speed_m_s
+    for gate_name, gate in sorted(settings.gates.items(), key=lambda g: g[1].delay(speed)):
+        state = histories[gate_name].at(t_line + gate.delay(speed))
+        if isinstance(gate, ServoGate):
+            angle = servo_angle(gate, state)
+            if abs(angle - gate.safe_angle) > 2:
+                return next((b for b, spec in settings.bins.items()
+                             if spec.gate == gate_name and abs((spec.angle or 0) - angle) <= 2), "unknown")
+        elif bool(state) == gate.active_high:
+            return next(b for b, spec in settings.bins.items() if spec.gate == gate_name)
+    return settings.default_bin
 
 
 def servo_angle(gate: ServoGate, duty: float, frequency: float = 50.0) -> float:

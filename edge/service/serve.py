@@ -17,13 +17,16 @@ from edge.loop import Observer
 from edge.service import stacks
 from edge.service.notify import Notifier, ServiceWatch
 from edge.service.retention import Retention
+from edge.sources import FrameSource
 
 logger = logging.getLogger("smartbin")
 
 
-def serve(settings: Settings, max_items: int | None = None, pin_factory: Factory | None = None) -> int:
+def serve(settings: Settings, max_items: int | None = None, pin_factory: Factory | None = None,
+          source: FrameSource | None = None, camera_wait_s: float = 0.0) -> int:
     """Sort until SIGTERM / SIGINT (the item in hand is finished) or ``max_items``; 0 when it ends so.
-    ``pin_factory``: instead of the settings' (tests: gpiozero's ``MockFactory``, read afterwards)."""
+    ``pin_factory``, ``source``: instead of the settings' (tests and the fault soak: gpiozero's
+    ``MockFactory``, a camera that fails on cue); ``camera_wait_s``: see ``Sorter``."""
     stop = threading.Event()
     notifier = Notifier()
     if notifier.watchdog_s:
@@ -51,7 +54,8 @@ def serve(settings: Settings, max_items: int | None = None, pin_factory: Factory
             observers.append(publisher)
             if metrics is not None:
                 metrics.watch_mqtt(publisher.connected, lambda: publisher.pending_items)
-        sorter = stack.enter_context(Sorter(settings, observers=observers, pin_factory=pin_factory))
+        sorter = stack.enter_context(Sorter(settings, source=source, observers=observers, pin_factory=pin_factory,
+                                            camera_wait_s=camera_wait_s))
         if publisher is not None:
             publisher.start(summary(settings, sorter))
         records = settings.records

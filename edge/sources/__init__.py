@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from edge.config import Settings
-from edge.sources.base import Frame, FrameSource, FrameStream, is_dead
+from edge.sources.base import Frame, FrameSource, FrameStream, is_dead, open_waiting
 from edge.sources.conveyor import BeltSimulator, simulator_for
 from edge.sources.folder import FolderSource
 from edge.sources.opencv import OpenCVSource
 from edge.sources.picamera import PicameraSource
 
-__all__ = ["SPEC_HELP", "BeltSimulator", "Frame", "FrameSource", "FrameStream", "is_dead", "open_source"]
+__all__ = ["SPEC_HELP", "BeltSimulator", "Frame", "FrameSource", "FrameStream", "is_dead", "open_source",
+           "open_waiting"]
 
 SPEC_HELP = "picamera2 | USB index (0) | video file | stream URL | image folder | synthetic"
 

@@ -76,6 +76,28 @@ class FrameSource(ABC):
         self.close()
 
 
+def open_waiting(source: FrameSource, wait_s: float, retry_s: float = 1.0) -> None:
+    """Open ``source``; a live camera that is not there yet (unplugged, still held by a process that is
+    going away, its driver restarting) is tried again every ``retry_s`` for up to ``wait_s`` seconds, with one
+    warning, before its CameraError is raised. Replays (files, folders) are not waited for."""
+    deadline = time.monotonic() + wait_s
+    warned = False
+    while True:
+        try:
+            source.open()
+        except CameraError as exc:
+            if not source.live or time.monotonic() + retry_s > deadline:
+                raise
+            if not warned:
+                logger.warning("%s; trying again for up to %g s", exc, wait_s)
+                warned = True
+            time.sleep(retry_s)
+            continue
+        if warned:
+            logger.warning("%s is back", source.name)
+        return
+
+
 _END = object()
 
 
