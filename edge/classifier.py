@@ -43,6 +43,7 @@ class ImageClassifier(Protocol):
     path: Path
     card: ModelCard
     runtime: str
+    sha256: str | None  # of the model file (None: a fake)
 
     @property
     def labels(self) -> tuple[str, ...]: ...
@@ -61,6 +62,7 @@ class CardInput:
     """What a classifier takes from its card: labels, input size, and the pixels it accepts."""
 
     card: ModelCard
+    sha256: str | None = None
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -97,7 +99,7 @@ class Classifier(CardInput):
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
         self._check_against_card()
-        check_file(self.path, self.card)
+        self.sha256 = check_file(self.path, self.card)
 
     @property
     def input_quantization(self) -> tuple[float, int]:

@@ -101,6 +101,15 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--last", type=int, default=10, metavar="N", help="items to list (default 10)")
     command("web", cmd_web, "the web page on the records alone, without the sorter (default: the installed "
             "service's config and records)")
+    model = command("model", cmd_model, "models on this bin: install a new one (checked, compared, switched "
+                    "atomically), list the versions, roll back (default: the installed service's config)")
+    model.add_argument("action", choices=["install", "list", "rollback"])
+    model.add_argument("file", type=Path, nargs="?", metavar="FILE.tflite", help="install: the model (card beside)")
+    model.add_argument("--frames", type=Path, default=None, metavar="DIR",
+                       help="install: labelled frames (one sub-folder per class) to compare the models on")
+    model.add_argument("--max-drop", type=float, default=1.0, metavar="PP",
+                       help="install: refuse a model this many percentage points worse on the frames (default 1)")
+    model.add_argument("--force", action="store_true", help="install: even if it is worse on the frames")
     return parser
 
 
@@ -262,6 +271,27 @@ def cmd_web(settings: Settings, args: argparse.Namespace) -> int:
         stop.wait()
     return 0
 
+
+def cmd_model(settings: Settings, args: argparse.Namespace) -> int:
+    from edge.service import model_install
+    from edge.service.unit import CONFIG
+
+    if args.config is None and CONFIG.exists():
+        settings = load_settings(CONFIG)
+    if args.action == "install":
+        if args.file is None:
+            raise ConfigError("model install: name the FILE.tflite to install")
+        lines = model_install.install(settings, args.file, args.frames, args.max_drop, args.force)
+        now = load_settings(args.config or (CONFIG if CONFIG.exists() else None)).model.path
+        if now.resolve() != model_install.ModelStore(settings.records.database.parent).current_model():
+            lines.append(f"note: model.path in the config names {now}: the service runs that one, not the installed "
+                         "version (remove model.path to run installed versions)")
+    elif args.action == "rollback":
+        lines = model_install.rollback(settings)
+    else:
+        lines = model_install.listing(settings)
+    print("\n".join(lines))
+    return 0
 
 
 if __name__ == "__main__":

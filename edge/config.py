@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edge.errors import ConfigError
+from edge.model_store import installed_model
 from edge.preprocess import CropMode, Roi
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -425,7 +426,9 @@ class Settings(Section):
 
 
 def load_settings(path: str | Path | None = None) -> Settings:
-    """Read and validate a TOML config; ``None`` reads the embedded default. Raises ConfigError (one line)."""
+    """Read and validate a TOML config; ``None`` reads the embedded default. Raises ConfigError (one line).
+    Without ``model.path`` the model is the version installed by ``smartbin model install`` (under the records'
+    folder) if there is one, else the bundled model."""
     path = Path(path) if path is not None else DEFAULT_CONFIG
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -436,10 +439,15 @@ def load_settings(path: str | Path | None = None) -> Settings:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path.name}: not valid TOML: {exc}") from None
     try:
-        settings = parse_settings(data)
+        settings = resolve_paths(parse_settings(data), path.parent)
     except ValidationError as exc:
         raise ConfigError(f"{path.name}: {describe(exc)}") from None
-    return resolve_paths(settings, path.parent)
+    model = data.get("model")
+    if not (isinstance(model, dict) and "path" in model):  # no model named: the installed version, if any
+        installed = installed_model(settings.records.database.parent)
+        if installed is not None:
+            settings = settings.model_copy(update={"model": settings.model.model_copy(update={"path": installed})})
+    return settings
 
 
 def parse_settings(data: dict[str, Any]) -> Settings:

@@ -64,22 +64,25 @@ def probe_entry(classifier: ImageClassifier) -> dict[str, Any]:
     return {"pattern": PROBE_PATTERN, "tolerance": PROBE_TOLERANCE, "output": probe_output(classifier)}
 
 
-def check_file(model: Path, card: ModelCard) -> None:
-    """Raise ModelCardError unless the file is the one the card was sealed for, with the card's label order."""
+def check_file(model: Path, card: ModelCard) -> str:
+    """Raise ModelCardError unless the file is the one the card was sealed for, with the card's label order.
+    Returns the file's sha256."""
     integrity = card.extra.get("integrity")
     if not isinstance(integrity, dict):
         logger.warning("%s: its card has no integrity section: the file is not checked (reconvert to seal it)",
                        model.name)
-        return
+        return sha256_of(model)
     size = model.stat().st_size
     if size != integrity.get("tflite_bytes"):
         raise ModelCardError(f"{model}: {size} bytes, its card says {integrity.get('tflite_bytes')}: "
                              "truncated, corrupt or not the card's model")
-    if sha256_of(model) != integrity.get("tflite_sha256"):
+    digest = sha256_of(model)
+    if digest != integrity.get("tflite_sha256"):
         raise ModelCardError(f"{model}: sha256 differs from its card's: corrupt or not the card's model")
     if labels_digest(card.labels) != integrity.get("labels_sha256"):
         raise ModelCardError(f"{model}: the card's labels are not in the order the model was sealed with "
                              "(edited or swapped labels)")
+    return digest
 
 
 def check_probe(classifier: ImageClassifier) -> str:

@@ -122,6 +122,7 @@ class SortingLoop:
         self._busy_since: float | None = None  # when the sorting thread took its current item
         self._reported_stuck: float | None = None
         self.model_name = classifier.path.name
+        self.model_sha256 = classifier.sha256
         self.tally = Tally()
         self._numbers = itertools.count()
         self._dead_frames = 0
@@ -276,6 +277,7 @@ class SortingLoop:
             gate_action=plan.gate_action,
             outcome=outcome,
             model=self.model_name,
+            model_sha256=self.model_sha256,
             label=decision.label if decision else None,
             confidence=decision.confidence if decision else None,
             top_k=decision.top if decision else (),

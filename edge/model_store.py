@@ -60,6 +60,11 @@ class ModelStore:
         folder = self.root / os.readlink(pointer)
         return Version(folder) if folder.is_dir() else None
 
+    def current_model(self) -> Path | None:
+        """The current version's model file (resolved), None if no version is current."""
+        version = self.current()
+        return version.model.resolve() if version is not None else None
+
     def versions(self) -> list[Version]:
         """Every installed version, oldest install first."""
         if not self.root.is_dir():
@@ -125,5 +130,4 @@ class ModelStore:
 
 def installed_model(state: Path) -> Path | None:
     """The current version's model file, None if no version is current."""
-    version = ModelStore(state).current()
-    return version.model if version is not None else None
+    return ModelStore(state).current_model()

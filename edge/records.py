@@ -39,7 +39,8 @@ CREATE TABLE IF NOT EXISTS items (
     truth       TEXT,               -- known label (replay / simulation only)
     model       TEXT    NOT NULL,
     reason      TEXT,               -- why this bin: top, cost, quarantine, below threshold (NULL: not decided)
-    expected_cost REAL              -- the chosen bin's expected cost under [costs] (NULL: threshold rule)
+    expected_cost REAL,             -- the chosen bin's expected cost under [costs] (NULL: threshold rule)
+    model_sha256 TEXT               -- the model file's sha256 (NULL: a fake classifier or an older release)
 );
 CREATE INDEX IF NOT EXISTS items_time ON items (time);
 -- The latest error in O(log n), however long ago it was.
@@ -63,9 +64,9 @@ CREATE TRIGGER IF NOT EXISTS items_daily AFTER INSERT ON items BEGIN
     ON CONFLICT (day, bin, outcome) DO UPDATE SET items = items + 1;
 END;
 """
-SCHEMA_VERSION = 2  # 1: the daily aggregates (a database of version 0 gets them counted from its items once)
-# 2: the decision's reason and expected cost (columns added to an older table)
-ADDED_COLUMNS = {"reason": "TEXT", "expected_cost": "REAL"}
+SCHEMA_VERSION = 3  # 1: the daily aggregates (a database of version 0 gets them counted from its items once)
+# 2: the decision's reason and expected cost; 3: the model's sha256 (columns added to an older table)
+ADDED_COLUMNS = {"reason": "TEXT", "expected_cost": "REAL", "model_sha256": "TEXT"}
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,7 @@ class ItemRecord:
     truth: str | None = None
     reason: str | None = None
     expected_cost: float | None = None
+    model_sha256: str | None = None
 
     @property
     def seen(self) -> str:

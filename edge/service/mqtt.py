@@ -277,6 +277,7 @@ class MqttPublisher:
             "confidence": row["confidence"], "bin": row["bin"], "outcome": row["outcome"],
             "reason": row.get("reason"), "expected_cost": row.get("expected_cost"), "error": row["error"],
             "latency_ms": latency.get("total"), "since_line_ms": latency.get("since_line"), "truth": row["truth"],
+            "model": row["model"], "model_sha256": row.get("model_sha256"),
         })
 
     def telemetry(self) -> dict[str, Any]:
