@@ -40,6 +40,10 @@ class Section(BaseModel):
 class ModelSettings(Section):
     path: Path = Field(BUNDLED_MODEL, description="the .tflite model; its card NAME.json must lie beside it")
     threads: int = Field(0, ge=0, le=MAX_THREADS, description="interpreter threads; 0 = all cores")
+    trial_items: int = Field(200, ge=0, le=1_000_000,
+                             description="after `smartbin model install`, items to watch before keeping it; 0 = off")
+    trial_margin: float = Field(0.05, ge=0, le=1, description="rollback when the reject or error share rises "
+                                "by more than this over the previous model's")
 
 
 class CameraSettings(Section):

@@ -107,8 +107,29 @@ class ModelStore:
             staging.unlink(missing_ok=True)
             staging.symlink_to(version.key)
             os.replace(staging, pointer)
+        self.note(entry)
+
+    def note(self, entry: dict[str, Any]) -> None:
+        """Append ``entry`` to the history without switching (a trial's verdict)."""
+        self.root.mkdir(parents=True, exist_ok=True)
         with (self.root / HISTORY).open("a", encoding="utf-8") as f:
             f.write(json.dumps({"time": time.time(), **entry}) + "\n")
+
+    def on_trial(self, model: Path) -> dict[str, Any] | None:
+        """The install entry of ``model`` if it is the current version and no verdict on it came since."""
+        current = self.current()
+        if current is None or model.resolve().parent != current.folder.resolve():
+            return None
+        history = self.history()
+        latest = history[-1] if history else {}
+        return latest if latest.get("action") == "install" and latest.get("to") == current.key else None
+
+    def auto_rollback(self, within_s: float = 86_400.0) -> str | None:
+        """What the latest automatic rollback said, if one happened within ``within_s`` seconds."""
+        for entry in reversed(self.history()):
+            if entry.get("auto") and time.time() - float(entry.get("time", 0)) < within_s:
+                return str(entry.get("reason"))
+        return None
 
     def previous(self) -> Version | None:
         """The version that was current before the current one (by the history), None for the configured or

@@ -80,7 +80,7 @@ def test_install_switches_the_next_run_and_rollback_restores_the_previous_sha256
     with pytest.raises(SmartbinError, match="nothing to roll back"):
         model_install.rollback(load_settings(config))
     history = [json.loads(line) for line in (tmp_path / "state" / "models" / "history.jsonl").read_text().splitlines()]
-    assert [h["action"] for h in history] == ["install", "rollback"]
+    assert [h["action"] for h in history] == ["install", "kept", "rollback"]  # kept: nothing to compare with
 
 
 def test_a_second_install_rolls_back_to_the_first(tmp_path, config):
@@ -124,3 +124,50 @@ def test_a_broken_or_unfitting_model_is_refused_in_one_line_and_the_current_one_
         model_install.install(settings, model, None)
     assert str(refused.value).startswith("refused tiny12.tflite: ") and "\n" not in str(refused.value)
     assert load_settings(config).model.path == BUNDLED_MODEL
+
+
+def trial_config(config, reject_cost):
+    """The config with a 4-item trial, and a reject cost that makes every item rejected (0) or none (default)."""
+    text = config.read_text().replace("[model]\n", "[model]\ntrial_items = 4\n", 1)
+    if reject_cost is not None:
+        text = text.replace("[costs]\n", f"[costs]\nreject = {reject_cost}\n", 1)
+    config.write_text(text)
+    return config
+
+
+def earlier_items(tmp_path, outcome, n=30):
+    """Records of the model that ran before the install, all with ``outcome``."""
+    from edge.records import ItemRecord, Records
+
+    with Records(tmp_path / "state" / "items.db") as records:
+        for i in range(n):
+            records.add(ItemRecord(time=1000.0 + i, frame=i, source="test", bin="residual", gate_action="none",
+                                   outcome=outcome, model="old.tflite", model_sha256="0" * 64))
+
+
+def test_a_new_model_that_rejects_far_more_is_rolled_back_by_itself(tmp_path, config, capsys):
+    config = trial_config(config, reject_cost=0)  # the new model's items: all rejected
+    earlier_items(tmp_path, "sorted")  # the previous model's: none rejected
+    model_install.install(load_settings(config), candidate(tmp_path), None)
+    assert main(["run", "--config", str(config), "--max-items", "8"]) == 1
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "rolled back automatically to the configured (bundled) model after 4 items: rejected " in error
+    assert "% vs 0.0% (more than 5% above the previous model)" in error
+    assert load_settings(config).model.path == BUNDLED_MODEL
+    history = ModelStore(tmp_path / "state").history()
+    assert history[-1]["action"] == "rollback" and history[-1]["auto"] is True
+    assert main(["status", "--config", str(config)]) == 0
+    assert any(line.startswith("model      model ") and "rolled back automatically" in line
+               for line in capsys.readouterr().out.splitlines())
+
+
+def test_a_new_model_that_does_as_well_is_kept_after_its_trial(tmp_path, config):
+    config = trial_config(config, reject_cost=0)
+    earlier_items(tmp_path, "rejected")  # the previous model rejected as much
+    model_install.install(load_settings(config), candidate(tmp_path), None)
+    assert main(["run", "--config", str(config), "--max-items", "5"]) == 0
+    history = ModelStore(tmp_path / "state").history()
+    assert [h["action"] for h in history] == ["install", "kept"] and history[-1]["items"] == 4
+    assert load_settings(config).model.path.name == "tiny12.tflite"
+    assert main(["run", "--config", str(config), "--max-items", "5"]) == 0  # no second trial
+    assert len(ModelStore(tmp_path / "state").history()) == 2

@@ -37,6 +37,7 @@ from edge import __version__
 from edge.config import MqttSettings, Settings
 from edge.errors import ConfigError, RecordError
 from edge.frame_rate import FrameRate
+from edge.model_store import ModelStore
 from edge.records import ItemRecord, Records
 from edge.sources import Frame
 from edge.web.queries import RecordsView
@@ -287,8 +288,9 @@ class MqttPublisher:
         error = self.view.last_error()
         fps = self.rate.fps()
         recent_error = error is not None and time.time() - error["time"] < 3600
-        problem = ("error within the hour: " + str(error["error"])) if recent_error and error else \
-            ("no camera frames" if time.time() - self.started > 30 and fps == 0 else None)
+        problem = ModelStore(self.database.parent).auto_rollback() or (
+            ("error within the hour: " + str(error["error"])) if recent_error and error else
+            ("no camera frames" if time.time() - self.started > 30 and fps == 0 else None))
         return {
             "schema": SCHEMA, "bin_id": self.bin_id, "time": round(time.time(), 3),
             "uptime_s": round(time.time() - self.started, 1), "starts": self.starts, "fps": round(fps, 2),

@@ -1,5 +1,6 @@
-"""``smartbin run`` as a service: the sorter with its observers (systemd watchdog, metrics, web page), retention
-of old records, signals that stop it after the item in hand, READY / STOPPING for systemd, and the tally."""
+"""``smartbin run`` as a service: the sorter with its observers (systemd watchdog, metrics, web page, the trial
+of a newly installed model), retention of old records, signals that stop it after the item in hand, READY /
+STOPPING for systemd, and the tally."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from edge.app import Sorter
 from edge.config import Settings
 from edge.loop import Observer
 from edge.service import stacks
+from edge.service.model_trial import ModelTrial
 from edge.service.notify import Notifier, ServiceWatch
 from edge.service.retention import Retention
 from edge.sources import FrameSource
@@ -56,6 +58,9 @@ def serve(settings: Settings, max_items: int | None = None, pin_factory: Factory
                 metrics.watch_mqtt(publisher.connected, lambda: publisher.pending_items)
         sorter = stack.enter_context(Sorter(settings, source=source, observers=observers, pin_factory=pin_factory,
                                             camera_wait_s=camera_wait_s))
+        trial = ModelTrial.start(settings, sorter.classifier, sorter.records, stop)
+        if trial is not None:
+            sorter.loop.observers.append(trial)
         if publisher is not None:
             publisher.start(summary(settings, sorter))
         records = settings.records
@@ -74,6 +79,8 @@ def serve(settings: Settings, max_items: int | None = None, pin_factory: Factory
             tally = sorter.loop.run(max_items=max_items, stop=stop)
         finally:
             notifier.stopping("stopping: gates to safe, closing the camera and the records")
+        if trial is not None:
+            trial.check()
     logger.info("done: %s", tally.summary())
     return 0
 

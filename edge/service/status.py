@@ -12,6 +12,7 @@ from typing import Any
 from edge.config import Settings, load_settings
 from edge.errors import ConfigError, RecordError
 from edge.loop import Tally, describe
+from edge.model_store import ModelStore
 from edge.records import ItemRecord, Records
 from edge.service import unit as service
 from edge.service.unit import UnitState
@@ -48,6 +49,8 @@ def report(database: Path, last: int, unit: UnitState | None, now: float | None 
     lines.append(f"today      {Tally(Counter(today)).summary() if today else 'no items yet'}")
     lines.append(f"last error {clock(error['time'])} item {error['id']}: {error['error']}" if error
                  else "last error none")
+    if (rolled := ModelStore(database.parent).auto_rollback()) is not None:
+        lines.append(f"model      {rolled}")
     if recent:
         lines.append(f"last {len(recent)} items:")
         lines += [f"  {clock(row['time'])} {describe(row['id'], as_record(row))}" for row in recent]

@@ -37,6 +37,7 @@ from edge import __version__
 from edge.config import Settings
 from edge.errors import ImageError, ImageTooLarge, ModelError, RecordError, SmartbinError
 from edge.model_card import read_card
+from edge.model_store import ModelStore
 from edge.photo import PhotoClassifier
 from edge.runtime import interpreter_class
 from edge.web.auth import TokenGate
@@ -146,6 +147,7 @@ class Api:
                                                  "frames": live.frames},
             "latency_ms": self.view.latency(),
             "model": self.model,
+            "model_rollback": ModelStore(self.view.database.parent).auto_rollback(),
             "records": {"database": str(self.view.database), "items": self.view.total()},
             "last_error": self.view.last_error(),
             "upload_cap_mb": self.settings.web.max_upload_mb,

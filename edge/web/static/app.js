@@ -128,6 +128,7 @@ async function showHealth() {
     ["card", m.error ? "–" : `${m.quantization ?? "?"}; validation on ${v.images ?? "?"} images: ` +
       `int8 top-1 ${v.int8_top1_pct ?? "?"} %, agreement with float ${v.top1_agreement_pct ?? "?"} %, ` +
       `drop ${v.drop_pp ?? "?"} pp`],
+    ["model rollback", h.model_rollback ?? "none in the last day"],
     ["records", `${h.records.items} items in ${h.records.database}`],
     ["last error", h.last_error
       ? `${stamp(h.last_error.time)} item ${h.last_error.id}: ${h.last_error.error}` : "none"],
