@@ -21,6 +21,7 @@ from edge.plan import GatePlace, Planner
 from edge.records import Records
 from edge.retrain import FrameKeeper
 from edge.service.safe import remember_gates
+from edge.shadow import Shadow
 from edge.sources import FrameSource, FrameStream, open_source, open_waiting
 from edge.sources.folder import FolderSource
 from edge.trigger import BeamTrigger, ItemTracker, Trigger, VisionTrigger
@@ -61,6 +62,13 @@ class Sorter:
             self.records = self._stack.enter_context(Records(settings.records.database))
             remember_gates(settings)
             keeper = self._keeper()
+            shadow = None
+            if settings.model.shadow is not None:  # a candidate beside the live model: fails here if broken
+                shadow = Shadow(settings.model.shadow, settings.records.database, lambda: self.loop.busy(),
+                                settings.camera.region, settings.camera.crop)
+                self._stack.callback(shadow.close)
+                logger.info("shadow model %s beside the live one, while the sorter is idle",
+                            shadow.classifier.path.name)
             self.source = source or open_source(settings)
             open_waiting(self.source, camera_wait_s)
             self._stack.callback(self.source.close)
@@ -86,6 +94,7 @@ class Sorter:
                 observers=observers,
                 keeper=keeper,
                 gate_failure=lambda: self.scheduler.failure,
+                shadow=shadow,
             )
             self.scheduler.start()
         except BaseException:

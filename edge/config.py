@@ -40,6 +40,8 @@ class Section(BaseModel):
 class ModelSettings(Section):
     path: Path = Field(BUNDLED_MODEL, description="the .tflite model; its card NAME.json must lie beside it")
     threads: int = Field(0, ge=0, le=MAX_THREADS, description="interpreter threads; 0 = all cores")
+    shadow: Path | None = Field(None, description="a candidate model that classifies each item too, while the "
+                                "sorter is idle, for comparison (its card beside it); unset = none")
     trial_items: int = Field(200, ge=0, le=1_000_000,
                              description="after `smartbin model install`, items to watch before keeping it; 0 = off")
     trial_margin: float = Field(0.05, ge=0, le=1, description="rollback when the reject or error share rises "
@@ -487,7 +489,8 @@ def resolve_paths(settings: Settings, base: Path) -> Settings:
 
     return settings.model_copy(
         update={
-            "model": settings.model.model_copy(update={"path": absolute(settings.model.path)}),
+            "model": settings.model.model_copy(update={"path": absolute(settings.model.path),
+                                                       "shadow": absolute(settings.model.shadow)}),
             "simulator": settings.simulator.model_copy(update={"items": absolute(settings.simulator.items)}),
             "records": settings.records.model_copy(update={"path": absolute(settings.records.path)}),
             "retrain": settings.retrain.model_copy(update={"folder": absolute(settings.retrain.folder)}),

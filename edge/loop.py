@@ -29,6 +29,7 @@ from edge.plan import Plan, Planner
 from edge.preprocess import CropMode, Roi, prepare, refine
 from edge.records import ItemRecord, Outcome, Records
 from edge.retrain import FrameKeeper
+from edge.shadow import Shadow
 from edge.sources import Frame, FrameStream, is_dead
 from edge.trigger import Item, ItemTracker
 
@@ -103,6 +104,7 @@ class SortingLoop:
         backlog: int = 8,
         stuck_s: float = 20.0,
         gate_failure: Callable[[], Exception | None] = lambda: None,
+        shadow: Shadow | None = None,
     ) -> None:
         self.stream = stream
         self.tracker = tracker
@@ -119,6 +121,8 @@ class SortingLoop:
         self.backlog = backlog
         self.stuck_s = stuck_s
         self.gate_failure = gate_failure
+        self.shadow = shadow
+        self._pending: queue.Queue[Item | None] | None = None
         self._busy_since: float | None = None  # when the sorting thread took its current item
         self._reported_stuck: float | None = None
         self.model_name = classifier.path.name
@@ -134,6 +138,7 @@ class SortingLoop:
         stop = stop or threading.Event()
         live = self.stream.source.live
         pending: queue.Queue[Item | None] = queue.Queue(maxsize=0 if live else self.backlog)
+        self._pending = pending
         failure: list[BaseException] = []
         worker = threading.Thread(target=self._sort_items, args=(pending, failure), name="sorting", daemon=True)
         worker.start()
@@ -171,6 +176,11 @@ class SortingLoop:
             raise GateError(f"gate failure: {broken}")
         return self.tally
 
+    def busy(self) -> bool:
+        """Whether an item is in hand or waiting for the sorting thread (a shadow model waits for neither)."""
+        pending = self._pending
+        return self._busy_since is not None or (pending is not None and not pending.empty())
+
     def _stuck(self) -> bool:
         busy_since = self._busy_since
         if busy_since is None or time.monotonic() - busy_since < self.stuck_s:
@@ -199,6 +209,8 @@ class SortingLoop:
                 item_id = self._commit(record, best)
                 if self.keeper is not None and not item.shed and item_id is not None:
                     self.keeper.keep(item_id, best, record)
+                if self.shadow is not None and item_id is not None and record.label is not None:
+                    self.shadow.offer(item_id, item.best(self.votes), record.label)
             except BaseException as exc:
                 failure.append(exc)
             finally:

@@ -59,6 +59,18 @@ CREATE TABLE IF NOT EXISTS counters (
     name  TEXT    PRIMARY KEY,
     value INTEGER NOT NULL
 ) WITHOUT ROWID;
+-- What a shadow model (``model.shadow``) said of an item, beside the live model's record.
+CREATE TABLE IF NOT EXISTS shadow (
+    item_id      INTEGER PRIMARY KEY,  -- items.id
+    model        TEXT    NOT NULL,
+    model_sha256 TEXT    NOT NULL,
+    label        TEXT    NOT NULL,
+    confidence   REAL    NOT NULL,
+    agree        INTEGER NOT NULL      -- 1: the same label as the live model
+);
+CREATE TRIGGER IF NOT EXISTS items_shadow AFTER DELETE ON items BEGIN
+    DELETE FROM shadow WHERE item_id = OLD.id;
+END;
 CREATE TRIGGER IF NOT EXISTS items_daily AFTER INSERT ON items BEGIN
     INSERT INTO daily VALUES (date(NEW.time, 'unixepoch', 'localtime'), NEW.bin, NEW.outcome, 1)
     ON CONFLICT (day, bin, outcome) DO UPDATE SET items = items + 1;
@@ -175,6 +187,15 @@ class Records:
         if cursor.lastrowid % CHECKPOINT_EVERY == 0:
             self._checkpoint()
         return cursor.lastrowid
+
+    def add_shadow(self, item_id: int, model: str, sha256: str, label: str, confidence: float, agree: bool) -> None:
+        """Write what a shadow model said of item ``item_id``. Raises RecordError."""
+        try:
+            with self._db:
+                self._db.execute("INSERT OR REPLACE INTO shadow VALUES (?, ?, ?, ?, ?, ?)",
+                                 (item_id, model, sha256, label, confidence, int(agree)))
+        except sqlite3.Error as exc:
+            raise RecordError(f"cannot write a shadow result to {self.path}: {exc}") from None
 
     def _checkpoint(self) -> None:
         """Copy the WAL into the database without waiting for readers (PASSIVE), so that the WAL is reused

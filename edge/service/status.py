@@ -16,6 +16,8 @@ from edge.model_store import ModelStore
 from edge.records import ItemRecord, Records
 from edge.service import unit as service
 from edge.service.unit import UnitState
+from edge.shadow import describe as describe_shadow
+from edge.shadow import summary as shadow_summary
 
 
 def database_for(settings: Settings, config_given: bool, service_config: Path = service.CONFIG,
@@ -45,10 +47,13 @@ def report(database: Path, last: int, unit: UnitState | None, now: float | None 
         today = records.today(now)
         error = records.last_error()
         recent = records.recent(last)
+        shadow = shadow_summary(records)
     lines.append(f"records    {database}: {total} items")
     lines.append(f"today      {Tally(Counter(today)).summary() if today else 'no items yet'}")
     lines.append(f"last error {clock(error['time'])} item {error['id']}: {error['error']}" if error
                  else "last error none")
+    if shadow is not None:
+        lines.append(f"shadow     {describe_shadow(shadow)}")
     if (rolled := ModelStore(database.parent).auto_rollback()) is not None:
         lines.append(f"model      {rolled}")
     if recent:

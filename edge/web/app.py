@@ -148,6 +148,7 @@ class Api:
             "latency_ms": self.view.latency(),
             "model": self.model,
             "model_rollback": ModelStore(self.view.database.parent).auto_rollback(),
+            "shadow": self.view.shadow(),
             "records": {"database": str(self.view.database), "items": self.view.total()},
             "last_error": self.view.last_error(),
             "upload_cap_mb": self.settings.web.max_upload_mb,

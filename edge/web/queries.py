@@ -11,6 +11,7 @@ from typing import Any, TypeVar, get_args
 import numpy as np
 
 from edge.records import Outcome, Records, local_midnight
+from edge.shadow import summary as shadow_summary
 
 T = TypeVar("T")
 
@@ -56,6 +57,10 @@ class RecordsView:
     def total(self) -> int:
         """Number of items recorded."""
         return self._read(Records.total, 0)
+
+    def shadow(self) -> dict[str, Any] | None:
+        """The shadow model's figures (``edge.shadow.summary``), None if none ran."""
+        return self._read(shadow_summary, None)
 
     def last_error(self) -> dict[str, Any] | None:
         """The latest item with outcome ``error``: id, time, error; None if none failed."""

@@ -129,6 +129,9 @@ async function showHealth() {
       `int8 top-1 ${v.int8_top1_pct ?? "?"} %, agreement with float ${v.top1_agreement_pct ?? "?"} %, ` +
       `drop ${v.drop_pp ?? "?"} pp`],
     ["model rollback", h.model_rollback ?? "none in the last day"],
+    ["shadow model", h.shadow ? `${h.shadow.model}: ${h.shadow.items} items, agreement ` +
+      `${(100 * h.shadow.agreement).toFixed(1)} %` + (h.shadow.known ? `, top-1 ${(100 * h.shadow.top1).toFixed(1)} ` +
+      `% vs live ${(100 * h.shadow.live_top1).toFixed(1)} % on ${h.shadow.known} known` : "") : "none"],
     ["records", `${h.records.items} items in ${h.records.database}`],
     ["last error", h.last_error
       ? `${stamp(h.last_error.time)} item ${h.last_error.id}: ${h.last_error.error}` : "none"],
