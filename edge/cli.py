@@ -101,6 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--last", type=int, default=10, metavar="N", help="items to list (default 10)")
     command("web", cmd_web, "the web page on the records alone, without the sorter (default: the installed "
             "service's config and records)")
+    camera = command("camera", cmd_camera, "the Pi camera on the empty belt: measure exposure, gain and white "
+                     "balance, print the [camera] lines to paste, save a frame")
+    camera.add_argument("action", choices=["calibrate"])
+    camera.add_argument("--seconds", type=float, default=3.0, metavar="S", help="settling time (default 3)")
+    camera.add_argument("--out", type=Path, default=Path("calibration.jpg"), metavar="FILE",
+                        help="where to save the frame (default calibration.jpg)")
     model = command("model", cmd_model, "models on this bin: install a new one (checked, compared, switched "
                     "atomically), list the versions, roll back (default: the installed service's config)")
     model.add_argument("action", choices=["install", "list", "rollback"])
@@ -269,6 +275,14 @@ def cmd_web(settings: Settings, args: argparse.Namespace) -> int:
     with stop_on_signals(stop), WebServer(settings):
         logger.info("serving the records of %s without the sorter (no live frame); Ctrl-C to stop", database)
         stop.wait()
+    return 0
+
+
+def cmd_camera(settings: Settings, args: argparse.Namespace) -> int:
+    from edge.service.camera_calibrate import calibrate
+
+    refuse_beside_service(settings.gpio.pin_factory, settings.camera.source)
+    print("\n".join(calibrate(settings, max(0.0, args.seconds), args.out)))
     return 0
 
 

@@ -66,11 +66,23 @@ class CameraSettings(Section):
     exposure_us: int = Field(
         0, ge=0, le=1_000_000, description="fixed exposure time (picamera2), microseconds; 0 = automatic"
     )
+    analogue_gain: float = Field(0.0, ge=0, le=64, description="fixed analogue gain (picamera2); 0 = automatic")
+    awb: Literal["auto", "locked"] | tuple[Annotated[float, Field(ge=0.1, le=16)], Annotated[float, Field(
+        ge=0.1, le=16)]] = Field("locked", description="white balance (picamera2): auto; locked (automatic, "
+                                 "then fixed after lock_after_s); [red_gain, blue_gain] fixed")
+    lock_after_s: float = Field(3.0, ge=0, le=3600, description="picamera2: after this long on the empty belt, "
+                                "fix the automatic exposure and gain (and awb = locked); 0 = never")
+    view_m: float = Field(0.5, gt=0, le=100, description="metres of belt across the frame's width (blur budget)")
+    max_blur_px: float = Field(6.0, gt=0, le=1000, description="`smartbin check` warns above this motion blur")
 
     @property
     def blur_exposure_s(self) -> float:
         """The exposure that motion blur follows: the fixed one, or a typical automatic one indoors (10 ms)."""
         return self.exposure_us / 1e6 if self.exposure_us else AUTO_EXPOSURE_S
+
+    def blur_px(self, belt_speed_m_s: float) -> float:
+        """Motion blur along the belt, in pixels: speed × exposure × pixels per metre."""
+        return belt_speed_m_s * self.blur_exposure_s * self.width / self.view_m
 
     @property
     def region(self) -> Roi | None:

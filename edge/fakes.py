@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import cv2
 import numpy as np
@@ -79,11 +79,38 @@ class FakeClassifier(CardInput):
         self.close()
 
 
+class FakeRequest:
+    """A completed request of ``FakePicamera2``: ``make_array(stream)``, ``get_metadata()``, ``release()``
+    (as Picamera2's CompletedRequest: its buffers are the camera's until released)."""
+
+    def __init__(self, camera: FakePicamera2) -> None:
+        self.camera = camera
+        self.released = False
+        self.metadata = camera.capture_metadata()
+
+    def make_array(self, stream: str = "main") -> np.ndarray:
+        if self.released:
+            raise RuntimeError("request already released")
+        return self.camera.capture_array(stream)
+
+    def get_metadata(self) -> dict[str, Any]:
+        return dict(self.metadata)
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.camera.open_requests -= 1
+
+
 class FakePicamera2:
     """Stands in for ``picamera2.Picamera2`` where there is no Pi camera: the calls ``PicameraSource`` makes,
     with the library's memory orders ("BGR888" is R, G, B per pixel; "RGB888" is B, G, R), frames drawn from
-    ``scene`` (an RGB image, resized to the configured size), and the failures a real camera gives
-    (``busy``: another process holds it; ``fail_start``: it is found but will not start)."""
+    ``scene`` (an RGB image, resized to the configured size), requests that hold a buffer until released,
+    controls that show in the metadata (automatic exposure and white balance report ``auto_metadata`` until
+    ``AeEnable`` / ``AwbEnable`` are turned off), and the failures a real camera gives (``busy``: another process
+    holds it; ``fail_start``: it is found but will not start)."""
+
+    auto_metadata: ClassVar[dict[str, Any]] = {"ExposureTime": 8000, "AnalogueGain": 2.0, "ColourGains": (1.8, 1.5)}
 
     def __init__(self, scene: np.ndarray | None = None, busy: bool = False, fail_start: bool = False) -> None:
         if busy:
@@ -91,19 +118,43 @@ class FakePicamera2:
         self.scene = scene if scene is not None else np.full((480, 640, 3), (40, 120, 200), np.uint8)
         self.fail_start = fail_start
         self.config: dict[str, Any] | None = None
+        self.controls: dict[str, Any] = {}
         self.started = self.closed = False
+        self.open_requests = 0
 
-    def create_video_configuration(self, main: dict[str, Any], controls: dict[str, float] | None = None
+    def create_video_configuration(self, main: dict[str, Any], controls: dict[str, Any] | None = None
                                    ) -> dict[str, Any]:
         return {"main": dict(main), "controls": dict(controls or {})}
 
     def configure(self, config: dict[str, Any]) -> None:
         self.config = config
+        self.controls = dict(config.get("controls", {}))
+
+    def set_controls(self, controls: dict[str, Any]) -> None:
+        self.controls.update(controls)
 
     def start(self) -> None:
         if self.fail_start:
             raise RuntimeError("Camera frontend has timed out!")
         self.started = True
+
+    def capture_metadata(self) -> dict[str, Any]:
+        """What the camera reports of the last frame: fixed controls as set, automatic ones as it found them."""
+        fixed = self.controls
+        auto = self.auto_metadata
+        exposure_fixed = not fixed.get("AeEnable", True) or "ExposureTime" in fixed
+        return {
+            "ExposureTime": fixed["ExposureTime"] if exposure_fixed and "ExposureTime" in fixed else
+            auto["ExposureTime"],
+            "AnalogueGain": fixed.get("AnalogueGain", auto["AnalogueGain"]),
+            "ColourGains": tuple(fixed["ColourGains"]) if "ColourGains" in fixed else auto["ColourGains"],
+        }
+
+    def capture_request(self) -> FakeRequest:
+        if not self.started or self.config is None:
+            raise RuntimeError("Camera must be started before capture")
+        self.open_requests += 1
+        return FakeRequest(self)
 
     def capture_array(self, stream: str = "main") -> np.ndarray:
         if not self.started or self.config is None:

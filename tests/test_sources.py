@@ -15,7 +15,7 @@ from edge.sources import FrameSource, FrameStream, is_dead, open_source
 from edge.sources.conveyor import BeltSimulator
 from edge.sources.folder import FolderSource
 from edge.sources.opencv import OpenCVSource
-from edge.sources.picamera import PicameraSource
+from edge.sources.picamera import CameraControls, PicameraSource
 
 
 def frames_of(source: FrameSource, limit: int = 100, stall: float = 5.0):
@@ -82,7 +82,7 @@ def test_picamera_frames_are_rgb_at_the_configured_size_rate_and_exposure():
     scene[:, :80] = (255, 0, 0)  # left half red, right half blue: a swapped channel order shows
     scene[:, 80:] = (0, 0, 255)
     cameras: list[FakePicamera2] = []
-    source = PicameraSource(320, 180, 15.0, exposure_us=2000,
+    source = PicameraSource(320, 180, 15.0, CameraControls(exposure_us=2000),
                             camera=lambda: cameras.append(FakePicamera2(scene)) or cameras[-1])
     frames = frames_of(source, limit=2)
     assert cameras[0].config == {"main": {"size": (320, 180), "format": "BGR888"},

@@ -67,4 +67,17 @@ def check_camera(settings: Settings) -> str:
         if frame is None:
             raise OSError(f"{source.name} gave no frame")
         height, width = frame.rgb.shape[:2]
-        return f"{source.name}: {width}x{height} frame"
+        return f"{source.name}: {width}x{height} frame; {blur_budget(settings)}"
+
+
+def blur_budget(settings: Settings) -> str:
+    """The motion blur the config gives, with a warning above ``camera.max_blur_px``."""
+    camera, speed = settings.camera, settings.conveyor.belt_speed_m_s
+    blur = camera.blur_px(speed)
+    exposure = f"{camera.exposure_us} us" if camera.exposure_us else "automatic, ~10 ms"
+    line = (f"motion blur {blur:.1f} px ({speed:g} m/s x exposure {exposure} x "
+            f"{camera.width / camera.view_m:.0f} px/m)")
+    if blur > camera.max_blur_px:
+        line += (f"; WARNING: over camera.max_blur_px {camera.max_blur_px:g}: set camera.exposure_us to "
+                 f"{int(camera.max_blur_px * camera.view_m / (speed * camera.width) * 1e6)} or less")
+    return line

@@ -9,12 +9,18 @@ from edge.sources.base import Frame, FrameSource, FrameStream, is_dead, open_wai
 from edge.sources.conveyor import BeltSimulator, simulator_for
 from edge.sources.folder import FolderSource
 from edge.sources.opencv import OpenCVSource
-from edge.sources.picamera import PicameraSource
+from edge.sources.picamera import CameraControls, PicameraSource
 
 __all__ = ["SPEC_HELP", "BeltSimulator", "Frame", "FrameSource", "FrameStream", "is_dead", "open_source",
            "open_waiting"]
 
 SPEC_HELP = "picamera2 | USB index (0) | video file | stream URL | image folder | synthetic"
+
+
+def camera_controls(settings: Settings) -> CameraControls:
+    """The Pi camera's controls from ``[camera]``."""
+    camera = settings.camera
+    return CameraControls(camera.exposure_us, camera.analogue_gain, camera.awb, camera.lock_after_s)
 
 
 def open_source(settings: Settings, spec: str | None = None) -> FrameSource:
@@ -24,7 +30,7 @@ def open_source(settings: Settings, spec: str | None = None) -> FrameSource:
     if spec == "synthetic":
         return simulator_for(settings)
     if spec == "picamera2":
-        return PicameraSource(camera.width, camera.height, camera.fps, camera.exposure_us)
+        return PicameraSource(camera.width, camera.height, camera.fps, camera_controls(settings))
     if spec.isdigit():
         return OpenCVSource(int(spec), camera.width, camera.height)
     if Path(spec).is_dir():
