@@ -66,6 +66,9 @@ class CameraSettings(Section):
     exposure_us: int = Field(
         0, ge=0, le=1_000_000, description="fixed exposure time (picamera2), microseconds; 0 = automatic"
     )
+    lores: tuple[Annotated[int, Field(ge=16, le=4096)], Annotated[int, Field(ge=16, le=4096)]] | None = Field(
+        None, description="picamera2: a second, smaller stream from the ISP [width, height] that the model's crop "
+        "is cut from (the main stream still finds the item); unset = crop from the main stream")
     analogue_gain: float = Field(0.0, ge=0, le=64, description="fixed analogue gain (picamera2); 0 = automatic")
     awb: Literal["auto", "locked"] | tuple[Annotated[float, Field(ge=0.1, le=16)], Annotated[float, Field(
         ge=0.1, le=16)]] = Field("locked", description="white balance (picamera2): auto; locked (automatic, "

@@ -122,9 +122,20 @@ class FakePicamera2:
         self.started = self.closed = False
         self.open_requests = 0
 
-    def create_video_configuration(self, main: dict[str, Any], controls: dict[str, Any] | None = None
-                                   ) -> dict[str, Any]:
-        return {"main": dict(main), "controls": dict(controls or {})}
+    def create_video_configuration(self, main: dict[str, Any], lores: dict[str, Any] | None = None,
+                                   controls: dict[str, Any] | None = None) -> dict[str, Any]:
+        config = {"main": dict(main), "controls": dict(controls or {})}
+        if lores is not None:
+            config["lores"] = dict(lores)
+        return config
+
+    def align_configuration(self, config: dict[str, Any]) -> None:
+        """Sizes the ISP can give: YUV420 widths a multiple of 64, RGB ones of 16, even heights (in place)."""
+        for stream in ("main", "lores"):
+            if stream in config:
+                width, height = config[stream]["size"]
+                step = 64 if config[stream]["format"] == "YUV420" else 16
+                config[stream]["size"] = (max(step, width // step * step), max(2, height // 2 * 2))
 
     def configure(self, config: dict[str, Any]) -> None:
         self.config = config
@@ -159,10 +170,14 @@ class FakePicamera2:
     def capture_array(self, stream: str = "main") -> np.ndarray:
         if not self.started or self.config is None:
             raise RuntimeError("Camera must be started before capture")
+        if stream not in self.config:
+            raise RuntimeError(f"stream {stream!r} is not configured")
         width, height = self.config[stream]["size"]
         rgb = cv2.resize(self.scene, (width, height), interpolation=cv2.INTER_AREA)
-        order = {"BGR888": rgb, "RGB888": rgb[:, :, ::-1]}[self.config[stream]["format"]]
-        return np.ascontiguousarray(order)
+        fmt = self.config[stream]["format"]
+        if fmt == "YUV420":  # planar I420: height rows of Y, then U and V at half size, (height * 3 / 2, width)
+            return cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)
+        return np.ascontiguousarray({"BGR888": rgb, "RGB888": rgb[:, :, ::-1]}[fmt])
 
     def stop(self) -> None:
         self.started = False

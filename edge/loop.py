@@ -254,7 +254,7 @@ class SortingLoop:
             if any(is_dead(f.rgb) for f in frames):
                 raise DeadFrame("dead frame (no picture from the camera)")
             size = self.classifier.input_size
-            pixels = [prepare(f.rgb, size, self.roi, self.crop, refine(f.rgb, f.item_box)) for f in frames]
+            pixels = [prepare(f.rgb, size, self.roi, self.crop, refine(f.rgb, f.item_box), f.small) for f in frames]
             lap("preprocess")
             predictions = [self.classifier.classify(p) for p in pixels]
             lap("classify")

@@ -216,10 +216,26 @@ def prepare(
     roi: Roi | None = None,
     crop: CropMode = "roi",
     box: Box | None = None,
+    small: np.ndarray | None = None,
 ) -> np.ndarray:
     """Crop ``frame`` (uint8 RGB, H×W×3) to ``model_box`` and resize it to ``size`` = (width, height) with
-    INTER_AREA. Returns C-contiguous uint8 RGB (height, width, 3), ready for the model's input."""
-    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-        raise ValueError(f"expected a uint8 H×W×3 RGB frame, got {frame.dtype} {frame.shape}")
-    pixels = crop_padded(frame, model_box(frame, roi, crop, box))
+    INTER_AREA. Returns C-contiguous uint8 RGB (height, width, 3), ready for the model's input. ``small``: the
+    same view at a lower resolution (the Pi camera's lores stream): the box found on ``frame`` is cut from it
+    instead, so that no full-size pixels are resized."""
+    for image in (frame, small) if small is not None else (frame,):
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"expected a uint8 H×W×3 RGB frame, got {image.dtype} {image.shape}")
+    region = model_box(frame, roi, crop, box)
+    if small is not None:
+        region = scale_box(region, frame.shape, small.shape)
+        frame = small
+    pixels = crop_padded(frame, region)
     return np.ascontiguousarray(cv2.resize(pixels, size, interpolation=cv2.INTER_AREA))
+
+
+def scale_box(box: Box, shape: tuple[int, ...], to: tuple[int, ...]) -> Box:
+    """``box`` of an image of ``shape`` in the coordinates of the same view at ``to`` (rows, columns)."""
+    sy, sx = to[0] / shape[0], to[1] / shape[1]
+    x0, y0, x1, y1 = box
+    return round(x0 * sx), round(y0 * sy), max(round(x0 * sx) + 1, round(x1 * sx)), \
+        max(round(y0 * sy) + 1, round(y1 * sy))

@@ -88,7 +88,8 @@ class Shadow:
     def _classify(self, offer: Offer) -> None:
         size = self.classifier.input_size
         probabilities = np.mean([self.classifier.probabilities(
-            prepare(f.rgb, size, self.roi, self.crop, refine(f.rgb, f.item_box))) for f in offer.frames], axis=0)
+            prepare(f.rgb, size, self.roi, self.crop, refine(f.rgb, f.item_box), f.small)) for f in offer.frames],
+            axis=0)
         best = int(np.argmax(probabilities))
         label = self.classifier.labels[best]
         self.records.add_shadow(offer.item_id, self.classifier.path.name, self.sha256, label,

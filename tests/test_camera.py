@@ -5,6 +5,7 @@ import importlib.util
 import time
 
 import cv2
+import numpy as np
 import pytest
 
 from edge.errors import ConfigError
@@ -101,3 +102,26 @@ def test_the_blur_budget_warns_above_the_limit(tmp_path):
     assert "WARNING" not in blur_budget(slow)
     fast = make_settings(tmp_path, conveyor={"belt_speed_m_s": 0.6})
     assert "WARNING: over camera.max_blur_px 6: set camera.exposure_us to 3906 or less" in blur_budget(fast)
+
+
+@pytest.mark.parametrize("pi5", [False, True], ids=["pi4 YUV420", "pi5 RGB"])
+def test_the_lores_stream_feeds_the_model_crop_in_rgb_on_a_pi_4_and_a_pi_5(pi5):
+    scene = np.zeros((360, 640, 3), np.uint8)
+    scene[:, :320] = (200, 40, 30)  # left red, right blue: a YUV or channel mix-up shows
+    scene[:, 320:] = (30, 40, 200)
+    camera = FakePicamera2(scene)
+    with PicameraSource(1280, 720, 10.0, camera=lambda: camera, lores=(600, 338), lores_rgb=pi5) as source:
+        frame = source.read()
+    lores = camera.config["lores"]
+    assert lores["format"] == ("BGR888" if pi5 else "YUV420")
+    assert lores["size"] == ((592, 338) if pi5 else (576, 338))  # aligned as the ISP needs
+    assert frame.rgb.shape == (720, 1280, 3) and frame.small.shape == (338, lores["size"][0], 3)
+    left, right = frame.small[169, 20].astype(int), frame.small[169, -20].astype(int)
+    assert np.abs(left - (200, 40, 30)).max() <= 6 and np.abs(right - (30, 40, 200)).max() <= 6
+    assert camera.open_requests == 0
+    # the model's crop is cut from the lores image at the box found on the main one: the same pixels
+    box = (640, 0, 1280, 720)  # the right half, in main coordinates
+    from edge.preprocess import prepare
+
+    crop = prepare(frame.rgb, (32, 32), crop="item", box=box, small=frame.small)
+    assert np.abs(crop[16, 16].astype(int) - (30, 40, 200)).max() <= 6

@@ -30,7 +30,7 @@ def open_source(settings: Settings, spec: str | None = None) -> FrameSource:
     if spec == "synthetic":
         return simulator_for(settings)
     if spec == "picamera2":
-        return PicameraSource(camera.width, camera.height, camera.fps, camera_controls(settings))
+        return PicameraSource(camera.width, camera.height, camera.fps, camera_controls(settings), lores=camera.lores)
     if spec.isdigit():
         return OpenCVSource(int(spec), camera.width, camera.height)
     if Path(spec).is_dir():

@@ -34,6 +34,7 @@ class Frame:
     monotonic: float
     truth: str | None = None
     item_box: Box | None = None
+    small: np.ndarray | None = None  # the same view, smaller, from the camera's ISP (lores): for the model
 
 
 def is_dead(rgb: np.ndarray) -> bool:
@@ -63,8 +64,9 @@ class FrameSource(ABC):
     def close(self) -> None:
         """Release the device."""
 
-    def _frame(self, rgb: np.ndarray, truth: str | None = None) -> Frame:
-        frame = Frame(rgb=rgb, timestamp=time.time(), number=self._count, monotonic=time.monotonic(), truth=truth)
+    def _frame(self, rgb: np.ndarray, truth: str | None = None, small: np.ndarray | None = None) -> Frame:
+        frame = Frame(rgb=rgb, timestamp=time.time(), number=self._count, monotonic=time.monotonic(), truth=truth,
+                      small=small)
         self._count += 1
         return frame
 

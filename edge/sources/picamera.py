@@ -8,10 +8,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import cv2
+
 from edge.errors import CameraBusy, CameraError
+from edge.pins import board_model
 from edge.sources.base import Frame, FrameSource
 
 logger = logging.getLogger(__name__)
+
+
+def is_pi5() -> bool:
+    """Whether this board is a Raspberry Pi 5 (its ISP gives RGB on the lores stream)."""
+    return "Raspberry Pi 5" in (board_model() or "")
 
 
 Awb = Literal["auto", "locked"] | tuple[float, float]
@@ -64,9 +72,13 @@ class PicameraSource(FrameSource):
     name = "picamera2"
 
     def __init__(self, width: int, height: int, fps: float, controls: CameraControls | None = None,
-                 camera: Callable[[], Any] | None = None) -> None:
+                 camera: Callable[[], Any] | None = None, lores: tuple[int, int] | None = None,
+                 lores_rgb: bool | None = None) -> None:
         super().__init__()
         self.size = (width, height)
+        self.lores = lores
+        # a Pi 5's ISP gives an RGB lores stream; earlier Pis only YUV420
+        self.lores_format = "BGR888" if (is_pi5() if lores_rgb is None else lores_rgb) else "YUV420"
         self.fps = fps
         self.controls = controls or CameraControls()
         self._make_camera = camera  # None: picamera2.Picamera2; tests: edge.fakes.FakePicamera2
@@ -86,8 +98,13 @@ class PicameraSource(FrameSource):
                 ) from None
             raise CameraError(f"no Pi camera found: {text or type(exc).__name__}") from None
         try:
-            camera.configure(camera.create_video_configuration(
-                main={"size": self.size, "format": "BGR888"}, controls=self.controls.at_start(self.fps)))
+            streams: dict[str, Any] = {"main": {"size": self.size, "format": "BGR888"}}
+            if self.lores is not None:
+                streams["lores"] = {"size": self.lores, "format": self.lores_format}
+            config = camera.create_video_configuration(**streams, controls=self.controls.at_start(self.fps))
+            if self.lores is not None:
+                camera.align_configuration(config)
+            camera.configure(config)
             camera.start()
         except Exception as exc:
             camera.close()
@@ -99,13 +116,18 @@ class PicameraSource(FrameSource):
         if self._camera is None:
             raise CameraError("Pi camera is not open")
         request = self._camera.capture_request()
+        small = None
         try:
             rgb = request.make_array("main")[:, :, :3]
+            if self.lores is not None:
+                lores = request.make_array("lores")
+                small = cv2.cvtColor(lores, cv2.COLOR_YUV2RGB_I420) if self.lores_format == "YUV420" else \
+                    lores[:, :, :3]
             if self._lock_at is not None and time.monotonic() >= self._lock_at:
                 self._lock(request.get_metadata())
         finally:
             request.release()
-        return self._frame(rgb)
+        return self._frame(rgb, small=small)
 
     def metadata(self) -> dict[str, Any]:
         """What the camera reports now (exposure, gain, colour gains)."""
