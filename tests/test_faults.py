@@ -159,7 +159,7 @@ def test_a_short_soak_of_every_fault_loses_no_record_and_sends_no_item_to_a_wron
                                  progress=lambda line: None, max_faults=7)  # one of each kind
     assert figures["integrity"] == "ok" and figures["ids_contiguous"] and not figures["gave_up"]
     assert figures["records_lost"] == 0 and figures["unsaved_logged"] == 0
-    assert figures["belt"].get("wrong bin by fault", 0) == 0, figures["wrong_bin"]
+    assert figures["belt"].get("wrong bin during a fault", 0) == 0, figures["wrong_bin"]
     done = {kind.split(":")[0] for kind in figures["faults"]}
     assert done >= {"kill", "stall", "dead", "gone", "lock", "full", "model"}, figures["faults"]
     safe, exits = figures["gates_safe_after_exit"].split(" of ")

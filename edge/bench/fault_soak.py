@@ -417,7 +417,8 @@ def analyse(settings: Settings, folder: Path, soak: Soak, events: list[Event], s
             elif reached == default:
                 tally["default bin instead"] += 1
             else:
-                tally["wrong bin by fault"] += 1
+                during = any(a <= t_line <= b for a, b in outages)
+                tally["wrong bin during a fault" if during else "wrong bin, no fault (missed item in a hold)"] += 1
                 wrong.append(f"t={t_line - soak.started:.1f} s pid {segment.pid} item {index}: reached {reached}, "
                              f"expected {expected} ({record['outcome'] if record else 'no record'}); "
                              + near(events, soak.done, t_line, soak.started))
