@@ -68,8 +68,10 @@ for suite in "${suites[@]}"; do
     "${platforms[@]}" --platform manylinux2014_aarch64 --platform any
   python3 -m pip download --quiet --disable-pip-version-check --dest "$wheels" --only-binary=:all: \
     --python-version "$pyver" --platform any pip
-  # this checkout's tracked files (and the photos the bench reads) into the root, fresh every run
-  rm -rf "$root/smartbin" "$root/photos" && mkdir -p "$root/smartbin" "$root/photos"
+  # this checkout's tracked files (and the photos the bench reads) into the root, fresh every run; the venv of
+  # the last run is kept: setup.sh is idempotent and updates it from the wheels (a warm run skips the installs)
+  mkdir -p "$root/smartbin" && find "$root/smartbin" -mindepth 1 -maxdepth 1 ! -name .venv -exec rm -rf {} +
+  rm -rf "$root/photos" && mkdir -p "$root/photos"
   git ls-files -z | xargs -0 cp --parents -t "$root/smartbin"
   for class in battery cardboard clothes metal paper shoes; do
     mkdir -p "$root/photos/$class"
@@ -82,9 +84,9 @@ for suite in "${suites[@]}"; do
   chroot "$root" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/root PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheels \
     bash -c 'set -euo pipefail; cd /smartbin && ./setup.sh && .venv/bin/smartbin check \
       && .venv/bin/smartbin run --max-items 3 && .venv/bin/smartbin bench --images /photos --threads 4 --out /tmp/bench \
-      && .venv/bin/python -c "import sys, numpy, cv2, gpiozero; from edge.runtime import interpreter_class; \
+      && .venv/bin/python -c "import sys, numpy, cv2; from importlib.metadata import version; from edge.runtime import interpreter_class; \
 print(\"versions: Python\", sys.version.split()[0], \"numpy\", numpy.__version__, \"opencv\", cv2.__version__, \
-\"gpiozero\", gpiozero.__version__ if hasattr(gpiozero, \"__version__\") else \"?\", interpreter_class()[1])"'
+\"gpiozero\", version(\"gpiozero\"), \"pydantic\", version(\"pydantic\"), interpreter_class()[1])"'
   for fs in proc sys dev; do umount -l "$root/$fs" 2>/dev/null || true; done
   trap - EXIT
   say "$suite: OK in $((SECONDS - started)) s ($(chroot "$root" sh -c '. /etc/os-release; echo $PRETTY_NAME'), $(chroot "$root" uname -m))"
