@@ -75,6 +75,9 @@ def test_the_config_reaches_the_camera(tmp_path):
     ("awb = [0.0, 1.0]", "camera.awb"),
     ("analogue_gain = -1.0", "camera.analogue_gain"),
     ("view_m = 0.0", "camera.view_m"),
+    ("exposure_us = 2000000", "camera.exposure_us"),
+    ("lores = [640]", "camera.lores"),
+    ("exposure = 100", "camera.exposure: unknown key"),
 ])
 def test_bad_camera_controls_are_one_line(tmp_path, line, key):
     from edge.config import load_settings
