@@ -287,17 +287,19 @@ def cmd_camera(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_model(settings: Settings, args: argparse.Namespace) -> int:
+    from edge.model_store import ModelStore
     from edge.service import model_install
     from edge.service.unit import CONFIG
 
-    if args.config is None and CONFIG.exists():
-        settings = load_settings(CONFIG)
+    config = args.config if args.config is not None or not CONFIG.exists() else CONFIG
+    if config is not args.config:
+        settings = load_settings(config)
     if args.action == "install":
         if args.file is None:
             raise ConfigError("model install: name the FILE.tflite to install")
         lines = model_install.install(settings, args.file, args.frames, args.max_drop, args.force)
-        now = load_settings(args.config or (CONFIG if CONFIG.exists() else None)).model.path
-        if now.resolve() != model_install.ModelStore(settings.records.database.parent).current_model():
+        now = load_settings(config).model.path  # what the service will run, read as it reads it
+        if now.resolve() != ModelStore(settings.records.database.parent).current_model():
             lines.append(f"note: model.path in the config names {now}: the service runs that one, not the installed "
                          "version (remove model.path to run installed versions)")
     elif args.action == "rollback":

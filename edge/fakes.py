@@ -191,12 +191,17 @@ CameraFault = Literal["stall", "dead", "gone"]
 
 @dataclass(frozen=True)
 class Fault:
-    """A camera fault from ``start`` to ``end`` (``time.monotonic()``): ``stall`` (reads block until the end),
-    ``dead`` (flat black frames), ``gone`` (reads fail and the camera cannot be opened: unplugged)."""
+    """A fault from ``start`` to ``end`` (``time.monotonic()``). The camera ones, which ``FaultyCamera`` acts
+    out: ``stall`` (reads block until the end), ``dead`` (flat black frames), ``gone`` (reads fail and the camera
+    cannot be opened: unplugged); the fault soak injects others from outside (kill, lock, full, model)."""
 
-    kind: CameraFault
+    kind: str
     start: float
     end: float
+
+    @property
+    def seconds(self) -> float:
+        return self.end - self.start
 
 
 class FaultyCamera(FrameSource):

@@ -309,11 +309,12 @@ class SortingLoop:
             self._log_unsaved()
             raise
         self.tally.add(record)
-        if not written or written[-1][1] is not record:
+        item_id = written[-1][0] if written and written[-1][1] is record else None
+        if item_id is None:
             logger.info("%s", describe(None, record))
-        for item_id, done in written:
-            self._written(item_id, done, frame if done is record else None)
-        return written[-1][0] if written and written[-1][1] is record else None
+        for written_id, done in written:
+            self._written(written_id, done, frame if done is record else None)
+        return item_id
 
     def _written(self, item_id: int, record: ItemRecord, frame: Frame | None) -> None:
         if frame is not None:

@@ -44,20 +44,11 @@ from typing import Any
 from edge.bench.simulation import PinHistory, reached_bin, servo_angle
 from edge.bench.supervise import Event, Supervisor
 from edge.config import ServoGate, Settings, load_settings, parse_settings
+from edge.errors import SmartbinError
+from edge.fakes import Fault, FaultyCamera, logged_mock_pins
 
 KINDS = ("kill", "stall", "dead", "gone", "lock", "full", "model")
-RESTARTING = {"kill", "gone", "model"}  # faults that end the process (a stall past the timeout does too)
-
-
-@dataclass
-class Fault:
-    kind: str
-    start: float  # monotonic
-    seconds: float
-
-    @property
-    def end(self) -> float:
-        return self.start + self.seconds
+CAMERA_KINDS = ("stall", "dead", "gone")  # acted out by the child's camera on its own clock
 
 
 def plan_faults(start: float, length_s: float, every_s: float, rng: random.Random, kinds: tuple[str, ...]
@@ -72,8 +63,8 @@ def plan_faults(start: float, length_s: float, every_s: float, rng: random.Rando
         rng.shuffle(round_)
         kind = round_.pop()
         low, high = durations[kind]
-        faults.append(Fault(kind, t, rng.uniform(low, high)))
-        t += every_s * rng.uniform(0.5, 1.5) + faults[-1].seconds
+        faults.append(Fault(kind, t, t + rng.uniform(low, high)))
+        t = faults[-1].end + every_s * rng.uniform(0.5, 1.5)
     return faults
 
 
@@ -104,8 +95,6 @@ def soak_settings(base: Settings, state: Path, images: Path | None, model: Path)
 
 def child(folder: Path) -> int:
     """The service as the supervisor runs it (``--child``)."""
-    from edge.fakes import Fault as CameraFault
-    from edge.fakes import FaultyCamera, logged_mock_pins
     from edge.service.logs import configure_logging
     from edge.service.serve import serve
     from edge.sources import BeltSimulator, simulator_for
@@ -114,8 +103,7 @@ def child(folder: Path) -> int:
     data = json.loads((folder / "settings.json").read_text())
     data["simulator"]["seed"] = os.getpid()  # each process of the sorter sees a belt of its own
     settings = parse_settings(data)
-    faults = [CameraFault(f["kind"], f["start"], f["end"])
-              for f in json.loads((folder / "faults.json").read_text()) if f["kind"] in ("stall", "dead", "gone")]
+    faults = [Fault(**f) for f in json.loads((folder / "faults.json").read_text()) if f["kind"] in CAMERA_KINDS]
     log = os.open(folder / "belt.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     simulator: BeltSimulator = simulator_for(settings)
     os.write(log, f"s {os.getpid()} {time.time():.6f} {time.monotonic():.6f}\n".encode())
@@ -135,9 +123,9 @@ def child(folder: Path) -> int:
     camera = FaultyCamera(simulator, faults, on_frame)
     try:
         return serve(settings, pin_factory=logged_mock_pins(folder / "pins.log"), source=camera, camera_wait_s=30)
-    except Exception as exc:  # as the CLI does: one line, the exit code
+    except SmartbinError as exc:  # as the CLI does: one line, the exit code
         print(f"smartbin: {exc}", file=sys.stderr, flush=True)
-        return int(getattr(exc, "exit_code", 1))
+        return exc.exit_code
 
 
 # --- the parent: faults from outside, and what happened ----------------------------------------------------
@@ -169,11 +157,9 @@ def fill_disk(folder: Path) -> Path:
 
 @dataclass
 class Soak:
-    """One fault soak in ``folder`` (the state folder ``state`` inside it)."""
+    """One fault soak: what was injected, the sorter's RSS, when it started."""
 
     settings: Settings
-    folder: Path
-    faults: list[Fault]
     model: Path
     disk: bool
     done: list[tuple[Fault, str]] = field(default_factory=list)  # faults injected, with what happened
@@ -184,7 +170,7 @@ class Soak:
         kind, database = fault.kind, self.settings.records.database
         if kind == "kill":
             return "killed" if supervisor.kill(signal.SIGKILL) else "no process"
-        if kind in ("stall", "dead", "gone"):  # the child's camera acts them out on its own clock
+        if kind in CAMERA_KINDS:
             time.sleep(max(0.0, fault.end - time.monotonic()))
             return "camera"
         if kind == "lock":
@@ -229,7 +215,7 @@ def replace_file(path: Path, content: bytes) -> None:
 
 
 def recorded(database: Path) -> int:
-    """Items recorded so far (0 before the database exists or while it is locked)."""
+    """Items recorded so far (0 before any, -1 while the database cannot be read: not there yet, or locked)."""
     try:
         with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=0.2)) as db:
             row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'items'").fetchone()
@@ -251,7 +237,6 @@ def run(settings: Settings, folder: Path, items: int, every_s: float, seed: int,
     (folder / "faults.json").write_text(json.dumps([{"kind": f.kind, "start": f.start, "end": f.end}
                                                     for f in faults]))
     pins = folder / "pins.log"
-    from edge.fakes import logged_mock_pins
     from edge.service.safe import drive_safe
 
     def stop_post() -> None:  # the unit's ExecStopPost: `smartbin safe`
@@ -261,8 +246,7 @@ def run(settings: Settings, folder: Path, items: int, every_s: float, seed: int,
 
     supervisor = Supervisor([sys.executable, "-m", "edge.bench.fault_soak", "--child", str(folder)],
                             folder / "journal.log", stop_post=stop_post)
-    soak = Soak(settings, folder, faults, settings.model.path, disk)
-    started = time.monotonic()
+    soak = Soak(settings, settings.model.path, disk)
     supervisor.start()
     stop = threading.Event()
 
@@ -272,27 +256,35 @@ def run(settings: Settings, folder: Path, items: int, every_s: float, seed: int,
 
     threading.Thread(target=sampler, daemon=True).start()
     last_report = 0.0
-    if max_faults is not None:  # then an end 3 s after the last one
-        faults = [*faults[:max_faults], Fault("end", faults[max_faults - 1].end + 3, 0)]
+
+    def wait_until(moment: float) -> bool:
+        """Wait until ``moment``; False as soon as the items are in or the supervisor gave up."""
+        nonlocal last_report
+        while time.monotonic() < moment:
+            count = recorded(settings.records.database)
+            if count >= items or supervisor.failed:
+                return False
+            if time.monotonic() - last_report > 60:
+                last_report = time.monotonic()
+                progress(f"{time.monotonic() - soak.started:6.0f} s: {count} items, {len(soak.done)} faults")
+            time.sleep(0.2)
+        return True
+
+    if max_faults is not None:
+        faults = faults[:max_faults]
     try:
         for fault in faults:
-            while time.monotonic() < fault.start:
-                count = recorded(settings.records.database)
-                if count >= items or supervisor.failed:
-                    raise StopIteration
-                if time.monotonic() - last_report > 60:
-                    last_report = time.monotonic()
-                    progress(f"{time.monotonic() - started:6.0f} s: {count} items, {len(soak.done)} faults")
-                time.sleep(0.2)
-            if fault.kind == "end":
+            if not wait_until(fault.start):
                 break
             soak.done.append((fault, soak.inject(fault, supervisor)))
-    except StopIteration:
-        pass
+        else:
+            if max_faults is not None:  # the items in flight after the last fault
+                wait_until(time.monotonic() + 3)
     finally:
         stop.set()
         supervisor.stop()
-    return analyse(settings, folder, soak, supervisor.events, time.monotonic() - started, supervisor.failed)
+    return analyse(settings, folder, soak, supervisor.events, time.monotonic() - soak.started,
+                   supervisor.failed)
 
 
 # --- analysis -----------------------------------------------------------------------------------------------
@@ -405,11 +397,11 @@ def analyse(settings: Settings, folder: Path, soak: Soak, events: list[Event], s
             record = record_of.get((segment.pid, index))
             reached = reached_bin(settings, pins, t_line)
             expected = record["bin"] if record else default
+            during = any(a <= t_line <= b for a, b in outages)
             tally["items"] += 1
             if record:
                 tally["recorded"] += 1
             else:
-                during = any(a <= t_line <= b for a, b in outages)
                 tally["no record: fault or restart" if during else "no record: missed while sorting"] += 1
             tally["right bin (the model's share)"] += reached == bin_of.get(truth or "")
             if reached == expected:
@@ -417,7 +409,6 @@ def analyse(settings: Settings, folder: Path, soak: Soak, events: list[Event], s
             elif reached == default:
                 tally["default bin instead"] += 1
             else:
-                during = any(a <= t_line <= b for a, b in outages)
                 tally["wrong bin during a fault" if during else "wrong bin, no fault (missed item in a hold)"] += 1
                 wrong.append(f"t={t_line - soak.started:.1f} s pid {segment.pid} item {index}: reached {reached}, "
                              f"expected {expected} ({record['outcome'] if record else 'no record'}); "
@@ -429,15 +420,21 @@ def analyse(settings: Settings, folder: Path, soak: Soak, events: list[Event], s
         if post is not None and all(is_safe(settings, g, pins[g].at(min(nxt, post + 0.5) - 1e-3))
                                     for g in settings.gates):
             safe_after_exit += 1
-    slow: list[str] = []
-    to_ready = []  # from the start, or from the camera's return where the start waited for it
     gone = [(f.start, f.end) for f, _ in soak.done if f.kind == "gone"]
+
+    def since(start: float, at: float) -> float:
+        """Seconds from a start (or from the camera's return, where the start waited for it) to ``at``."""
+        return at - max([start] + [end for begin, end in gone if begin <= at and end >= start])
+
+    slow: list[str] = []
+    to_ready = []
     for s, later in zip(starts, [*starts[1:], None], strict=True):
         until = later.time if later else float("inf")
-        for ready in [r for r in readies if s.time <= r < until][:1]:
-            begin = max([s.time] + [end for start, end in gone if start <= ready and end >= s.time])
-            to_ready.append(ready - begin)
-        if to_ready and to_ready[-1] > 10:
+        ready = next((r for r in readies if s.time <= r < until), None)
+        if ready is None:
+            continue  # a failed start
+        to_ready.append(since(s.time, ready))
+        if to_ready[-1] > 10:
             slow.append(f"start at {s.time - soak.started:.1f} s: ready {to_ready[-1]:.1f} s later; "
                         + near(events, soak.done, s.time, soak.started))
     to_item = []
@@ -445,8 +442,7 @@ def analyse(settings: Settings, folder: Path, soak: Soak, events: list[Event], s
         segment = segments.get(int(s.detail))
         first = min((row["time"] for (pid, _), row in record_of.items() if pid == int(s.detail)), default=None)
         if segment is not None and first is not None:
-            at = segment.mono(first)
-            to_item.append(at - max([s.time] + [end for start, end in gone if start <= at and end >= s.time]))
+            to_item.append(since(s.time, segment.mono(first)))
     return {
         "seconds": seconds, "gave_up": gave_up, "integrity": integrity,
         "records": len(rows), "ids_contiguous": ids == list(range(1, len(ids) + 1)),
