@@ -22,7 +22,7 @@ from edge.classifier import Classifier
 from edge.config import Settings
 from edge.decision import Decider, decider_for
 from edge.images import decode
-from edge.preprocess import crop_box, locate_item, prepare
+from edge.preprocess import prepare, still_input
 
 TOP_K = 5
 CROP_NAMES = {"photo": "centre square", "roi": "camera roi", "item": "item square"}
@@ -47,9 +47,6 @@ class PhotoClassifier:
         """Label, confidence, top-5 and the bin the loop would choose for a uint8 RGB image, as a photo of the
         item (centre square) or ``as_frame`` (the camera's ROI and crop). ModelError if the model cannot load."""
         camera = self.settings.camera
-        roi, crop = (camera.region, camera.crop) if as_frame else (None, "roi")
-        # a still: the item may lie anywhere in the frame unless a ROI says where to look
-        box = locate_item(rgb, crop_box(rgb, roi) if roi else None) if crop == "item" else None
         started = time.perf_counter()
         with self._lock:
             if self._classifier is None or self._decider is None:
@@ -57,7 +54,9 @@ class PhotoClassifier:
                 self._decider = decider_for(self.settings, self._classifier.labels,
                                             self._classifier.card.temperature, TOP_K)
             classifier, decider = self._classifier, self._decider
-            prediction = classifier.classify(prepare(rgb, classifier.input_size, roi, crop, box))
+            pixels = (still_input(rgb, classifier.input_size, camera.region, camera.crop) if as_frame
+                      else prepare(rgb, classifier.input_size))
+            prediction = classifier.classify(pixels)
         decision = decider.decide([prediction])
         return {
             "label": decision.label,
@@ -70,7 +69,7 @@ class PhotoClassifier:
             "rule": decider.mode,
             "model": classifier.path.name,
             "image": {"width": rgb.shape[1], "height": rgb.shape[0]},
-            "crop": CROP_NAMES[crop if as_frame else "photo"],
+            "crop": CROP_NAMES[camera.crop if as_frame else "photo"],
             "ms": round((time.perf_counter() - started) * 1000, 1),
         }
 

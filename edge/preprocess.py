@@ -233,6 +233,14 @@ def prepare(
     return np.ascontiguousarray(cv2.resize(pixels, size, interpolation=cv2.INTER_AREA))
 
 
+def still_input(frame: np.ndarray, size: tuple[int, int], roi: Roi | None = None, crop: CropMode = "item"
+                ) -> np.ndarray:
+    """The model input of a still handed in as a camera frame (``prepare`` with ``crop``): with the item crop,
+    the item is located against the belt's colour anywhere in the frame, or in the ROI if one is given."""
+    box = locate_item(frame, crop_box(frame, roi) if roi else None) if crop == "item" else None
+    return prepare(frame, size, roi, crop, box)
+
+
 def scale_box(box: Box, shape: tuple[int, ...], to: tuple[int, ...]) -> Box:
     """``box`` of an image of ``shape`` in the coordinates of the same view at ``to`` (rows, columns)."""
     sy, sx = to[0] / shape[0], to[1] / shape[1]

@@ -1,6 +1,7 @@
 """Uncertain items kept for retraining: frames of rejected or low-confidence items, in a bounded folder.
 
-Each kept item is ``NNNNNNNN.jpg`` (the region of interest of its best-centred frame) and ``NNNNNNNN.json``
+Each kept item is ``NNNNNNNN.jpg`` (the region of interest of its best-centred frame, grown to the whole item
+square where the item crop reaches beyond it, so that a kept frame holds everything the model saw) and ``NNNNNNNN.json``
 (record id, time, top-k, bin, outcome, truth if known), NNNNNNNN being the item's record id. When the folder
 grows over ``max_mb`` the oldest items go first. ``export`` turns the operator's labels (a CSV of id,label)
 into a labelled-folder layout (one sub-folder per class) that the training recipe reads.
@@ -17,7 +18,7 @@ from pathlib import Path
 import cv2
 
 from edge.errors import SmartbinError
-from edge.preprocess import Roi, crop_box
+from edge.preprocess import Box, CropMode, Roi, crop_box, model_box, refine
 from edge.records import ItemRecord
 from edge.sources import Frame
 
@@ -28,11 +29,12 @@ class FrameKeeper:
     """Saves the frames of items whose decision was uncertain (rejected, or confidence under ``keep_below``)."""
 
     def __init__(self, folder: Path, keep_below: float, max_mb: float, roi: Roi | None = None,
-                 min_free_mb: float = 0.0) -> None:
+                 min_free_mb: float = 0.0, crop: CropMode = "item") -> None:
         self.folder = folder
         self.keep_below = keep_below
         self.max_bytes = int(max_mb * 1024 * 1024)
         self.roi = roi
+        self.crop = crop
         self.min_free_bytes = int(min_free_mb * 1024 * 1024)
         self.disk_low = False  # frames are not kept while the disk has less than min_free_mb free
         folder.mkdir(parents=True, exist_ok=True)
@@ -48,7 +50,7 @@ class FrameKeeper:
         if not self.wants(record) or not self._room():
             return
         stem = f"{item_id:08d}"
-        x0, y0, x1, y1 = crop_box(frame.rgb, self.roi)
+        x0, y0, x1, y1 = kept_box(frame, self.roi, self.crop)
         try:
             ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(frame.rgb[y0:y1, x0:x1], cv2.COLOR_RGB2BGR),
                                     [cv2.IMWRITE_JPEG_QUALITY, 90])
@@ -90,6 +92,17 @@ class FrameKeeper:
             for suffix in (".jpg", ".json"):
                 (self.folder / f"{stem}{suffix}").unlink(missing_ok=True)
             total -= self._sizes.pop(stem)
+
+
+def kept_box(frame: Frame, roi: Roi | None, crop: CropMode) -> Box:
+    """The part of a frame that is kept: the ROI, grown to hold the item square the model's crop took."""
+    x0, y0, x1, y1 = crop_box(frame.rgb, roi)
+    if crop == "item":
+        ix0, iy0, ix1, iy1 = model_box(frame.rgb, roi, crop, refine(frame.rgb, frame.item_box))
+        height, width = frame.rgb.shape[:2]
+        x0, y0 = max(0, min(x0, ix0)), max(0, min(y0, iy0))
+        x1, y1 = min(width, max(x1, ix1)), min(height, max(y1, iy1))
+    return x0, y0, x1, y1
 
 
 def _size(path: Path) -> int:

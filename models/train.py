@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,47 +57,51 @@ def class_weights(labels: np.ndarray, classes: int, power: float) -> np.ndarray:
     return (weights / (weights[labels].mean())).astype(np.float32)
 
 
-def make_views_dataset(views: list[np.ndarray], labels: np.ndarray, weights: np.ndarray, batch: int, seed: int,
-                       clean_share: float | None = None):
-    """A Keras PyDataset: each epoch, every train photo once, in one of its views, in a seeded random order.
-    ``views[0]`` (the clean photo) is drawn with probability ``clean_share``, the others evenly (default: every
-    view evenly)."""
+def planned_epochs(plan: Callable[[int], list[Any]], batch: int, collate: Callable[[list[Any]], tuple]):
+    """A Keras PyDataset whose rows are drawn anew for each epoch: ``plan(epoch)`` lists the epoch's rows in
+    order, ``collate(rows)`` turns up to ``batch`` of them into one batch."""
     import keras
 
+    class Planned(keras.utils.PyDataset):
+        def __init__(self) -> None:
+            super().__init__()
+            self.epoch = 0
+            self.rows = plan(0)
+
+        def __len__(self) -> int:
+            return math.ceil(len(self.rows) / batch)
+
+        def __getitem__(self, index: int) -> tuple:
+            return collate(self.rows[index * batch : (index + 1) * batch])
+
+        def on_epoch_end(self) -> None:
+            self.epoch += 1
+            self.rows = plan(self.epoch)
+
+    return Planned()
+
+
+def make_views_dataset(views: list[np.ndarray], labels: np.ndarray, weights: np.ndarray, batch: int, seed: int,
+                       clean_share: float | None = None):
+    """Each epoch, every train photo once, in one of its views, in a seeded random order. ``views[0]`` (the
+    clean photo) is drawn with probability ``clean_share``, the others evenly (default: every view evenly)."""
     classes = len(weights)
     n = len(views)
     clean = 1 / n if clean_share is None or n == 1 else clean_share
     shares = [clean] + [(1 - clean) / (n - 1)] * (n - 1) if n > 1 else [1.0]
 
-    class Views(keras.utils.PyDataset):
-        def __init__(self) -> None:
-            super().__init__()
-            self.epoch = 0
-            self._plan()
+    def plan(epoch: int) -> list[tuple[int, int]]:
+        rng = np.random.default_rng([seed, epoch])
+        order = rng.permutation(len(labels))
+        view_of = rng.choice(len(views), size=len(labels), p=shares)
+        return [(int(row), int(view_of[row])) for row in order]
 
-        def _plan(self) -> None:
-            rng = np.random.default_rng([seed, self.epoch])
-            self.order = rng.permutation(len(labels))
-            self.view_of = rng.choice(len(views), size=len(labels), p=shares)
+    def collate(rows: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        x = np.stack([np.asarray(views[view][row], np.float32) for row, view in rows])
+        y = labels[[row for row, _ in rows]]
+        return x, np.eye(classes, dtype=np.float32)[y], weights[y]
 
-        def __len__(self) -> int:
-            return math.ceil(len(labels) / batch)
-
-        def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            rows = self.order[index * batch : (index + 1) * batch]
-            x = np.empty((len(rows), *views[0].shape[1:]), np.float32)
-            for v, array in enumerate(views):
-                mask = self.view_of[rows] == v
-                if mask.any():
-                    x[mask] = array[rows[mask]]
-            y = np.eye(classes, dtype=np.float32)[labels[rows]]
-            return x, y, weights[labels[rows]]
-
-        def on_epoch_end(self) -> None:
-            self.epoch += 1
-            self._plan()
-
-    return Views()
+    return planned_epochs(plan, batch, collate)
 
 
 def pixels_of(data: Path, entries: list[Entry], spec: ViewSpec, first: int = 0) -> np.ndarray:

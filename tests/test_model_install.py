@@ -18,17 +18,6 @@ from tests.conftest import TINY_MODEL
 
 
 @pytest.fixture
-def config(tmp_path):
-    """A config file with the default bins and gates, mock pins, its state (records, models) in tmp_path."""
-    text = (BUNDLED_MODEL.parents[1] / "edge" / "smartbin.toml").read_text()
-    text = text.replace("[records]\n", f'[records]\npath = "{tmp_path / "state" / "items.db"}"\n', 1)
-    text = text.replace("[gpio]\n", '[gpio]\npin_factory = "mock"\n', 1)
-    path = tmp_path / "smartbin.toml"
-    path.write_text(text)
-    return path
-
-
-@pytest.fixture
 def frames(tmp_path, garbage12):
     """Labelled frames as `smartbin frames --labels` writes them: two photos of each of four classes."""
     out = tmp_path / "frames"

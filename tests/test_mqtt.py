@@ -92,6 +92,7 @@ def add_items(database: Path, first: int, count: int, publisher: MqttPublisher |
         for n in range(first, first + count):
             item_id = records.add(ItemRecord(time=time.time(), frame=n, source="test", bin="glass",
                                              gate_action="flap→-60°", outcome="sorted", model="m.tflite",
+                                             model_sha256="ab" * 32,
                                              label="green-glass", confidence=0.9, reason="top", expected_cost=0.5,
                                              latency_ms={"total": 41.0, "since_line": 300.0}))
             if publisher is not None:
@@ -289,7 +290,8 @@ def test_the_collector_writes_every_bins_items_once_into_postgresql(tmp_path, br
 
     def rows() -> list[tuple]:
         with psycopg.connect(postgres) as db:
-            return db.execute("SELECT bin_id, id, bin, outcome, reason FROM fleet_items ORDER BY 1, 2").fetchall()
+            return db.execute("SELECT bin_id, id, bin, outcome, reason, model, model_sha256 FROM fleet_items "
+                              "ORDER BY 1, 2").fetchall()
 
     deadline = time.monotonic() + 20
     while len(rows()) < 17 and time.monotonic() < deadline:
@@ -297,7 +299,7 @@ def test_the_collector_writes_every_bins_items_once_into_postgresql(tmp_path, br
     stop.set()
     worker.join(timeout=10)
     assert [(b, i) for b, i, *_ in rows()] == [("east", i) for i in range(1, 13)] + [("west", i) for i in range(1, 6)]
-    assert rows()[0][2:] == ("glass", "sorted", "top")
+    assert rows()[0][2:] == ("glass", "sorted", "top", "m.tflite", "ab" * 32)
     # the collector away: the broker keeps its session's items; a bin resending from 0 adds no duplicate
     add_items(settings["west"].records.database, 5, 3, publishers["west"])
     time.sleep(1.0)

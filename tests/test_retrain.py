@@ -3,6 +3,7 @@
 import csv
 import json
 
+import cv2
 import numpy as np
 import pytest
 
@@ -35,6 +36,20 @@ def test_only_uncertain_items_are_kept_with_their_facts(tmp_path):
                                                           "00000003.json"]
     facts = json.loads((tmp_path / "00000001.json").read_text())
     assert facts["id"] == 1 and facts["top_k"] == [["glass", 0.3]] and facts["outcome"] == "rejected"
+
+
+@pytest.mark.parametrize("crop", ["item", "roi"])
+def test_an_item_off_the_centre_square_is_kept_whole(tmp_path, crop):
+    rgb = np.full((240, 320, 3), 40, np.uint8)
+    rgb[100:150, 5:45] = 220  # mostly left of the centre square (x 40-280), where the trigger found it
+    keeper = FrameKeeper(tmp_path, keep_below=0.8, max_mb=10, crop=crop)
+    keeper.keep(1, Frame(rgb, 1.0, 0, 1.0, item_box=(5, 100, 45, 150)), record())
+    kept = cv2.cvtColor(cv2.imread(str(tmp_path / "00000001.jpg")), cv2.COLOR_BGR2GRAY)
+    bright = np.flatnonzero((kept > 150).any(axis=0))
+    if crop == "item":  # the kept frame reaches the item's left edge: all 40 columns of it are there
+        assert kept.shape[0] == 240 and len(bright) == 40
+    else:  # the ROI alone: the centre square, with the item's last 5 columns
+        assert kept.shape[:2] == (240, 240) and len(bright) == 5
 
 
 def test_the_folder_is_bounded_oldest_out(tmp_path):

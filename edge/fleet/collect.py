@@ -44,6 +44,8 @@ CREATE TABLE IF NOT EXISTS fleet_items (
     received      TIMESTAMPTZ      NOT NULL DEFAULT now(),
     PRIMARY KEY (bin_id, id)
 );
+ALTER TABLE fleet_items ADD COLUMN IF NOT EXISTS model TEXT;
+ALTER TABLE fleet_items ADD COLUMN IF NOT EXISTS model_sha256 TEXT;
 CREATE INDEX IF NOT EXISTS fleet_items_time ON fleet_items (time);
 CREATE TABLE IF NOT EXISTS fleet_bins (
     bin_id    TEXT PRIMARY KEY,
@@ -53,7 +55,7 @@ CREATE TABLE IF NOT EXISTS fleet_bins (
 );
 """
 ITEM_COLUMNS = ("bin_id", "id", "time", "label", "confidence", "bin", "outcome", "reason", "expected_cost", "error",
-                "latency_ms", "since_line_ms", "truth")
+                "latency_ms", "since_line_ms", "truth", "model", "model_sha256")
 INSERT = (f"INSERT INTO fleet_items ({', '.join(ITEM_COLUMNS)}) VALUES ({', '.join(['%s'] * len(ITEM_COLUMNS))}) "
           "ON CONFLICT (bin_id, id) DO NOTHING")
 
