@@ -50,7 +50,7 @@ from edge.model_card import read_card
 from edge.preprocess import still_input
 from models.features import DEFAULT_CACHE, ViewSpec, feature_set
 from models.metrics import machine, summary
-from models.split import read_manifest, select
+from models.split import Entry, read_manifest, select
 from models.train import planned_epochs
 
 logger = logging.getLogger("models.finetune")
@@ -124,6 +124,23 @@ def trunk_features(trunk, pixels: np.ndarray, batch: int = 32) -> np.ndarray:
 
     return np.concatenate([np.asarray(trunk.predict_on_batch(preprocess(pixels[i : i + batch])), np.float16)
                            for i in range(0, len(pixels), batch)])
+
+
+def site_features(trunk, items: list[tuple[Path, int]]) -> tuple[list[np.ndarray], np.ndarray]:
+    """Trunk features of the site frames trained on, as is and mirrored, and their labels."""
+    views = [frame_inputs(items, mirrored) for mirrored in (False, True)]
+    return [trunk_features(trunk, pixels) for pixels, _ in views], views[0][1]
+
+
+def original_features(model, args: argparse.Namespace, pools: dict[str, list[Entry]], labels: list[str]
+                      ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Cached trunk features (extracted where missing) and labels of each split's pool of original photos."""
+    features, truth = {}, {}
+    for split, pool in pools.items():
+        spec = ViewSpec(split, "clean")
+        features[split] = feature_set(model, args.data, pool, args.cache, [spec], args.weights)[spec]
+        truth[split] = np.array([labels.index(e.label) for e in pool])
+    return features, truth
 
 
 def load_base(base: Path, weights: str):
@@ -246,6 +263,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     tf.config.experimental.enable_op_determinism()
     entries = read_manifest(args.manifest)
     labels = sorted({e.label for e in entries})
+    if not args.current.is_file():
+        raise FinetuneError(f"--current model not found: {args.current}")
     if args.base.suffix == ".tflite" and list(read_card(args.base).labels) != labels:
         raise FinetuneError(f"{args.base.name}: its labels are not the recipe's ({', '.join(labels)})")
     frames = site_frames(args.frames, labels, args.held_out)
@@ -253,21 +272,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     freeze_batch_norms(model)
     trunk, top = make_trunk(model), make_top(model)
 
-    site_views = [frame_inputs(frames.train, mirrored) for mirrored in (False, True)]
+    site_x, site_y = site_features(trunk, frames.train)
     held_pixels, held_y = frame_inputs(frames.held_out)
-    site_y = site_views[0][1]
-    site_x = [trunk_features(trunk, pixels) for pixels, _ in site_views]
     held_x = trunk_features(trunk, held_pixels)
     logger.info("site frames: %d to train on (2 views each), %d held out", len(site_y), len(held_y))
-
     pools = {"train": every_nth(select(entries, "train"), args.train_photos),
              "test": every_nth(select(entries, "test"), args.test_photos)}
-    cached: dict[ViewSpec, np.ndarray] = {}
-    for split, pool in pools.items():
-        cached |= feature_set(model, args.data, pool, args.cache, [ViewSpec(split, "clean")], args.weights)
-    y = {split: np.array([labels.index(e.label) for e in pool]) for split, pool in pools.items()}
-    original = [cached[ViewSpec("train", "clean")]]
-    test_x = cached[ViewSpec("test", "clean")]
+    cached, y = original_features(model, args, pools, labels)
+    original, test_x = [cached["train"]], cached["test"]
     prepared_s = time.monotonic() - started
 
     before = {"site_held_out": figures(top, held_x, held_y, labels), "test": figures(top, test_x, y["test"], labels)}
