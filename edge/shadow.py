@@ -58,6 +58,7 @@ class Shadow:
         self.sha256 = self.classifier.sha256 or ""
         self.skipped = 0
         self.done = 0
+        self.failed = 0
         self._queue: queue.Queue[Offer | None] = queue.Queue(maxsize=QUEUE)
         self._thread = threading.Thread(target=self._run, name="shadow", daemon=True)
         self._thread.start()
@@ -83,7 +84,8 @@ class Shadow:
             try:
                 self._classify(offer)
             except (SmartbinError, RuntimeError, ValueError) as exc:  # a shadow never stops the sorter
-                logger.warning("shadow model %s: item %d: %s", self.classifier.path.name, offer.item_id, exc)
+                self.failed += 1  # the same text each time, so that the log's repeat filter collapses a run of them
+                logger.warning("shadow model %s: %s", self.classifier.path.name, exc)
 
     def _classify(self, offer: Offer) -> None:
         size = self.classifier.input_size

@@ -1,11 +1,13 @@
 """Shadow runs: a candidate model (the real runtime) beside the live one, only while the sorter is idle."""
 
+import logging
 import sqlite3
 import time
 
 from edge.app import Sorter
 from edge.config import BUNDLED_MODEL
 from edge.records import Records
+from edge.service.logs import RepeatFilter
 from edge.service.status import report
 from edge.shadow import Shadow, summary
 from edge.sources.folder import FolderSource
@@ -29,6 +31,30 @@ def test_a_shadow_waits_while_the_sorter_is_busy_and_drops_the_oldest_when_behin
     shadow.close()
     rows = sqlite3.connect(tmp_path / "items.db").execute("SELECT COUNT(*), MIN(item_id) FROM shadow").fetchone()
     assert rows[0] >= 31 and rows[1] >= 7  # the newest offers, the oldest dropped
+
+
+def test_shadow_writes_that_fail_are_counted_and_their_warnings_collapse(tmp_path):
+    shadow = Shadow(TINY_MODEL, tmp_path / "items.db", busy=lambda: False)
+    with sqlite3.connect(tmp_path / "items.db") as db:  # the disk fills up: every write is refused
+        db.execute("CREATE TRIGGER full BEFORE INSERT ON shadow BEGIN SELECT RAISE(ABORT, 'database or disk is "
+                   "full'); END")
+    lines: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+    handler.addFilter(RepeatFilter())
+    logging.getLogger("smartbin").addHandler(handler)
+    try:
+        frame = Frames([picture(0)]).read()
+        for item_id in range(5):
+            shadow.offer(item_id, [frame], "battery")
+        deadline = time.monotonic() + 10
+        while shadow.failed < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        shadow.close()
+        logging.getLogger("smartbin").removeHandler(handler)
+    assert shadow.failed == 5 and shadow.done == 0
+    assert len(lines) == 1 and "database or disk is full" in lines[0]
 
 
 def test_a_shadow_model_is_measured_beside_the_live_one_on_known_truths(tmp_path, garbage12, tiny_model):
