@@ -11,9 +11,10 @@ shipped model up to int8 rounding of those weights:
 - ``head_bn``: folded by the converter into ``predictions``, so it is set to the identity and ``predictions``
   takes the folded weights.
 
-The tensors are found by position (the last three convolutions, the last two fully-connected layers) and
-checked by name. Fine-tuning must keep those batch norms frozen (``models.finetune`` does): in training mode
-a batch norm would normalise by the batch's statistics instead of the identity.
+The tensors are found by position (the last three convolutions, the last two fully-connected layers, from the
+interpreter's op list: ``_get_ops_details``, the same in LiteRT and TensorFlow Lite) and checked by name.
+Fine-tuning must keep those batch norms frozen (``models.finetune`` does): in training mode a batch norm would
+normalise by the batch's statistics instead of the identity.
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ def trained_weights(tflite: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     ops = interpreter._get_ops_details()
     convs = [op for op in ops if op["op_name"] == "CONV_2D"][-len(CONVOLUTIONS):]
     dense = [op for op in ops if op["op_name"] == "FULLY_CONNECTED"][-len(DENSE):]
+    if len(convs) < len(CONVOLUTIONS) or len(dense) < len(DENSE):
+        raise ModelError(f"{tflite.name}: {len(convs)} convolutions and {len(dense)} fully-connected layers: "
+                         "not this recipe's model")
     weights: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for name, op, layout in [*((n, o, (1, 2, 3, 0)) for n, o in zip(CONVOLUTIONS, convs, strict=True)),
                              *((n, o, (1, 0)) for n, o in zip(DENSE, dense, strict=True))]:

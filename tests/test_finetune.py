@@ -16,7 +16,7 @@ from edge.model_card import read_card, sha256_of
 from edge.preprocess import prepare
 from models import finetune
 from models.site_frames import write_site_frames
-from tests.conftest import LABELS, PROJECT
+from tests.conftest import LABELS, PROJECT, TINY_MODEL
 
 
 @pytest.fixture(scope="module")
@@ -135,10 +135,18 @@ def test_bad_site_frames_are_one_line(tmp_path, site, capsys, layout, message):
     assert error.startswith("models.finetune: ") and message in error and len(error.splitlines()) == 1
 
 
-def test_a_base_that_is_not_a_model_is_one_line(tmp_path, site, capsys):
+@pytest.mark.parametrize(("base", "message"), [
+    ("base.onnx", "--base must be a .keras or an int8 .tflite"),
+    ("tiny12.tflite", "not this recipe's model"),  # the 12 labels, but not a ResNet-50
+])
+def test_a_base_that_is_not_the_recipes_model_is_one_line(tmp_path, site, imagenet_weights, capsys, base, message):
     (tmp_path / "base.onnx").write_bytes(b"not a model")
-    assert finetune.main(["--frames", str(site), "--base", str(tmp_path / "base.onnx")]) == 1
-    assert "--base must be a .keras or an int8 .tflite" in capsys.readouterr().err
+    for suffix in (".tflite", ".json"):
+        (tmp_path / f"tiny12{suffix}").write_bytes(TINY_MODEL.with_suffix(suffix).read_bytes())
+    argv = ["--frames", str(site), "--base", str(tmp_path / base), "--weights", str(imagenet_weights)]
+    assert finetune.main(argv) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("models.finetune: ") and message in error and len(error.splitlines()) == 1
 
 
 def test_each_epoch_has_every_site_frame_once_and_fresh_original_photos():
