@@ -112,6 +112,21 @@ def test_belt_simulator_moves_items_past_the_camera_line():
     assert first.t_line == pytest.approx(sim.t0 + (first.belt_m + 0.25) / 2.0)
 
 
+def test_a_frame_is_stamped_with_the_time_its_picture_shows():
+    """A scene rendered for time T (the simulator renders for the moment it was asked) is stamped T, in both
+    clocks, however long the rendering took: the tracker times an item's crossing from these stamps."""
+
+    class Rendered(FrameSource):
+        def read(self):
+            shown = time.monotonic() - 0.25  # as if rendering took 250 ms
+            return self._frame(np.zeros((4, 4, 3), np.uint8), shown_at=shown)
+
+    before_wall, before = time.time(), time.monotonic()
+    frame = Rendered().read()
+    assert before - 0.25 <= frame.monotonic <= time.monotonic() - 0.25
+    assert frame.timestamp - before_wall == pytest.approx(frame.monotonic - before, abs=0.01)
+
+
 def test_belt_simulator_is_deterministic():
     a = BeltSimulator(160, 90, speed_m_s=0.2, seed=5)
     b = BeltSimulator(160, 90, speed_m_s=0.2, seed=5)

@@ -64,8 +64,13 @@ class FrameSource(ABC):
     def close(self) -> None:
         """Release the device."""
 
-    def _frame(self, rgb: np.ndarray, truth: str | None = None, small: np.ndarray | None = None) -> Frame:
-        frame = Frame(rgb=rgb, timestamp=time.time(), number=self._count, monotonic=time.monotonic(), truth=truth,
+    def _frame(self, rgb: np.ndarray, truth: str | None = None, small: np.ndarray | None = None,
+               shown_at: float | None = None) -> Frame:
+        """The next frame; ``shown_at``: the monotonic time the picture shows, if not now (a simulated scene
+        that took a while to render)."""
+        now = time.monotonic()
+        at = now if shown_at is None else shown_at
+        frame = Frame(rgb=rgb, timestamp=time.time() - (now - at), number=self._count, monotonic=at, truth=truth,
                       small=small)
         self._count += 1
         return frame

@@ -110,7 +110,7 @@ class BeltSimulator(FrameSource):
         shown = abs(centre - self.view_m / 2) < self.view_m / 2
         if shown:
             self._shown[self._count] = nearest.index
-        return self._frame(frame, nearest.truth if shown else None)
+        return self._frame(frame, nearest.truth if shown else None, shown_at=now)
 
     def item_in(self, frame_number: int) -> SimItem | None:
         """The item nearest the camera line in frame ``frame_number``, if one was in view."""
