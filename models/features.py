@@ -4,8 +4,9 @@ The frozen part of the network (everything before ``conv5_block3``) sees each vi
 output (7×7×2048) is kept as a float16 ``.npy`` per (split, kind, view, seed) in a cache folder outside the
 repo. Kinds are those of ``models.augment``: ``clean``, ``photo`` (augmented photo), ``belt`` (belt frame →
 item crop).
-A file's name carries a digest of what it depends on (the split's file list, the weights file, the feature
-layer, the augmentation ranges), so a rerun reuses it and a changed input gets a new file. Extraction writes
+A file's name carries a digest of what it depends on (the split's file list, the trunk's weights themselves, the
+feature layer, the augmentation ranges), so a rerun reuses it and a changed input (other ImageNet weights, a
+base whose trunk was tuned) gets a new file. Extraction writes
 ``NAME.part.npy`` with a progress file and resumes after an interruption.
 
     python -m models.features --data ../shared/data/garbage12 --weights W.h5
@@ -70,14 +71,16 @@ def view_plan(photo_views: int, belt_views: int, seed: int) -> list[ViewSpec]:
     return evaluation + train
 
 
-def weights_identity(weights: str | None) -> str:
-    """What identifies the ImageNet weights in a cache key: file name and size, or Keras' own name."""
-    path = Path(weights) if weights and weights != "imagenet" else None
-    return f"{path.name}:{path.stat().st_size}" if path and path.is_file() else str(weights)
+def trunk_digest(trunk) -> str:
+    """What identifies the frozen trunk in a cache key: a digest of its weights."""
+    digest = hashlib.sha256()
+    for array in trunk.get_weights():
+        digest.update(np.ascontiguousarray(array, np.float32).tobytes())
+    return digest.hexdigest()[:16]
 
 
-def cache_name(entries: list[Entry], spec: ViewSpec, weights: str | None) -> str:
-    """File stem of one view's feature array, with a digest of its inputs."""
+def cache_name(entries: list[Entry], spec: ViewSpec, trunk: str) -> str:
+    """File stem of one view's feature array, with a digest of its inputs (``trunk``: ``trunk_digest``)."""
     from models.architecture import FEATURE_LAYER
 
     configs: dict[str, str | AugmentConfig | BeltConfig] = {"clean": "clean", "photo": AugmentConfig(),
@@ -85,7 +88,7 @@ def cache_name(entries: list[Entry], spec: ViewSpec, weights: str | None) -> str
     config = configs[spec.kind]
     key = {
         "paths": [e.path for e in entries],
-        "weights": weights_identity(weights),
+        "trunk": trunk,
         "layer": FEATURE_LAYER,
         "augment": config if isinstance(config, str) else dataclasses.asdict(config),
         "kind": spec.kind,
@@ -162,17 +165,17 @@ def feature_set(
     entries: list[Entry],
     cache: Path,
     plan: list[ViewSpec],
-    weights: str | None,
 ) -> dict[ViewSpec, np.ndarray]:
     """Features of every view in ``plan``, extracting what is missing; each row in manifest order of its split."""
     from models.architecture import trunk as make_trunk
 
     cache.mkdir(parents=True, exist_ok=True)
     trunk = make_trunk(model)
+    digest = trunk_digest(trunk)
     result: dict[ViewSpec, np.ndarray] = {}
     for spec in plan:
         subset = select(entries, spec.split)
-        name = cache_name(subset, spec, weights)
+        name = cache_name(subset, spec, digest)
         result[spec] = extract(trunk, data, subset, cache / f"{name}.npy", spec)
     return result
 
@@ -193,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.monotonic()
     entries = read_manifest(args.manifest)
     plan = view_plan(args.photo_views, args.belt_views, args.seed)
-    feature_set(build_model(args.weights), args.data, entries, args.cache, plan, args.weights)
+    feature_set(build_model(args.weights), args.data, entries, args.cache, plan)
     logger.info("features ready in %.0f s", time.monotonic() - started)
 
 

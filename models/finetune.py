@@ -7,9 +7,9 @@ recipe's trainable layers (``conv5_block3`` + head, ``models.architecture.top``)
 features of the frozen trunk, with the site's frames mixed with the original train split so that the twelve
 classes are not forgotten:
 
-1. Base: the recipe's ``.keras`` (``models.train``'s output), or, where it is not at hand, the shipped int8
-   model's trained layers on the ImageNet trunk (``models.from_tflite``; default when the ``.keras`` is
-   missing). Batch norms stay frozen (inference mode).
+1. Base: the recipe's ``.keras`` (``models.train``'s output) where it is the one the bin's model (``--current``)
+   was converted from, else that int8 model itself, every weight dequantized (``models.from_tflite``).
+   Batch norms stay frozen (inference mode).
 2. Site frames: a fixed share (``--held-out``, by a hash of each file's name) is kept aside for the report; the
    rest are model inputs through the edge's own crop for a frame (``edge.preprocess.still_input``), each as is
    and mirrored.
@@ -44,9 +44,9 @@ from typing import Any
 
 import numpy as np
 
-from edge.errors import ImageError, SmartbinError
+from edge.errors import ImageError, ModelCardError, SmartbinError
 from edge.images import labelled_images, read_rgb
-from edge.model_card import read_card
+from edge.model_card import read_card, sha256_of
 from edge.preprocess import still_input
 from models.features import DEFAULT_CACHE, ViewSpec, feature_set
 from models.metrics import machine, summary
@@ -58,7 +58,6 @@ logger = logging.getLogger("models.finetune")
 WORK = Path.home() / ".cache" / "smartbin"
 SHIPPED = Path("models/garbage12_resnet50_int8.tflite")
 RECIPE_KERAS = WORK / "garbage12_resnet50.keras"
-IMAGENET = WORK / "imagenet" / "resnet50_imagenet_notop.weights.h5"
 SIZE = (224, 224)
 
 
@@ -138,12 +137,12 @@ def original_features(model, args: argparse.Namespace, pools: dict[str, list[Ent
     features, truth = {}, {}
     for split, pool in pools.items():
         spec = ViewSpec(split, "clean")
-        features[split] = feature_set(model, args.data, pool, args.cache, [spec], args.weights)[spec]
+        features[split] = feature_set(model, args.data, pool, args.cache, [spec])[spec]
         truth[split] = np.array([labels.index(e.label) for e in pool])
     return features, truth
 
 
-def load_base(base: Path, weights: str):
+def load_base(base: Path):
     """The Keras model to start from: a ``.keras`` as saved, or an int8 ``.tflite``'s trained layers."""
     import keras
 
@@ -152,7 +151,7 @@ def load_base(base: Path, weights: str):
     if base.suffix == ".tflite":
         from models.from_tflite import keras_from_int8
 
-        return keras_from_int8(base, weights)
+        return keras_from_int8(base)
     if base.suffix != ".keras":
         raise FinetuneError(f"--base must be a .keras or an int8 .tflite, got {base.name}")
     return keras.saving.load_model(base, compile=False)
@@ -217,14 +216,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m models.finetune", description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=Path, required=True, help="labelled site frames (one sub-folder per class)")
     parser.add_argument("--base", type=Path, default=None,
-                        help=f"model to start from: .keras, or an int8 .tflite (default {RECIPE_KERAS} if it "
-                             f"exists, else {SHIPPED})")
+                        help=f"model to start from: .keras, or an int8 .tflite (default {RECIPE_KERAS} if it is the "
+                             "one --current was converted from, else --current)")
     parser.add_argument("--current", type=Path, default=SHIPPED,
                         help="the int8 model the bin runs now, for the before figure on site frames")
     parser.add_argument("--out", type=Path, default=WORK / "finetune" / "garbage12_resnet50_site_int8.tflite",
                         help="int8 model to write (its card and report beside it)")
-    parser.add_argument("--weights", default=str(IMAGENET) if IMAGENET.is_file() else "imagenet",
-                        help="ImageNet weights of the trunk: a .weights.h5 path or 'imagenet'")
     parser.add_argument("--data", type=Path, default=Path("../shared/data/garbage12"), help="dataset root")
     parser.add_argument("--manifest", type=Path, default=Path("models/split.csv"), help="split manifest")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help=f"feature cache (default {DEFAULT_CACHE})")
@@ -243,8 +240,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not 0 < args.held_out < 1 or args.mix < 0 or args.epochs < 1 or args.lr <= 0 or args.batch < 1:
         parser.error("--held-out must be in (0, 1); --mix ≥ 0; --epochs, --batch ≥ 1; --lr > 0")
     if args.base is None:
-        args.base = RECIPE_KERAS if RECIPE_KERAS.is_file() else SHIPPED
+        args.base = default_base(args.current)
     return args
+
+
+def default_base(current: Path, recipe: Path = RECIPE_KERAS) -> Path:
+    """The recipe's ``.keras`` where it is the one ``current`` was converted from (its card's ``source.sha256``),
+    else ``current`` itself: a ``.keras`` left by another rebuild must not be fine-tuned in the bin's model's place."""
+    try:
+        source = read_card(current).extra.get("source", {}).get("sha256")
+    except ModelCardError:
+        return current
+    return recipe if recipe.is_file() and source == sha256_of(recipe) else current
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -268,7 +275,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.base.suffix == ".tflite" and list(read_card(args.base).labels) != labels:
         raise FinetuneError(f"{args.base.name}: its labels are not the recipe's ({', '.join(labels)})")
     frames = site_frames(args.frames, labels, args.held_out)
-    model = load_base(args.base, args.weights)
+    model = load_base(args.base)
     freeze_batch_norms(model)
     trunk, top = make_trunk(model), make_top(model)
 

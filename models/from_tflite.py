@@ -1,24 +1,26 @@
 """The recipe's Keras model rebuilt from a shipped int8 model, for fine-tuning where the ``.keras`` is not at hand.
 
-The recipe trains only ``conv5_block3`` and the head; everything before is ImageNet's ResNet-50. So the
-ImageNet weights plus the int8 model's trained layers, dequantized, give back a float model that is the
-shipped model up to int8 rounding of those weights:
+Every weight of the network is in the int8 model, so its dequantized tensors give back a float model that is
+the shipped model up to int8 rounding, whichever layers its recipe trained (``models.train``: ``conv5_block3``
+and the head; ``models.tune_trunk``: every convolution):
 
-- each ``conv5_block3`` convolution: the converter folded its batch norm into the kernel and bias, so the Keras
-  convolution takes the folded kernel (per-channel int8 × scale) and bias (int32 × scale) and its batch norm
-  is set to the identity;
+- each convolution: the converter folded its batch norm into the kernel and bias, so the Keras convolution takes
+  the folded kernel (per-channel int8 × scale) and bias (int32 × scale) and its batch norm is set to the
+  identity;
 - ``head_dense``: kernel and bias as they are;
 - ``head_bn``: folded by the converter into ``predictions``, so it is set to the identity and ``predictions``
   takes the folded weights.
 
-The tensors are found by position (the last three convolutions, the last two fully-connected layers, from the
-interpreter's op list: ``_get_ops_details``, the same in LiteRT and TensorFlow Lite) and checked by name.
-Fine-tuning must keep those batch norms frozen (``models.finetune`` does): in training mode a batch norm would
-normalise by the batch's statistics instead of the identity.
+The convolutions are found by the Keras layer name in their kernel's tensor name, the two fully-connected
+layers by position (the last two, from the interpreter's op list: ``_get_ops_details``, the same in LiteRT and
+TensorFlow Lite) and checked by name. Fine-tuning must keep those batch norms frozen (``models.finetune`` and
+``models.tune_trunk`` do): in training mode a batch norm would normalise by the batch's statistics instead of
+the identity.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +29,10 @@ import numpy as np
 
 from edge.errors import ModelError
 from edge.runtime import interpreter_class
-from models.architecture import BASE_NAME, BLOCK, build_model
+from models.architecture import BASE_NAME, build_model
 
-CONVOLUTIONS = tuple(f"{BLOCK}_{part}" for part in ("1", "2", "3"))
 DENSE = ("head_dense", "predictions")
+CONV_TENSOR = re.compile(r"/(conv\d(?:_block\d+_\d)?_conv)(?:_\d+)?/")  # ".../conv5_block3_2_conv_1/convolution"
 
 
 def dequantized(tensor: dict[str, Any], values: np.ndarray, axis: int = 0) -> np.ndarray:
@@ -47,7 +49,7 @@ def dequantized(tensor: dict[str, Any], values: np.ndarray, axis: int = 0) -> np
 
 
 def trained_weights(tflite: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """(kernel, bias) in Keras layout for each of ``CONVOLUTIONS`` and ``DENSE``, from an int8 model."""
+    """(kernel, bias) in Keras layout for every convolution (by layer name) and ``DENSE``, from an int8 model."""
     cls, _ = interpreter_class()
     try:
         interpreter = cls(model_path=str(tflite))
@@ -56,14 +58,19 @@ def trained_weights(tflite: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         raise ModelError(f"model unreadable: {tflite}: {str(exc).strip().splitlines()[0]}") from None
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
     ops = interpreter._get_ops_details()
-    convs = [op for op in ops if op["op_name"] == "CONV_2D"][-len(CONVOLUTIONS):]
+    named: list[tuple[str, dict[str, Any], tuple[int, ...]]] = []
+    for op in (op for op in ops if op["op_name"] == "CONV_2D"):
+        match = CONV_TENSOR.search(tensors[op["inputs"][1]]["name"])
+        if match is None:
+            raise ModelError(f"{tflite.name}: convolution #{op['index']} ({tensors[op['inputs'][1]]['name']}) "
+                             "is not a ResNet-50 layer: not this recipe's model")
+        named.append((match.group(1), op, (1, 2, 3, 0)))
     dense = [op for op in ops if op["op_name"] == "FULLY_CONNECTED"][-len(DENSE):]
-    if len(convs) < len(CONVOLUTIONS) or len(dense) < len(DENSE):
-        raise ModelError(f"{tflite.name}: {len(convs)} convolutions and {len(dense)} fully-connected layers: "
-                         "not this recipe's model")
+    if len(dense) < len(DENSE):
+        raise ModelError(f"{tflite.name}: {len(dense)} fully-connected layers: not this recipe's model")
+    named += [(name, op, (1, 0)) for name, op in zip(DENSE, dense, strict=True)]
     weights: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for name, op, layout in [*((n, o, (1, 2, 3, 0)) for n, o in zip(CONVOLUTIONS, convs, strict=True)),
-                             *((n, o, (1, 0)) for n, o in zip(DENSE, dense, strict=True))]:
+    for name, op, layout in named:
         kernel_tensor, bias_tensor = tensors[op["inputs"][1]], tensors[op["inputs"][2]]
         if not any(name in t["name"] for t in (kernel_tensor, bias_tensor)):
             raise ModelError(f"{tflite.name}: expected {name} at {op['op_name']} #{op['index']}, "
@@ -81,14 +88,17 @@ def identity(layer: keras.layers.BatchNormalization) -> None:
                        np.zeros(channels, np.float32), np.full(channels, 1.0 - layer.epsilon, np.float32)])
 
 
-def keras_from_int8(tflite: Path, weights: str) -> keras.Model:
-    """The recipe's model with ImageNet ``weights`` and the trained layers of the int8 model ``tflite``."""
+def keras_from_int8(tflite: Path) -> keras.Model:
+    """The recipe's model in float with every weight from the int8 model ``tflite``."""
     trained = trained_weights(tflite)
-    model = build_model(weights, num_classes=trained["predictions"][0].shape[1])
+    model = build_model(None, num_classes=trained["predictions"][0].shape[1])
     base = model.get_layer(BASE_NAME)
-    for name in CONVOLUTIONS:
-        base.get_layer(f"{name}_conv").set_weights(list(trained[name]))
-        identity(base.get_layer(f"{name}_bn"))
+    convolutions = {layer.name for layer in base.layers if isinstance(layer, keras.layers.Conv2D)}
+    if missing := sorted(convolutions - trained.keys()):
+        raise ModelError(f"{tflite.name}: no {', '.join(missing[:3])} …: not this recipe's model")
+    for name in convolutions:
+        base.get_layer(name).set_weights(list(trained[name]))
+        identity(base.get_layer(name.removesuffix("_conv") + "_bn"))
     model.get_layer("head_dense").set_weights(list(trained["head_dense"]))
     identity(model.get_layer("head_bn"))
     model.get_layer("predictions").set_weights(list(trained["predictions"]))

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,8 +11,6 @@ from edge.config import BUNDLED_MODEL, Settings, load_settings, parse_settings
 
 PROJECT = Path(__file__).resolve().parent.parent
 SHARED_DATA = PROJECT.parent / "shared" / "data" / "garbage12"
-IMAGENET_TOOL = PROJECT.parent / "shared" / "tools" / "imagenet_resnet50.py"
-IMAGENET = Path.home() / ".cache" / "smartbin" / "imagenet" / "resnet50_imagenet_notop.weights.h5"
 
 
 @pytest.fixture(scope="session")
@@ -23,17 +19,6 @@ def garbage12() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real photos not found at {SHARED_DATA}")
     return SHARED_DATA
-
-
-@pytest.fixture(scope="session")
-def imagenet_weights() -> Path:
-    """ResNet-50's ImageNet weights (no top), built once by ../shared's tool (npm registry, ~20 s)."""
-    if not IMAGENET.is_file():
-        if not IMAGENET_TOOL.is_file():
-            pytest.skip(f"the ImageNet weights tool is not at {IMAGENET_TOOL}")
-        subprocess.run([sys.executable, str(IMAGENET_TOOL), str(IMAGENET.parent)], check=True,
-                       stdout=subprocess.DEVNULL)
-    return IMAGENET
 
 
 @pytest.fixture

@@ -47,10 +47,10 @@ def kept_and_labelled(config: Path, site: Path, tmp_path: Path) -> Path:
     return labelled
 
 
-def fast(frames: Path, out: Path, cache: Path, weights: Path, *extra: str) -> list[str]:
+def fast(frames: Path, out: Path, cache: Path, *extra: str) -> list[str]:
     """A small, fast fine-tune: few original photos, one epoch, a short calibration."""
     return ["--frames", str(frames), "--base", str(BUNDLED_MODEL), "--current", str(BUNDLED_MODEL),
-            "--out", str(out), "--cache", str(cache), "--weights", str(weights), "--train-photos", "36",
+            "--out", str(out), "--cache", str(cache), "--train-photos", "36",
             "--test-photos", "24", "--epochs", "1", "--calibration-count", "24", "--max-drop", "100",
             "--data", str(PROJECT.parent / "shared" / "data" / "garbage12"),
             "--manifest", str(PROJECT / "models" / "split.csv"), *extra]
@@ -60,13 +60,13 @@ def report_counts(out: Path) -> dict[str, dict[str, int]]:
     return json.loads(out.with_suffix(".finetune.json").read_text())["site_frames"]
 
 
-def test_kept_frames_fine_tuned_installed_used_and_rolled_back(tmp_path, config, site, imagenet_weights, capsys):
+def test_kept_frames_fine_tuned_installed_used_and_rolled_back(tmp_path, config, site, capsys):
     labelled = kept_and_labelled(config, site, tmp_path)
     exported = sorted(labelled.glob("*/*.jpg"))
     assert len(exported) >= 24 and {p.parent.name for p in exported} <= set(LABELS)
 
     out = tmp_path / "ft" / "site.tflite"
-    assert finetune.main(fast(labelled, out, tmp_path / "cache", imagenet_weights)) == 0
+    assert finetune.main(fast(labelled, out, tmp_path / "cache")) == 0
     printed = capsys.readouterr().out
     assert "held-out site frames, int8:" in printed and "install with `smartbin model install" in printed
     held = sorted(p.relative_to(out.parent / "site.held_out") for p in (out.parent / "site.held_out").glob("*/*"))
@@ -103,13 +103,13 @@ def test_kept_frames_fine_tuned_installed_used_and_rolled_back(tmp_path, config,
     assert db.execute("SELECT model_sha256 FROM items ORDER BY id DESC LIMIT 1").fetchone()[0] == before
 
 
-def test_the_base_rebuilt_from_the_shipped_int8_model_predicts_as_it_does(imagenet_weights, garbage12):
+def test_the_base_rebuilt_from_the_shipped_int8_model_predicts_as_it_does(garbage12):
     from edge.classifier import Classifier
     from edge.images import read_rgb
     from models.architecture import preprocess
     from models.from_tflite import keras_from_int8
 
-    model = keras_from_int8(BUNDLED_MODEL, str(imagenet_weights))
+    model = keras_from_int8(BUNDLED_MODEL)
     photos = [sorted((garbage12 / label).iterdir())[0] for label in LABELS]
     pixels = np.stack([prepare(read_rgb(p), (224, 224)) for p in photos])
     recovered = np.asarray(model.predict(preprocess(pixels), verbose=0))
@@ -139,11 +139,11 @@ def test_bad_site_frames_are_one_line(tmp_path, site, capsys, layout, message):
     ("base.onnx", "--base must be a .keras or an int8 .tflite"),
     ("tiny12.tflite", "not this recipe's model"),  # the 12 labels, but not a ResNet-50
 ])
-def test_a_base_that_is_not_the_recipes_model_is_one_line(tmp_path, site, imagenet_weights, capsys, base, message):
+def test_a_base_that_is_not_the_recipes_model_is_one_line(tmp_path, site, capsys, base, message):
     (tmp_path / "base.onnx").write_bytes(b"not a model")
     for suffix in (".tflite", ".json"):
         (tmp_path / f"tiny12{suffix}").write_bytes(TINY_MODEL.with_suffix(suffix).read_bytes())
-    argv = ["--frames", str(site), "--base", str(tmp_path / base), "--weights", str(imagenet_weights)]
+    argv = ["--frames", str(site), "--base", str(tmp_path / base)]
     assert finetune.main(argv) == 1
     error = capsys.readouterr().err.strip()
     assert error.startswith("models.finetune: ") and message in error and len(error.splitlines()) == 1
@@ -170,3 +170,18 @@ def test_the_recipe_shows_each_photo_once_an_epoch_in_one_of_its_views():
     dataset = make_views_dataset(views, np.arange(40) % 4, np.ones(4, np.float32), batch=16, seed=0, clean_share=0.5)
     x = np.concatenate([dataset[i][0][:, 0] for i in range(len(dataset))])
     assert sorted(x % 100) == list(range(40)) and 10 < (x < 100).sum() < 30  # about half clean
+
+
+def test_the_default_base_is_the_recipes_keras_only_when_the_bins_model_came_from_it(tmp_path):
+    current = tmp_path / "current.tflite"
+    current.write_bytes(BUNDLED_MODEL.read_bytes())
+    card = json.loads(BUNDLED_MODEL.with_suffix(".json").read_text())
+    recipe = tmp_path / "garbage12_resnet50.keras"
+    recipe.write_bytes(b"a .keras left by another rebuild")
+    current.with_suffix(".json").write_text(json.dumps(card))
+    assert finetune.default_base(current, recipe) == current  # stale: not what the bin's model came from
+    card["source"]["sha256"] = sha256_of(recipe)
+    current.with_suffix(".json").write_text(json.dumps(card))
+    assert finetune.default_base(current, recipe) == recipe
+    recipe.unlink()
+    assert finetune.default_base(current, recipe) == current
