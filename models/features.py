@@ -4,10 +4,10 @@ The frozen part of the network (everything before ``conv5_block3``) sees each vi
 output (7×7×2048) is kept as a float16 ``.npy`` per (split, kind, view, seed) in a cache folder outside the
 repo. Kinds are those of ``models.augment``: ``clean``, ``photo`` (augmented photo), ``belt`` (belt frame →
 item crop).
-A file's name carries a digest of what it depends on (the split's file list, the trunk's weights themselves, the
-feature layer, the augmentation ranges), so a rerun reuses it and a changed input (other ImageNet weights, a
-base whose trunk was tuned) gets a new file. Extraction writes
-``NAME.part.npy`` with a progress file and resumes after an interruption.
+A file's name carries a digest of what it depends on (the split's file list, the trunk's weights themselves,
+the feature layer, the augmentation ranges), so a rerun reuses it and a changed input (other ImageNet weights,
+a base whose trunk was tuned) gets a new file. Extraction writes ``NAME.part.npy`` with a progress file and
+resumes after an interruption.
 
     python -m models.features --data ../shared/data/garbage12 --weights W.h5
 """
