@@ -6,10 +6,9 @@
 belt-view errors come from the trunk's early layers (items on a belt, blurred, under other lamps are not what
 ImageNet's filters were tuned for), which cached features cannot change. This stage trains them:
 
-1. Base: the recipe's ``.keras`` (or a shipped int8 model's trained layers on the ImageNet trunk,
-   ``models.from_tflite``).
-2. Every convolution and dense layer trainable; every batch norm frozen (inference mode: its ImageNet
-   statistics, as the converter folds them).
+1. Base: the recipe's ``.keras``, or an int8 model with every weight dequantized (``models.from_tflite``).
+2. Every convolution and dense layer trainable; every batch norm frozen (inference mode: the base's
+   statistics, or the identity where ``from_tflite`` folded them into the convolutions).
 3. Each epoch, every train photo once, drawn anew as its clean view (``--clean-share``) or a belt view that no
    epoch repeats (``models.augment``: the edge's own crop), in a seeded order; views are made on a worker
    thread while the model trains. Adam at ``--lr`` with cosine decay, the recipe's label smoothing and class
