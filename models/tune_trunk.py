@@ -62,11 +62,19 @@ def batch_of(data: Path, entries: list[Entry], rows: list[tuple[int, bool]], epo
 
 
 def unfreeze(model) -> None:
-    """Every layer trainable except batch norms (kept in inference mode)."""
+    """Every layer trainable except batch norms (kept in inference mode).
+
+    Every layer first, then the batch norms: on some backends (JAX) setting ``trainable`` on ``resnet50``, a layer
+    of the model, sets it on every layer inside, which would make its batch norms trainable again, and they would
+    normalise by each batch's statistics."""
     import keras
 
-    for layer in model.get_layer("resnet50").layers + model.layers:
-        layer.trainable = not isinstance(layer, keras.layers.BatchNormalization)
+    layers = [model, *model.layers, *model.get_layer("resnet50").layers]
+    for layer in layers:
+        layer.trainable = True
+    for layer in layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
 
 
 def val_figures(model, data: Path, entries: list[Entry], truth: np.ndarray, labels: list[str]) -> dict[str, Any]:

@@ -20,6 +20,20 @@ def test_each_epoch_shows_every_photo_once_in_a_new_order():
     assert epochs[0] == tune_trunk.epoch_rows(200, 0, seed=0, clean_share=0.5)
 
 
+def test_unfreezing_trains_every_convolution_and_keeps_every_batch_norm_in_inference_mode():
+    import keras
+
+    from models.architecture import build_model
+
+    model = build_model(None)
+    tune_trunk.unfreeze(model)
+    layers = model.get_layer("resnet50").layers + model.layers
+    norms = [layer for layer in layers if isinstance(layer, keras.layers.BatchNormalization)]
+    convolutions = [layer for layer in layers if isinstance(layer, keras.layers.Conv2D | keras.layers.Dense)]
+    assert len(norms) == 54 and not any(layer.trainable for layer in norms)
+    assert len(convolutions) == 55 and all(layer.trainable for layer in convolutions)
+
+
 @pytest.mark.parametrize(("after", "max_drop", "taken"), [
     ({"photos": 0.96, "belt": 0.85}, 0.003, True),   # better on the belt, photos as before
     ({"photos": 0.958, "belt": 0.85}, 0.003, True),  # photos within the allowed drop
