@@ -11,73 +11,75 @@ and the head; ``models.tune_trunk``: every convolution):
 - ``head_bn``: folded by the converter into ``predictions``, so it is set to the identity and ``predictions``
   takes the folded weights.
 
-The convolutions are found by the Keras layer name in their kernel's tensor name, the two fully-connected
-layers by position (the last two, from the interpreter's op list: ``_get_ops_details``, the same in LiteRT and
-TensorFlow Lite) and checked by name. Fine-tuning must keep those batch norms frozen (``models.finetune`` and
-``models.tune_trunk`` do): in training mode a batch norm would normalise by the batch's statistics instead of
-the identity.
+The weights are read from the model's flatbuffer itself (the ``tflite`` schema package), so no TFLite runtime is
+needed: the same code runs on a training machine with only Keras. The convolutions are found by the Keras layer
+name in their kernel's tensor name, the two fully-connected layers by position (the last two) and checked by
+name. Fine-tuning must keep those batch norms frozen (``models.finetune`` and ``models.tune_trunk`` do): in
+training mode a batch norm would normalise by the batch's statistics instead of the identity.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
 import keras
 import numpy as np
+import tflite
 
 from edge.errors import ModelError
-from edge.runtime import interpreter_class
 from models.architecture import BASE_NAME, build_model
 
 DENSE = ("head_dense", "predictions")
 CONV_TENSOR = re.compile(r"/(conv\d(?:_block\d+_\d)?_conv)(?:_\d+)?/")  # ".../conv5_block3_2_conv_1/convolution"
 
 
-def dequantized(tensor: dict[str, Any], values: np.ndarray, axis: int = 0) -> np.ndarray:
-    """Float values of an int8/int32 constant tensor with per-channel (or per-tensor) scales along ``axis``."""
-    quantization = tensor["quantization_parameters"]
-    scales = np.asarray(quantization["scales"], np.float64)
-    zeros = np.asarray(quantization["zero_points"], np.float64)
-    if scales.size == 0:
-        raise ModelError(f"tensor {tensor['name']} is not quantized")
+def dequantized(model, index: int, axis: int = 0) -> tuple[str, np.ndarray]:
+    """Name and float values of a constant int8/int32 tensor of the main graph, per-channel scales along ``axis``."""
+    tensor = model.Subgraphs(0).Tensors(index)
+    name = tensor.Name().decode()
+    kinds = {tflite.TensorType.INT8: np.int8, tflite.TensorType.INT32: np.int32}
+    quantization = tensor.Quantization()
+    if tensor.Type() not in kinds or quantization is None or quantization.ScaleLength() == 0:
+        raise ModelError(f"tensor {name} is not quantized")
+    raw = model.Buffers(tensor.Buffer()).DataAsNumpy()
+    values = np.frombuffer(np.asarray(raw).tobytes(), kinds[tensor.Type()]).reshape(tensor.ShapeAsNumpy())
+    scales = quantization.ScaleAsNumpy().astype(np.float64)
+    zeros = quantization.ZeroPointAsNumpy().astype(np.float64)
     shape = [1] * values.ndim
     if scales.size > 1:
         shape[axis] = scales.size
-    return ((values.astype(np.float64) - zeros.reshape(shape)) * scales.reshape(shape)).astype(np.float32)
+    return name, ((values - zeros.reshape(shape)) * scales.reshape(shape)).astype(np.float32)
 
 
-def trained_weights(tflite: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def trained_weights(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """(kernel, bias) in Keras layout for every convolution (by layer name) and ``DENSE``, from an int8 model."""
-    cls, _ = interpreter_class()
     try:
-        interpreter = cls(model_path=str(tflite))
-        interpreter.allocate_tensors()
-    except (ValueError, RuntimeError) as exc:
-        raise ModelError(f"model unreadable: {tflite}: {str(exc).strip().splitlines()[0]}") from None
-    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
-    ops = interpreter._get_ops_details()
-    named: list[tuple[str, dict[str, Any], tuple[int, ...]]] = []
-    for op in (op for op in ops if op["op_name"] == "CONV_2D"):
-        match = CONV_TENSOR.search(tensors[op["inputs"][1]]["name"])
-        if match is None:
-            raise ModelError(f"{tflite.name}: convolution #{op['index']} ({tensors[op['inputs'][1]]['name']}) "
-                             "is not a ResNet-50 layer: not this recipe's model")
-        named.append((match.group(1), op, (1, 2, 3, 0)))
-    dense = [op for op in ops if op["op_name"] == "FULLY_CONNECTED"][-len(DENSE):]
-    if len(dense) < len(DENSE):
-        raise ModelError(f"{tflite.name}: {len(dense)} fully-connected layers: not this recipe's model")
-    named += [(name, op, (1, 0)) for name, op in zip(DENSE, dense, strict=True)]
+        model = tflite.Model.GetRootAsModel(path.read_bytes(), 0)
+        graph = model.Subgraphs(0)
+        codes = [max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+                 for code in map(model.OperatorCodes, range(model.OperatorCodesLength()))]
+        ops = [(codes[op.OpcodeIndex()], op.InputsAsNumpy())
+               for op in map(graph.Operators, range(graph.OperatorsLength()))]
+    except Exception as exc:  # a corrupt flatbuffer fails anywhere inside the generated reader
+        raise ModelError(f"model unreadable: {path}: {type(exc).__name__}: {exc}") from None
     weights: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for name, op, layout in named:
-        kernel_tensor, bias_tensor = tensors[op["inputs"][1]], tensors[op["inputs"][2]]
-        if not any(name in t["name"] for t in (kernel_tensor, bias_tensor)):
-            raise ModelError(f"{tflite.name}: expected {name} at {op['op_name']} #{op['index']}, "
-                             f"found {kernel_tensor['name']}: not this recipe's model")
-        kernel = dequantized(kernel_tensor, interpreter.get_tensor(kernel_tensor["index"]))
-        bias = dequantized(bias_tensor, interpreter.get_tensor(bias_tensor["index"]))
-        weights[name] = (kernel.transpose(layout), bias)
+    for code, inputs in ops:
+        if code != tflite.BuiltinOperator.CONV_2D:
+            continue
+        name, kernel = dequantized(model, int(inputs[1]))
+        match = CONV_TENSOR.search(name)
+        if match is None:
+            raise ModelError(f"{path.name}: convolution {name} is not a ResNet-50 layer: not this recipe's model")
+        weights[match.group(1)] = (kernel.transpose(1, 2, 3, 0), dequantized(model, int(inputs[2]))[1])
+    dense = [inputs for code, inputs in ops if code == tflite.BuiltinOperator.FULLY_CONNECTED][-len(DENSE):]
+    if len(dense) < len(DENSE):
+        raise ModelError(f"{path.name}: {len(dense)} fully-connected layers: not this recipe's model")
+    for layer, inputs in zip(DENSE, dense, strict=True):
+        name, kernel = dequantized(model, int(inputs[1]))
+        if layer not in name:
+            raise ModelError(f"{path.name}: expected {layer}, found {name}: not this recipe's model")
+        weights[layer] = (kernel.transpose(1, 0), dequantized(model, int(inputs[2]))[1])
     return weights
 
 

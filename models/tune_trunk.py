@@ -1,6 +1,6 @@
 """Whole-trunk fine-tuning: the recipe's model with every convolution of ResNet-50 trainable, on fresh views.
 
-    python -m models.tune_trunk --base ~/.cache/smartbin/garbage12_resnet50.keras --out TUNED.keras
+    python -m models.tune_trunk --base models/garbage12_resnet50_int8.tflite --out TUNED.keras
 
 ``models.train`` trains only ``conv5_block3`` and the head on cached features of the frozen ImageNet trunk. Its
 belt-view errors come from the trunk's early layers (items on a belt, blurred, under other lamps are not what
@@ -9,10 +9,12 @@ ImageNet's filters were tuned for), which cached features cannot change. This st
 1. Base: the recipe's ``.keras``, or an int8 model with every weight dequantized (``models.from_tflite``).
 2. Every convolution and dense layer trainable; every batch norm frozen (inference mode: the base's
    statistics, or the identity where ``from_tflite`` folded them into the convolutions).
-3. Each epoch, every train photo once, drawn anew as its clean view (``--clean-share``) or a belt view that no
-   epoch repeats (``models.augment``: the edge's own crop), in a seeded order; views are made on a worker
-   thread while the model trains. Adam at ``--lr`` with cosine decay, the recipe's label smoothing and class
-   weights; bfloat16 compute where the CPU has it (``--precision``), float32 weights.
+3. Each epoch, every train photo once, drawn anew as its clean view (``--clean-share``), an augmented photo view
+   (``--photo-share``) or a belt view (the rest; ``models.augment``: the edge's own crop), none repeated across
+   epochs, in a seeded order; views are made while the model trains, by ``--workers`` processes (1: a thread).
+   Adam with a warm-up then cosine decay to 1 % of ``--lr``, over ``--epochs`` or over ``--minutes`` of
+   training (the epochs then are what the time allows); the recipe's label smoothing and class weights;
+   bfloat16 compute where the machine has it (``--precision``), float32 weights.
 4. Before → after, from pixels: top-1 on val photos and val belt views (the held-out belts); the tuned model is
    saved (float32) only when it is better on val belt views and not more than ``--max-photo-drop`` worse on val
    photos; else the stage exits 1 and the base stays the recipe's model.
@@ -20,7 +22,20 @@ ImageNet's filters were tuned for), which cached features cannot change. This st
    ``models.train`` does) replace the float ones in the training record (``--metrics``), which also gets a
    ``tune_trunk`` section (before → after, recipe, time, machine) for the model card.
 
-On the 2-core development machine, ~95 ms a view in bfloat16 (AVX-512 BF16): 12 minutes an epoch.
+**On a machine with an accelerator** (Keras on JAX or PyTorch) that holds neither the dataset nor this
+workstation's tools, train there and judge here: ``--pack`` takes the train photos from one compact file
+(``models.photo_pack``) and ``--delta DIR`` writes the weights' change from the base (``models.weight_delta``,
+float16 parts) instead of steps 4-5; back here, ``--apply DIR`` rebuilds the tuned model from the same base and
+runs steps 4-5:
+
+    python -m models.photo_pack --split train --out pack/train.npz                      # here
+    KERAS_BACKEND=jax python -m models.tune_trunk --base models/garbage12_resnet50_int8.tflite \
+        --pack pack/train.npz --delta OUT --minutes 7 --workers 15 --batch 64 --lr 3e-5 \
+        --clean-share 0.25 --photo-share 0.25                                          # there
+    python -m models.tune_trunk --base models/garbage12_resnet50_int8.tflite --apply OUT --out TUNED.keras  # here
+
+On the 2-core development machine, ~95 ms a view in bfloat16 (AVX-512 BF16): 12 minutes an epoch. On an H200
+with 16 cores (2026-12-04), ~520 views a second, bound by the 15 processes making belt views.
 """
 
 from __future__ import annotations
@@ -29,36 +44,80 @@ import argparse
 import json
 import logging
 import math
+import multiprocessing
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from multiprocessing.pool import AsyncResult, Pool, ThreadPool
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from edge.images import read_rgb
 from models.architecture import preprocess
+from models.augment import ViewKind, view
 from models.features import BELT_EVAL_SEED, ViewSpec, evaluation_views
 from models.metrics import machine, summary
+from models.photo_pack import PhotoPack
 from models.split import Entry, read_manifest, select
 from models.train import DEFAULT_OUT, TEST_KEYS, class_weights, predict_pixels, test_figures
 
 logger = logging.getLogger("models.tune_trunk")
 
 VIEW_INDEX = 300  # belt-view indices of this stage: epoch e draws belt view VIEW_INDEX + e (train uses 100+)
+WARMUP = 0.05  # share of the training (steps, or time) over which the learning rate rises from 0
+Row = tuple[int, ViewKind]
 
 
-def epoch_rows(n: int, epoch: int, seed: int, clean_share: float) -> list[tuple[int, bool]]:
-    """(photo index, clean?) for every train photo once, in a seeded order."""
+class Photos(Protocol):
+    """Train photos by index: a dataset folder (``FolderPhotos``) or a pack (``models.photo_pack.PhotoPack``)."""
+
+    def photo(self, index: int) -> np.ndarray: ...
+
+
+class FolderPhotos:
+    """The photos of ``entries`` under the dataset root ``data``."""
+
+    def __init__(self, data: Path, entries: list[Entry]) -> None:
+        self.data, self.entries = data, entries
+
+    def photo(self, index: int) -> np.ndarray:
+        return read_rgb(self.data / self.entries[index].path)
+
+
+def epoch_rows(n: int, epoch: int, seed: int, clean_share: float, photo_share: float = 0.0) -> list[Row]:
+    """(photo index, view kind) for every train photo once, in a seeded order."""
     rng = np.random.default_rng([seed, VIEW_INDEX, epoch])
-    clean = rng.random(n) < clean_share
-    return [(int(i), bool(clean[i])) for i in rng.permutation(n)]
+    draw = rng.random(n)
+    kinds: list[ViewKind] = ["clean" if d < clean_share else "photo" if d < clean_share + photo_share else "belt"
+                             for d in draw]
+    return [(int(i), kinds[i]) for i in rng.permutation(n)]
 
 
-def batch_of(data: Path, entries: list[Entry], rows: list[tuple[int, bool]], epoch: int, seed: int) -> np.ndarray:
-    """The uint8 views of one batch of rows."""
-    specs = {kind: ViewSpec("train", kind, VIEW_INDEX + epoch, seed) for kind in ("clean", "belt")}
-    return np.stack([specs["clean" if clean else "belt"].of(read_rgb(data / entries[i].path), i) for i, clean in rows])
+_PHOTOS: list[Photos] = []  # the view pool's photos (set in each worker by ``view_pool``)
+
+
+def _hold(photos: Photos) -> None:
+    _PHOTOS[:] = [photos]
+
+
+def view_pool(photos: Photos, workers: int) -> Pool:
+    """Where views are made: a thread (``workers`` 1), else that many processes, forked now (before Keras)."""
+    if workers <= 1:
+        return ThreadPool(1, _hold, (photos,))
+    return multiprocessing.get_context("fork").Pool(workers, _hold, (photos,))
+
+
+def batch_of(rows: list[Row], epoch: int, seed: int) -> np.ndarray:
+    """The uint8 views of one batch of rows, from the view pool's photos."""
+    return np.stack([view(_PHOTOS[0].photo(i), kind, seed, VIEW_INDEX + epoch, i) for i, kind in rows])
+
+
+def learning_rate(peak: float, progress: float) -> float:
+    """Linear warm-up over the first ``WARMUP`` of training, then cosine decay to 1 % of ``peak``."""
+    if progress < WARMUP:
+        return peak * progress / WARMUP
+    return peak * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, (progress - WARMUP) / (1 - WARMUP)))))
 
 
 def unfreeze(model) -> None:
@@ -92,18 +151,88 @@ def accepted(before: dict[str, Any], after: dict[str, Any], max_photo_drop: floa
         after["photos"]["top1"] >= before["photos"]["top1"] - max_photo_drop
 
 
+def batch_size(n: int, batch: int) -> int:
+    """The batch size for ``n`` photos: every batch is full (a last, smaller one would be compiled anew), so an
+    epoch leaves out its last ``n % batch`` photos, others each epoch."""
+    return min(n, batch)
+
+
+def batches(pool: Pool, n: int, args: argparse.Namespace) -> Iterator[tuple[int, list[Row], np.ndarray]]:
+    """(epoch, rows, views) of every full batch, epoch after epoch, made ``2 × workers`` batches ahead."""
+
+    size = batch_size(n, args.batch)
+
+    def planned() -> Iterator[tuple[int, list[Row]]]:
+        epoch = 0
+        while True:
+            rows = epoch_rows(n, epoch, args.seed, args.clean_share, args.photo_share)
+            for start in range(0, n - size + 1, size):
+                yield epoch, rows[start: start + size]
+            epoch += 1
+
+    plan = planned()
+    pending: list[tuple[int, list[Row], AsyncResult[np.ndarray]]] = []
+    while True:
+        while len(pending) < 2 * max(1, args.workers):
+            epoch, rows = next(plan)
+            pending.append((epoch, rows, pool.apply_async(batch_of, (rows, epoch, args.seed))))
+        epoch, rows, views = pending.pop(0)
+        yield epoch, rows, views.get()
+
+
+def train(model, pool: Pool, y: np.ndarray, classes: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Train ``model`` in place for ``args.epochs`` or ``args.minutes``; returns what the run did."""
+    import keras
+
+    steps_per_epoch = len(y) // batch_size(len(y), args.batch)
+    optimizer = keras.optimizers.Adam(0.0)
+    model.compile(optimizer=optimizer,
+                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing))
+    weights = class_weights(y, classes, args.class_weight_power)
+    onehot = np.eye(classes, dtype=np.float32)
+    budget = args.minutes * 60 if args.minutes else None
+    started = clock = time.monotonic()  # with --minutes, the clock starts after the first step (compilation)
+    step, views, epochs, losses = 0, 0, 0, []
+    for epoch, rows, pixels in batches(pool, len(y), args):
+        progress = (time.monotonic() - clock) / budget if budget else step / (args.epochs * steps_per_epoch)
+        if progress >= 1:
+            break
+        optimizer.learning_rate.assign(learning_rate(args.lr, progress))
+        index = np.array([i for i, _ in rows])
+        losses.append(float(model.train_on_batch(preprocess(pixels), onehot[y[index]],
+                                                 sample_weight=weights[y[index]])))
+        if step == 0 and budget:
+            clock = time.monotonic()
+        step, views, epochs = step + 1, views + len(rows), epoch + 1
+        if step % 50 == 0:
+            logger.info("epoch %d step %d: %.2f epochs, loss %.4f, %.0f views/s (%.0f s)", epoch + 1, step,
+                        views / len(y), np.mean(losses[-50:]), views / (time.monotonic() - started),
+                        time.monotonic() - started)
+    seconds = time.monotonic() - started
+    logger.info("trained %d steps, %.1f epochs, in %.0f s: last loss %.4f", step, views / len(y), seconds,
+                np.mean(losses[-50:]))
+    return {"steps": step, "epochs": round(views / len(y), 2), "epochs_started": epochs, "seconds": round(seconds),
+            "views_per_second": round(views / seconds, 1), "last_loss": round(float(np.mean(losses[-50:])), 4)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", type=Path, default=DEFAULT_OUT, help="the recipe's .keras, or an int8 .tflite")
-    parser.add_argument("--out", type=Path, required=True, help="the tuned .keras")
+    parser.add_argument("--out", type=Path, help="the tuned .keras (not with --delta)")
     parser.add_argument("--metrics", type=Path, default=Path("models/float_test_metrics.json"),
                         help="training record (models.train's) to add this stage's figures to")
     parser.add_argument("--data", type=Path, default=Path("../shared/data/garbage12"), help="dataset root")
     parser.add_argument("--manifest", type=Path, default=Path("models/split.csv"), help="split manifest")
+    parser.add_argument("--pack", type=Path, help="train photos from this pack (models.photo_pack), not --data")
+    parser.add_argument("--delta", type=Path, help="write the weights' change to this folder, no evaluation")
+    parser.add_argument("--apply", type=Path, help="no training: the base plus the change in this folder")
     parser.add_argument("--epochs", type=int, default=3, help="epochs (every train photo once each)")
+    parser.add_argument("--minutes", type=float, help="train this long instead of --epochs")
     parser.add_argument("--batch", type=int, default=32, help="batch size")
-    parser.add_argument("--lr", type=float, default=2e-5, help="initial Adam learning rate (cosine decay to 1%%)")
-    parser.add_argument("--clean-share", type=float, default=0.5, help="share of clean views, the rest belt views")
+    parser.add_argument("--lr", type=float, default=2e-5, help="peak Adam learning rate (warm-up, cosine to 1%%)")
+    parser.add_argument("--clean-share", type=float, default=0.5, help="share of clean views")
+    parser.add_argument("--photo-share", type=float, default=0.0, help="share of augmented photo views")
+    parser.add_argument("--workers", type=int, default=1, help="processes making views (1: a thread)")
     parser.add_argument("--label-smoothing", type=float, default=0.1, help="label smoothing of the loss")
     parser.add_argument("--class-weight-power", type=float, default=0.5, help="class weights' power (as train)")
     parser.add_argument("--precision", choices=("mixed_bfloat16", "float32"), default="mixed_bfloat16",
@@ -111,60 +240,68 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-photo-drop", type=float, default=0.003, help="largest val photo top-1 drop accepted")
     parser.add_argument("--seed", type=int, default=0, help="seed of order, views and dropout")
     args = parser.parse_args(argv)
+    if (args.out is None) == (args.delta is None):
+        parser.error("give --out (train or --apply, then judge here) or --delta (train only)")
+    if args.apply and (args.delta or args.pack):
+        parser.error("--apply judges a change made elsewhere: no --delta or --pack")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    entries = read_manifest(args.manifest) if not args.pack else []
+    pack = PhotoPack(args.pack) if args.pack else None
+    labels = pack.label_names if pack else sorted({e.label for e in entries})
+    train_entries = select(entries, "train")
+    photos: Photos = pack or FolderPhotos(args.data, train_entries)
+    y_train = pack.labels if pack else np.array([labels.index(e.label) for e in train_entries])
+    with view_pool(photos, args.workers if not args.apply else 1) as pool:  # processes forked before Keras
+        return tuned_model(pool, y_train, labels, entries, args)
+
+
+def tuned_model(pool: Pool, y_train: np.ndarray, labels: list[str], entries: list[Entry],
+                args: argparse.Namespace) -> int:
+    """Train (or ``--apply``), then write the change (``--delta``) or judge and save (``--out``)."""
     import keras
 
+    from models import weight_delta
     from models.architecture import build_model
     from models.finetune import load_base
 
     keras.utils.set_random_seed(args.seed)
-    entries = read_manifest(args.manifest)
-    labels = sorted({e.label for e in entries})
-    train, val, test = (select(entries, split) for split in ("train", "val", "test"))
-    y_train, y_val, y_test = (np.array([labels.index(e.label) for e in es]) for es in (train, val, test))
-
     base = load_base(args.base)
-    before = val_figures(base, args.data, val, y_val, labels)
-    logger.info("before: %s", before)
-    keras.mixed_precision.set_global_policy(args.precision)
-    model = build_model(None, num_classes=len(labels))  # the same layers, computing in args.precision
-    model.set_weights(base.get_weights())
-    unfreeze(model)
-    steps = math.ceil(len(train) / args.batch)
-    schedule = keras.optimizers.schedules.CosineDecay(args.lr, decay_steps=args.epochs * steps, alpha=0.01)
-    model.compile(optimizer=keras.optimizers.Adam(schedule),
-                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing))
-    weights = class_weights(y_train, len(labels), args.class_weight_power)
-    onehot = np.eye(len(labels), dtype=np.float32)
-    started = time.monotonic()
-    with ThreadPoolExecutor(1) as worker:
-        for epoch in range(args.epochs):
-            rows = epoch_rows(len(train), epoch, args.seed, args.clean_share)
-            batches = [rows[i : i + args.batch] for i in range(0, len(rows), args.batch)]
-            pending = worker.submit(batch_of, args.data, train, batches[0], epoch, args.seed)
-            losses = []
-            for step, chunk in enumerate(batches):
-                pixels = pending.result()
-                if step + 1 < len(batches):
-                    pending = worker.submit(batch_of, args.data, train, batches[step + 1], epoch, args.seed)
-                y = y_train[[i for i, _ in chunk]]
-                losses.append(float(model.train_on_batch(preprocess(pixels), onehot[y], sample_weight=weights[y])))
-                if step % 50 == 0:
-                    logger.info("epoch %d step %d/%d loss %.4f (%.0f s)", epoch + 1, step, len(batches),
-                                np.mean(losses[-50:]), time.monotonic() - started)
-            logger.info("epoch %d: mean loss %.4f (%.0f s)", epoch + 1, np.mean(losses), time.monotonic() - started)
-    seconds = time.monotonic() - started
+    base_weights = [np.asarray(w, np.float32) for w in base.get_weights()]
+    report: dict[str, Any] = {"recipe": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+                              "machine": machine()}
+    if args.apply:
+        tuned = build_model(None, num_classes=len(labels))
+        tuned.set_weights(weight_delta.apply(base_weights, args.apply))
+        run = args.apply / "run.json"
+        report["run"] = json.loads(run.read_text(encoding="utf-8")).get("run") if run.is_file() else None
+    else:
+        keras.mixed_precision.set_global_policy(args.precision)
+        model = build_model(None, num_classes=len(labels))  # the same layers, computing in args.precision
+        model.set_weights(base_weights)
+        unfreeze(model)
+        report["run"] = train(model, pool, y_train, len(labels), args)
+        keras.mixed_precision.set_global_policy("float32")
+        tuned = build_model(None, num_classes=len(labels))
+        tuned.set_weights(model.get_weights())
+    if args.delta:
+        paths = weight_delta.save(tuned.get_weights(), base_weights, args.delta)
+        args.delta.joinpath("run.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        logger.info("wrote the change from the base to %s (%d parts)", args.delta, len(paths))
+        return 0
+    return judged(base, tuned, report, args, entries, labels)
 
-    keras.mixed_precision.set_global_policy("float32")
-    tuned = build_model(None, num_classes=len(labels))
-    tuned.set_weights(model.get_weights())
-    after = val_figures(tuned, args.data, val, y_val, labels)
-    logger.info("after %d epochs (%.0f s): %s (before: %s)", args.epochs, seconds, after, before)
-    report = {"before": before, "after": after, "seconds": round(seconds), "machine": machine(),
-              "recipe": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}
-    if not accepted(before, after, args.max_photo_drop):
+
+def judged(base, tuned, report: dict[str, Any], args: argparse.Namespace, entries: list[Entry], labels: list[str]
+           ) -> int:
+    """Steps 4-5: before → after on val, the tuned model saved and its test figures recorded if accepted."""
+    val, test = select(entries, "val"), select(entries, "test")
+    y_val, y_test = (np.array([labels.index(e.label) for e in es]) for es in (val, test))
+    report["before"] = val_figures(base, args.data, val, y_val, labels)
+    report["after"] = val_figures(tuned, args.data, val, y_val, labels)
+    logger.info("val before: %s, after: %s", report["before"], report["after"])
+    if not accepted(report["before"], report["after"], args.max_photo_drop):
         logger.error("the tuned trunk is not better on val belt views without losing val photos: not saved "
-                     "(before %s, after %s)", before, after)
+                     "(before %s, after %s)", report["before"], report["after"])
         return 1
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tuned.save(args.out)

@@ -1,23 +1,37 @@
 """Whole-trunk fine-tuning (``models.tune_trunk``): its epochs, its acceptance rule, and a real run that changes
 nothing (learning rate 0), which must not replace the base."""
 
+import itertools
+import json
+from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edge.config import BUNDLED_MODEL
-from models import tune_trunk
+from models import photo_pack, tune_trunk
 from models.split import read_manifest, select, write_manifest
 from tests.conftest import LABELS, PROJECT
 
 
 def test_each_epoch_shows_every_photo_once_in_a_new_order():
-    epochs = [tune_trunk.epoch_rows(200, epoch, seed=0, clean_share=0.5) for epoch in range(2)]
+    epochs = [tune_trunk.epoch_rows(400, epoch, seed=0, clean_share=0.25, photo_share=0.25) for epoch in range(2)]
     for rows in epochs:
-        assert sorted(i for i, _ in rows) == list(range(200))
-        assert 70 < sum(clean for _, clean in rows) < 130
+        assert sorted(i for i, _ in rows) == list(range(400))
+        kinds = Counter(kind for _, kind in rows)
+        assert 70 < kinds["clean"] < 130 and 70 < kinds["photo"] < 130 and 160 < kinds["belt"] < 240
     assert [i for i, _ in epochs[0]] != [i for i, _ in epochs[1]]
-    assert epochs[0] == tune_trunk.epoch_rows(200, 0, seed=0, clean_share=0.5)
+    assert epochs[0] == tune_trunk.epoch_rows(400, 0, seed=0, clean_share=0.25, photo_share=0.25)
+
+
+def test_the_learning_rate_warms_up_then_decays_to_a_hundredth():
+    rates = [tune_trunk.learning_rate(1e-4, progress) for progress in np.linspace(0, 1, 101)]
+    peak = int(np.argmax(rates))
+    assert rates[0] == 0 and rates[peak] == pytest.approx(1e-4) and peak == round(100 * tune_trunk.WARMUP)
+    assert all(a <= b for a, b in itertools.pairwise(rates[:peak + 1]))
+    assert all(a >= b for a, b in itertools.pairwise(rates[peak:]))
+    assert rates[-1] == pytest.approx(1e-6)
 
 
 def test_unfreezing_trains_every_convolution_and_keeps_every_batch_norm_in_inference_mode():
@@ -56,3 +70,38 @@ def test_a_run_that_does_not_improve_the_model_leaves_nothing_behind(tmp_path, g
     assert tune_trunk.main(argv) == 1
     assert "not better on val belt views" in caplog.text
     assert not out.exists() and not metrics.exists() and not list(Path(tmp_path).glob("*.npy"))
+
+
+def test_a_run_elsewhere_from_a_pack_comes_back_as_a_change_and_is_judged_here(tmp_path, garbage12, caplog):
+    """Training from a photo pack in processes (``--pack --workers --delta``), then ``--apply`` here: at learning
+    rate 0 the change is zero, the rebuilt model is the base, and it is not taken."""
+    entries = read_manifest(PROJECT / "models" / "split.csv")
+    small = [next(e for e in select(entries, split) if e.label == label)
+             for split in ("train", "val") for label in LABELS]
+    write_manifest(small, tmp_path / "split.csv")
+    pack, delta, out = tmp_path / "train.npz", tmp_path / "delta", tmp_path / "tuned.keras"
+    photo_pack.main(["--data", str(garbage12), "--manifest", str(tmp_path / "split.csv"), "--out", str(pack)])
+    assert tune_trunk.main(["--base", str(BUNDLED_MODEL), "--pack", str(pack), "--delta", str(delta),
+                            "--workers", "2", "--epochs", "1", "--batch", "6", "--lr", "0"]) == 0
+    assert json.loads((delta / "run.json").read_text())["run"]["steps"] == 2
+    assert all(not np.abs(np.load(part)[name]).any() for part in delta.glob("delta-*.npz")
+               for name in np.load(part).files)
+    argv = ["--base", str(BUNDLED_MODEL), "--apply", str(delta), "--out", str(out), "--data", str(garbage12),
+            "--manifest", str(tmp_path / "split.csv"), "--metrics", str(tmp_path / "metrics.json")]
+    assert tune_trunk.main(argv) == 1
+    assert "not better on val belt views" in caplog.text and not out.exists()
+
+
+def test_the_card_says_whether_and_how_the_trunk_was_tuned():
+    from models.report import trunk_tuning
+
+    assert "none" in trunk_tuning(None)
+    recipe = {"clean_share": 0.25, "photo_share": 0.25, "lr": 3e-5, "batch": 64, "label_smoothing": 0.1,
+              "class_weight_power": 0.5}
+    tuned = {"recipe": recipe, "machine": {"cpu": "EPYC", "cores": 2},
+             "run": {"epochs": 29.36, "seconds": 420, "machine": "an H200"},
+             "before": {"photos": {"top1": 0.9668}, "belt": {"top1": 0.8373}},
+             "after": {"photos": {"top1": 0.9687}, "belt": {"top1": 0.866}}}
+    line = trunk_tuning(tuned)
+    assert "29.36 epochs" in line and "on an H200" in line and "3e-05" in line
+    assert "photos 0.9668 → 0.9687, belt views 0.8373 → 0.8660" in line
