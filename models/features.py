@@ -20,7 +20,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -153,9 +153,11 @@ def extract(
     return np.load(out, mmap_mode="r")
 
 
-def extraction_seconds(cache: Path, names: list[str]) -> float:
-    """Total seconds the extraction of these cached arrays took, as recorded beside them."""
-    records = [cache / f"{name}.json" for name in names]
+def extraction_seconds(features: Iterable[np.ndarray]) -> float:
+    """Total seconds the extraction of these cached arrays (``feature_set``'s, mapped) took, as recorded beside
+    their files."""
+    files = [getattr(array, "filename", None) for array in features]
+    records = [Path(name).with_suffix(".json") for name in files if name]
     return sum(json.loads(record.read_text())["seconds"] for record in records if record.is_file())
 
 

@@ -36,11 +36,9 @@ from models.augment import ViewKind
 from models.features import (
     DEFAULT_CACHE,
     ViewSpec,
-    cache_name,
     evaluation_views,
     extraction_seconds,
     feature_set,
-    trunk_digest,
     view_plan,
 )
 from models.metrics import machine, summary, top_confusions
@@ -186,7 +184,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from models.architecture import build_model
     from models.architecture import top as make_top
-    from models.architecture import trunk as make_trunk
 
     keras.utils.set_random_seed(args.seed)
     tf.config.experimental.enable_op_determinism()
@@ -199,8 +196,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     model = build_model(args.weights, num_classes=len(labels))
     plan = view_plan(args.photo_views, args.belt_views, args.seed)
     features = feature_set(model, args.data, entries, args.cache, plan)
-    digest = trunk_digest(make_trunk(model))
-    extraction = extraction_seconds(args.cache, [cache_name(splits[s.split], s, digest) for s in plan])
+    extraction = extraction_seconds(features.values())
     logger.info("features ready (extraction took %.0f s in all); loading train views", extraction)
     train_views = [np.asarray(features[s]) for s in plan if s.split == "train"]
     val_specs = [s for s in plan if s.split == "val"]

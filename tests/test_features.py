@@ -18,3 +18,18 @@ def test_a_cache_name_changes_with_the_trunks_weights_and_nothing_else_does():
     after = trunk_digest(trunk)
     assert after != before and cache_name(entries, spec, after) != cache_name(entries, spec, before)
     assert cache_name(entries, ViewSpec("train", "belt", 101, 0), before) != cache_name(entries, spec, before)
+
+
+def test_the_extraction_time_is_read_beside_the_cached_arrays(tmp_path):
+    import json
+
+    import numpy as np
+
+    from models.features import extraction_seconds
+
+    for name, seconds in (("a", 12.5), ("b", 30.0)):
+        np.save(tmp_path / f"{name}.npy", np.zeros(3, np.float16))
+        (tmp_path / f"{name}.json").write_text(json.dumps({"images": 3, "seconds": seconds}))
+    np.save(tmp_path / "c.npy", np.zeros(3, np.float16))  # no record: not counted
+    mapped = [np.load(tmp_path / f"{name}.npy", mmap_mode="r") for name in "abc"]
+    assert extraction_seconds([*mapped, np.zeros(2)]) == 42.5
