@@ -159,7 +159,6 @@ def batch_size(n: int, batch: int) -> int:
 
 def batches(pool: Pool, n: int, args: argparse.Namespace) -> Iterator[tuple[int, list[Row], np.ndarray]]:
     """(epoch, rows, views) of every full batch, epoch after epoch, made ``2 × workers`` batches ahead."""
-
     size = batch_size(n, args.batch)
 
     def planned() -> Iterator[tuple[int, list[Row]]]:
