@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Rebuild the shipped model end to end, in the background-friendly order the recipe needs:
+# Rebuild the recipe's model end to end, in the background-friendly order the recipe needs:
 # ImageNet weights → features + training → split links → int8 conversion → test figures → Markdown card.
+# The shipped model then had its whole trunk tuned on a machine with an accelerator (models.tune_trunk --pack /
+# --delta there, --apply here, then conversion and figures again): models/README.md, "Rebuild", lists the steps.
 #   models/rebuild.sh [WORK_DIR]        (default ~/.cache/smartbin; logs to WORK_DIR/rebuild.log)
 # On a 2-core development machine (measured 2026-12-02, AVX-512/AMX): feature extraction 23 min (25,000 views:
 # val clean + belt, train clean + 2 belt views, at 14-20 img/s; the test split is not cached), training ~1 min an
