@@ -21,7 +21,7 @@ import numpy as np
 
 from edge.belt import BeltConfig, belt_frame
 from edge.images import read_rgb
-from models.split import read_manifest, select
+from models.split import dataset_arguments, read_manifest, select
 
 DEFAULT_SEED = 2_000_003
 
@@ -47,8 +47,7 @@ def score(lines: list[str]) -> tuple[int, int]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/garbage12"), help="dataset root")
-    parser.add_argument("--manifest", type=Path, default=Path("models/split.csv"), help="split manifest")
+    dataset_arguments(parser)
     parser.add_argument("--split", default="test", choices=("train", "val", "test"))
     parser.add_argument("--out", type=Path, help="folder to write the frames to")
     parser.add_argument("--width", type=int, default=1920)

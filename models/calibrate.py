@@ -25,7 +25,7 @@ from edge.decision import calibrate
 from edge.model_card import MAX_T, MIN_T, card_path
 from models.evaluate import tflite_probabilities
 from models.features import ViewSpec, evaluation_views
-from models.split import read_manifest, select
+from models.split import dataset_arguments, read_manifest, select
 
 logger = logging.getLogger("models.calibrate")
 GRID = np.round(np.arange(MIN_T, 3.0 + 1e-9, 0.01), 2)  # temperatures tried
@@ -61,8 +61,7 @@ def fit_temperature(probabilities: np.ndarray, truth: np.ndarray) -> dict[str, A
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=Path("models/garbage12_resnet50_int8.tflite"), help="int8 model")
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/garbage12"), help="dataset root")
-    parser.add_argument("--manifest", type=Path, default=Path("models/split.csv"), help="split manifest")
+    dataset_arguments(parser)
     parser.add_argument("--threads", type=int, default=None, help="interpreter threads (default: all cores)")
     parser.add_argument("--no-card", action="store_true", help="print the fit, do not write it into the card")
     args = parser.parse_args(argv)

@@ -33,7 +33,7 @@ from edge.model_card import card_path
 from models.confusion import plot_confusion
 from models.features import ViewSpec, evaluation_views
 from models.metrics import machine, summary, top_confusions
-from models.split import Entry, read_manifest, select
+from models.split import Entry, dataset_arguments, read_manifest, select
 
 logger = logging.getLogger("models.evaluate")
 
@@ -84,8 +84,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=Path("models/garbage12_resnet50_int8.tflite"), help="int8 model")
     parser.add_argument("--keras", type=Path, required=True, help="the float .keras it was converted from")
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/garbage12"), help="dataset root")
-    parser.add_argument("--manifest", type=Path, default=Path("models/split.csv"), help="split manifest")
+    dataset_arguments(parser)
     parser.add_argument("--split", default="test", choices=("train", "val", "test"), help="split to evaluate")
     parser.add_argument("--png", type=Path, default=Path("models/confusion_matrix.png"), help="confusion-matrix PNG")
     parser.add_argument("--threads", type=int, default=None, help="interpreter threads (default: all cores)")

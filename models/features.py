@@ -28,7 +28,7 @@ import numpy as np
 
 from edge.images import read_rgb
 from models.augment import AugmentConfig, BeltConfig, ViewKind, view
-from models.split import Entry, read_manifest, select
+from models.split import Entry, dataset_arguments, read_manifest, select
 
 logger = logging.getLogger(__name__)
 
@@ -184,8 +184,7 @@ def feature_set(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/garbage12"), help="dataset root")
-    parser.add_argument("--manifest", type=Path, default=Path("models/split.csv"), help="split manifest")
+    dataset_arguments(parser)
     parser.add_argument("--weights", default="imagenet", help="ImageNet weights: 'imagenet' or a .weights.h5 path")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help=f"feature cache (default {DEFAULT_CACHE})")
     parser.add_argument("--photo-views", type=int, default=0, help="augmented photo views per train photo")

@@ -50,7 +50,7 @@ from edge.model_card import read_card, sha256_of
 from edge.preprocess import still_input
 from models.features import DEFAULT_CACHE, ViewSpec, feature_set
 from models.metrics import machine, summary
-from models.split import Entry, read_manifest, select
+from models.split import Entry, dataset_arguments, read_manifest, select
 from models.train import planned_epochs
 
 logger = logging.getLogger("models.finetune")
@@ -222,8 +222,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="the int8 model the bin runs now, for the before figure on site frames")
     parser.add_argument("--out", type=Path, default=WORK / "finetune" / "garbage12_resnet50_site_int8.tflite",
                         help="int8 model to write (its card and report beside it)")
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/garbage12"), help="dataset root")
-    parser.add_argument("--manifest", type=Path, default=Path("models/split.csv"), help="split manifest")
+    dataset_arguments(parser)
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help=f"feature cache (default {DEFAULT_CACHE})")
     parser.add_argument("--held-out", type=float, default=0.3, help="share of site frames kept for the report")
     parser.add_argument("--mix", type=float, default=3.0, help="original train photos per site frame per epoch")

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from edge.images import read_rgb
-from models.split import Entry, read_manifest, select
+from models.split import Entry, dataset_arguments, read_manifest, select
 
 
 def encoded(photo: np.ndarray, side: int, quality: int) -> np.ndarray:
@@ -64,8 +64,7 @@ class PhotoPack:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/garbage12"), help="dataset root")
-    parser.add_argument("--manifest", type=Path, default=Path("models/split.csv"), help="split manifest")
+    dataset_arguments(parser)
     parser.add_argument("--split", default="train", choices=("train", "val", "test"))
     parser.add_argument("--out", type=Path, required=True, help="the pack to write (.npz)")
     parser.add_argument("--side", type=int, default=224, help="short side in pixels (default 224)")

@@ -21,7 +21,7 @@ import numpy as np
 
 from edge.belt import belt_texture, camera, cut_out, place, transformed
 from edge.images import read_rgb
-from models.split import read_manifest, select
+from models.split import dataset_arguments, read_manifest, select
 
 DEFAULT_SEED = 3_000_017
 
@@ -75,8 +75,7 @@ def write_site_frames(data: Path, manifest: Path, split: str, out: Path, seed: i
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/garbage12"), help="dataset root")
-    parser.add_argument("--manifest", type=Path, default=Path("models/split.csv"), help="split manifest")
+    dataset_arguments(parser)
     parser.add_argument("--split", default="val", choices=("train", "val", "test"))
     parser.add_argument("--out", type=Path, required=True, help="folder to write the frames to")
     parser.add_argument("--every", type=int, default=1, help="take every N-th photo of the split (default 1)")

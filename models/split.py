@@ -23,6 +23,12 @@ SPLITS = ("train", "val", "test")
 FIELDS = ("path", "label", "split")
 
 
+def dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    """The dataset root (``--data``) and the split manifest (``--manifest``), as the training tools take them."""
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/garbage12"), help="dataset root")
+    parser.add_argument("--manifest", type=Path, default=Path("models/split.csv"), help="split manifest")
+
+
 @dataclass(frozen=True)
 class Entry:
     """One image of the manifest: its path relative to the dataset root, its label and its split."""

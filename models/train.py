@@ -42,7 +42,7 @@ from models.features import (
     view_plan,
 )
 from models.metrics import machine, summary, top_confusions
-from models.split import Entry, read_manifest, select
+from models.split import Entry, dataset_arguments, read_manifest, select
 
 logger = logging.getLogger("models.train")
 
@@ -154,8 +154,7 @@ def test_figures(model, args: argparse.Namespace, entries: list[Entry], truth: n
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/garbage12"), help="dataset root")
-    parser.add_argument("--manifest", type=Path, default=Path("models/split.csv"), help="split manifest")
+    dataset_arguments(parser)
     parser.add_argument("--weights", default="imagenet", help="ImageNet weights: 'imagenet' or a .weights.h5 path")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help=f"feature cache (default {DEFAULT_CACHE})")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"trained .keras (default {DEFAULT_OUT})")

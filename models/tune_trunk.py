@@ -59,7 +59,7 @@ from models.augment import ViewKind, view
 from models.features import BELT_EVAL_SEED, ViewSpec, evaluation_views
 from models.metrics import machine, summary
 from models.photo_pack import PhotoPack
-from models.split import Entry, read_manifest, select
+from models.split import Entry, dataset_arguments, read_manifest, select
 from models.train import DEFAULT_OUT, TEST_KEYS, class_weights, predict_pixels, test_figures
 
 logger = logging.getLogger("models.tune_trunk")
@@ -220,8 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="the tuned .keras (not with --delta)")
     parser.add_argument("--metrics", type=Path, default=Path("models/float_test_metrics.json"),
                         help="training record (models.train's) to add this stage's figures to")
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/garbage12"), help="dataset root")
-    parser.add_argument("--manifest", type=Path, default=Path("models/split.csv"), help="split manifest")
+    dataset_arguments(parser)
     parser.add_argument("--pack", type=Path, help="train photos from this pack (models.photo_pack), not --data")
     parser.add_argument("--delta", type=Path, help="write the weights' change to this folder, no evaluation")
     parser.add_argument("--apply", type=Path, help="no training: the base plus the change in this folder")
