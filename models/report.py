@@ -134,19 +134,22 @@ def trunk_tuning(tuned: dict[str, Any] | None) -> str:
     """The card's line on whole-trunk tuning (``models.tune_trunk``): what ran where, and val before → after."""
     if not tuned:
         return "- **Whole-trunk tuning**: none; the trunk up to `conv5_block3` is ImageNet's."
-    run = tuned["run"]
-    recipe = run.get("recipe", tuned["recipe"])
-    where = run.get("machine") or f"{tuned['machine']['cpu']} ({tuned['machine']['cores']} cores)"
     before, after = tuned["before"], tuned["after"]
+    judged = (f"Val top-1, before → after: photos {before['photos']['top1']:.4f} → {after['photos']['top1']:.4f}, "
+              f"belt views {before['belt']['top1']:.4f} → {after['belt']['top1']:.4f} (kept only when better on "
+              "belt views, photos within 0.3 pp).")
+    run = tuned.get("run")
+    if not run:
+        return f"- **Whole-trunk tuning** (`python -m models.tune_trunk`): trained elsewhere, no run record. {judged}"
+    recipe, where = run["recipe"], run["machine"]
+    if isinstance(where, dict):
+        where = f"{where['cpu']} ({where['cores']} cores, Keras on {where.get('keras_backend', 'tensorflow')})"
     return (f"- **Whole-trunk tuning** (`python -m models.tune_trunk`, on the model above): every convolution and "
             f"dense layer trainable, batch norms frozen; {run['epochs']:g} epochs of fresh views (clean "
             f"{recipe['clean_share']:g}, augmented photo {recipe.get('photo_share', 0):g}, the rest belt views), Adam "
             f"{recipe['lr']:g} with warm-up and cosine decay, batch {recipe['batch']}, label smoothing "
             f"{recipe['label_smoothing']}, class-weight power {recipe['class_weight_power']}; "
-            f"{_minutes(run['seconds'])} on {where}. Val top-1, before → after: photos "
-            f"{before['photos']['top1']:.4f} → "
-            f"{after['photos']['top1']:.4f}, belt views {before['belt']['top1']:.4f} → {after['belt']['top1']:.4f} "
-            "(kept only when better on belt views, photos within 0.3 pp).")
+            f"{_minutes(run['seconds'])} on {where}. {judged}")
 
 
 def calibration_values(calibration: dict[str, Any] | None) -> dict[str, str]:

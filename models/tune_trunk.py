@@ -277,7 +277,9 @@ def tuned_model(pool: Pool, y_train: np.ndarray, labels: list[str], entries: lis
         model = build_model(None, num_classes=len(labels))  # the same layers, computing in args.precision
         model.set_weights(base_weights)
         unfreeze(model)
-        report["run"] = train(model, pool, y_train, len(labels), args)
+        machine_there = {**report["machine"], "keras_backend": keras.backend.backend()}
+        report["run"] = {**train(model, pool, y_train, len(labels), args), "recipe": report["recipe"],
+                         "machine": machine_there}  # what --apply on another machine keeps of this run
         keras.mixed_precision.set_global_policy("float32")
         tuned = build_model(None, num_classes=len(labels))
         tuned.set_weights(model.get_weights())

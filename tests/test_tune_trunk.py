@@ -83,7 +83,8 @@ def test_a_run_elsewhere_from_a_pack_comes_back_as_a_change_and_is_judged_here(t
     photo_pack.main(["--data", str(garbage12), "--manifest", str(tmp_path / "split.csv"), "--out", str(pack)])
     assert tune_trunk.main(["--base", str(BUNDLED_MODEL), "--pack", str(pack), "--delta", str(delta),
                             "--workers", "2", "--epochs", "1", "--batch", "6", "--lr", "0"]) == 0
-    assert json.loads((delta / "run.json").read_text())["run"]["steps"] == 2
+    run = json.loads((delta / "run.json").read_text())["run"]  # the recipe and machine of the run travel with it
+    assert run["steps"] == 2 and run["recipe"]["batch"] == 6 and run["machine"]["keras_backend"] == "tensorflow"
     assert all(not np.abs(np.load(part)[name]).any() for part in delta.glob("delta-*.npz")
                for name in np.load(part).files)
     argv = ["--base", str(BUNDLED_MODEL), "--apply", str(delta), "--out", str(out), "--data", str(garbage12),
@@ -98,10 +99,13 @@ def test_the_card_says_whether_and_how_the_trunk_was_tuned():
     assert "none" in trunk_tuning(None)
     recipe = {"clean_share": 0.25, "photo_share": 0.25, "lr": 3e-5, "batch": 64, "label_smoothing": 0.1,
               "class_weight_power": 0.5}
-    tuned = {"recipe": recipe, "machine": {"cpu": "EPYC", "cores": 2},
-             "run": {"epochs": 29.36, "seconds": 420, "machine": "an H200"},
-             "before": {"photos": {"top1": 0.9668}, "belt": {"top1": 0.8373}},
-             "after": {"photos": {"top1": 0.9687}, "belt": {"top1": 0.866}}}
-    line = trunk_tuning(tuned)
-    assert "29.36 epochs" in line and "on an H200" in line and "3e-05" in line
-    assert "photos 0.9668 → 0.9687, belt views 0.8373 → 0.8660" in line
+    judged = {"recipe": {**recipe, "lr": 2e-5, "batch": 32}, "machine": {"cpu": "EPYC", "cores": 2},  # --apply's
+              "before": {"photos": {"top1": 0.9668}, "belt": {"top1": 0.8373}},
+              "after": {"photos": {"top1": 0.9687}, "belt": {"top1": 0.866}}}
+    there = {"cpu": "Xeon", "cores": 16, "keras_backend": "jax"}
+    line = trunk_tuning({**judged, "run": {"epochs": 29.36, "seconds": 420, "recipe": recipe, "machine": there}})
+    assert "29.36 epochs" in line and "on Xeon (16 cores, Keras on jax)" in line and "Adam 3e-05" in line
+    assert "batch 64" in line and "photos 0.9668 → 0.9687, belt views 0.8373 → 0.8660" in line
+    assert "on an H200" in trunk_tuning({**judged, "run": {"epochs": 29.36, "seconds": 420, "recipe": recipe,
+                                                           "machine": "an H200"}})
+    assert "no run record" in trunk_tuning({**judged, "run": None})
