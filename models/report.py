@@ -130,26 +130,32 @@ def render(card: dict[str, Any], training: dict[str, Any], manifest: Path, templ
     return template.format(**values)
 
 
-def trunk_tuning(tuned: dict[str, Any] | None) -> str:
-    """The card's line on whole-trunk tuning (``models.tune_trunk``): what ran where, and val before → after."""
-    if not tuned:
+def trunk_tuning(stages: list[dict[str, Any]] | None) -> str:
+    """The card's lines on whole-trunk tuning (``models.tune_trunk``): one a stage, what ran where, val before →
+    after."""
+    if not stages:
         return "- **Whole-trunk tuning**: none; the trunk up to `conv5_block3` is ImageNet's."
-    before, after = tuned["before"], tuned["after"]
+    return "\n".join(_stage_line(stage, number, len(stages)) for number, stage in enumerate(stages, 1))
+
+
+def _stage_line(stage: dict[str, Any], number: int, count: int) -> str:
+    before, after = stage["before"], stage["after"]
+    title = "Whole-trunk tuning" if count == 1 else f"Whole-trunk tuning, stage {number} of {count}"
+    on = "on the model above" if number == 1 else f"on stage {number - 1}'s model"
     judged = (f"Val top-1, before → after: photos {before['photos']['top1']:.4f} → {after['photos']['top1']:.4f}, "
               f"belt views {before['belt']['top1']:.4f} → {after['belt']['top1']:.4f} (kept only when better on "
               "belt views, photos within 0.3 pp).")
-    run = tuned.get("run")
+    run = stage.get("run")
     if not run:
-        return f"- **Whole-trunk tuning** (`python -m models.tune_trunk`): trained elsewhere, no run record. {judged}"
+        return f"- **{title}** (`python -m models.tune_trunk`, {on}): trained elsewhere, no run record. {judged}"
     recipe, where = run["recipe"], run["machine"]
     if isinstance(where, dict):
         where = f"{where['cpu']} ({where['cores']} cores, Keras on {where.get('keras_backend', 'tensorflow')})"
-    return (f"- **Whole-trunk tuning** (`python -m models.tune_trunk`, on the model above): every convolution and "
-            f"dense layer trainable, batch norms frozen; {run['epochs']:g} epochs of fresh views (clean "
-            f"{recipe['clean_share']:g}, augmented photo {recipe.get('photo_share', 0):g}, the rest belt views), Adam "
-            f"{recipe['lr']:g} with warm-up and cosine decay, batch {recipe['batch']}, label smoothing "
-            f"{recipe['label_smoothing']}, class-weight power {recipe['class_weight_power']}; "
-            f"{_minutes(run['seconds'])} on {where}. {judged}")
+    return (f"- **{title}** (`python -m models.tune_trunk`, {on}): every convolution and dense layer trainable, "
+            f"batch norms frozen; {run['epochs']:g} epochs of fresh views (clean {recipe['clean_share']:g}, "
+            f"augmented photo {recipe.get('photo_share', 0):g}, the rest belt views), Adam {recipe['lr']:g} with "
+            f"warm-up and cosine decay, batch {recipe['batch']}, label smoothing {recipe['label_smoothing']}, "
+            f"class-weight power {recipe['class_weight_power']}; {_minutes(run['seconds'])} on {where}. {judged}")
 
 
 def calibration_values(calibration: dict[str, Any] | None) -> dict[str, str]:

@@ -19,8 +19,10 @@ ImageNet's filters were tuned for), which cached features cannot change. This st
    saved (float32) only when it is better on val belt views and not more than ``--max-photo-drop`` worse on val
    photos; else the stage exits 1 and the base stays the recipe's model.
 5. The tuned model's test figures (photos and belt views, from pixels; probabilities saved beside it, as
-   ``models.train`` does) replace the float ones in the training record (``--metrics``), which also gets a
-   ``tune_trunk`` section (before → after, recipe, time, machine) for the model card.
+   ``models.train`` does) replace the float ones in the training record (``--metrics``), and the stage (before
+   → after, recipe, time, machine, the sha256 of its base and of the tuned model) goes into the record's
+   ``tune_trunk`` list for the model card: after the last stage when it started from that stage's model (its
+   ``.keras``, or an int8 model whose card names it as source), else as the first of a new list.
 
 **On a machine with an accelerator** (Keras on JAX or PyTorch) that holds neither the dataset nor this
 workstation's tools, train there and judge here: ``--pack`` takes the train photos from one compact file
@@ -54,6 +56,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from edge.images import read_rgb
+from edge.model_card import card_path, sha256_of
 from models.architecture import preprocess
 from models.augment import ViewKind, view
 from models.features import BELT_EVAL_SEED, ViewSpec, evaluation_views
@@ -291,6 +294,25 @@ def tuned_model(pool: Pool, y_train: np.ndarray, labels: list[str], entries: lis
     return judged(base, tuned, report, args, entries, labels)
 
 
+def base_digest(base: Path) -> str:
+    """What a stage started from: the sha256 of a ``.keras``, or of the ``.keras`` an int8 model was converted
+    from (its card's ``source.sha256``; the model's own where it has no card)."""
+    card = card_path(base)
+    if base.suffix == ".tflite" and card.is_file():
+        source = json.loads(card.read_text(encoding="utf-8")).get("source", {}).get("sha256")
+        if source:
+            return str(source)
+    return sha256_of(base)
+
+
+def chained(stages: list[dict[str, Any]], stage: dict[str, Any]) -> list[dict[str, Any]]:
+    """The record's tuning stages with ``stage``: after the last one when it started from that one's model, else
+    alone (it started from the recipe's model, or from one the record does not know)."""
+    if stages and stages[-1].get("sha256") == stage["base_sha256"]:
+        return [*stages, stage]
+    return [stage]
+
+
 def judged(base, tuned, report: dict[str, Any], args: argparse.Namespace, entries: list[Entry], labels: list[str]
            ) -> int:
     """Steps 4-5: before → after on val, the tuned model saved and its test figures recorded if accepted."""
@@ -307,7 +329,9 @@ def judged(base, tuned, report: dict[str, Any], args: argparse.Namespace, entrie
     tuned.save(args.out)
     logger.info("saved %s", args.out)
     record = json.loads(args.metrics.read_text(encoding="utf-8")) if args.metrics.is_file() else {}
-    record["tune_trunk"] = report
+    stage = {**report, "base_sha256": base_digest(args.base), "sha256": sha256_of(args.out)}
+    record["tune_trunk"] = chained(record.get("tune_trunk", []), stage)
+    logger.info("tuning stage %d of the record", len(record["tune_trunk"]))
     for spec in evaluation_views("test"):
         record[TEST_KEYS[spec.kind]] = test_figures(tuned, args, test, y_test, labels, spec)
     args.metrics.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")

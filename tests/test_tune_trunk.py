@@ -96,16 +96,39 @@ def test_a_run_elsewhere_from_a_pack_comes_back_as_a_change_and_is_judged_here(t
 def test_the_card_says_whether_and_how_the_trunk_was_tuned():
     from models.report import trunk_tuning
 
-    assert "none" in trunk_tuning(None)
+    assert "none" in trunk_tuning(None) and "none" in trunk_tuning([])
     recipe = {"clean_share": 0.25, "photo_share": 0.25, "lr": 3e-5, "batch": 64, "label_smoothing": 0.1,
               "class_weight_power": 0.5}
     judged = {"recipe": {**recipe, "lr": 2e-5, "batch": 32}, "machine": {"cpu": "EPYC", "cores": 2},  # --apply's
               "before": {"photos": {"top1": 0.9668}, "belt": {"top1": 0.8373}},
               "after": {"photos": {"top1": 0.9687}, "belt": {"top1": 0.866}}}
     there = {"cpu": "Xeon", "cores": 16, "keras_backend": "jax"}
-    line = trunk_tuning({**judged, "run": {"epochs": 29.36, "seconds": 420, "recipe": recipe, "machine": there}})
+    line = trunk_tuning([{**judged, "run": {"epochs": 29.36, "seconds": 420, "recipe": recipe, "machine": there}}])
+    assert line.startswith("- **Whole-trunk tuning** (`python -m models.tune_trunk`, on the model above)")
     assert "29.36 epochs" in line and "on Xeon (16 cores, Keras on jax)" in line and "Adam 3e-05" in line
     assert "batch 64" in line and "photos 0.9668 → 0.9687, belt views 0.8373 → 0.8660" in line
-    assert "on an H200" in trunk_tuning({**judged, "run": {"epochs": 29.36, "seconds": 420, "recipe": recipe,
-                                                           "machine": "an H200"}})
-    assert "no run record" in trunk_tuning({**judged, "run": None})
+    assert "on an H200" in trunk_tuning([{**judged, "run": {"epochs": 29.36, "seconds": 420, "recipe": recipe,
+                                                            "machine": "an H200"}}])
+    assert "no run record" in trunk_tuning([{**judged, "run": None}])
+    two = trunk_tuning([{**judged, "run": None}, {**judged, "run": {"epochs": 6.3, "seconds": 4200,
+                                                                    "recipe": recipe, "machine": "EPYC"}}])
+    first, second = two.splitlines()
+    assert "stage 1 of 2" in first and "on the model above" in first
+    assert "stage 2 of 2" in second and "on stage 1's model" in second and "6.3 epochs" in second
+
+
+def test_a_stage_follows_the_one_whose_model_it_started_from(tmp_path):
+    keras_file, tflite = tmp_path / "tuned.keras", tmp_path / "tuned_int8.tflite"
+    keras_file.write_bytes(b"tuned weights")
+    tflite.write_bytes(b"int8 model")
+    digest = tune_trunk.sha256_of(keras_file)
+    assert tune_trunk.base_digest(keras_file) == digest
+    assert tune_trunk.base_digest(tflite) == tune_trunk.sha256_of(tflite)  # no card: the model itself
+    tflite.with_suffix(".json").write_text(json.dumps({"source": {"file": "tuned.keras", "sha256": digest}}))
+    assert tune_trunk.base_digest(tflite) == digest  # converted from the tuned .keras: follows it
+
+    first = {"base_sha256": "recipe", "sha256": digest}
+    second = {"base_sha256": digest, "sha256": "next"}
+    assert tune_trunk.chained([], first) == [first]
+    assert tune_trunk.chained([first], second) == [first, second]
+    assert tune_trunk.chained([first, second], {**first, "sha256": "other"}) == [{**first, "sha256": "other"}]
