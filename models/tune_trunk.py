@@ -15,9 +15,10 @@ ImageNet's filters were tuned for), which cached features cannot change. This st
    Adam with a warm-up then cosine decay to 1 % of ``--lr``, over ``--epochs`` or over ``--minutes`` of
    training (the epochs then are what the time allows); the recipe's label smoothing and class weights;
    bfloat16 compute where the machine has it (``--precision``), float32 weights.
-4. Before → after, from pixels: top-1 on val photos and val belt views (the held-out belts); the tuned model is
-   saved (float32) only when it is better on val belt views and not more than ``--max-photo-drop`` worse on val
-   photos; else the stage exits 1 and the base stays the recipe's model.
+4. Before → after, from pixels: top-1 on val photos and val belt views (the held-out belts), and the images
+   gained and lost; the tuned model is saved (float32) only when it is better on val belt views by more than
+   chance (a one-sided sign test on the gained and lost views, ``p < --significance``) and not more than
+   ``--max-photo-drop`` worse on val photos; else the stage exits 1 and the base stays the recipe's model.
 5. The tuned model's test figures (photos and belt views, from pixels; probabilities saved beside it, as
    ``models.train`` does) replace the float ones in the training record (``--metrics``), and the stage (before
    → after, recipe, time, machine, the sha256 of its base and of the tuned model) goes into the record's
@@ -139,18 +140,37 @@ def unfreeze(model) -> None:
             layer.trainable = False
 
 
-def val_figures(model, data: Path, entries: list[Entry], truth: np.ndarray, labels: list[str]) -> dict[str, Any]:
-    """Top-1 / weighted F1 of the model on val photos and val belt views, from pixels."""
+VAL_VIEWS = (("photos", ViewSpec("val", "clean")), ("belt", ViewSpec("val", "belt", 0, BELT_EVAL_SEED)))
+
+
+def val_predictions(model, data: Path, entries: list[Entry]) -> dict[str, np.ndarray]:
+    """The model's top-1 class of each val photo and val belt view, from pixels."""
+    return {name: predict_pixels(model, data, entries, spec, batch=64).argmax(1) for name, spec in VAL_VIEWS}
+
+
+def val_figures(predictions: dict[str, np.ndarray], truth: np.ndarray, labels: list[str]) -> dict[str, Any]:
+    """Top-1 / weighted F1 on val photos and val belt views."""
     out = {}
-    for name, spec in (("photos", ViewSpec("val", "clean")), ("belt", ViewSpec("val", "belt", 0, BELT_EVAL_SEED))):
-        figures = summary(truth, predict_pixels(model, data, entries, spec, batch=64).argmax(1), labels)
+    for name, predicted in predictions.items():
+        figures = summary(truth, predicted, labels)
         out[name] = {k: round(float(figures[k]), 4) for k in ("top1", "weighted_f1")}
     return out
 
 
-def accepted(before: dict[str, Any], after: dict[str, Any], max_photo_drop: float) -> bool:
-    """Whether the tuned model replaces the base: better on val belt views, val photos within the allowed drop."""
-    return after["belt"]["top1"] > before["belt"]["top1"] and \
+def paired(truth: np.ndarray, before: np.ndarray, after: np.ndarray) -> dict[str, Any]:
+    """Images the tuned model gets right and the base wrong (gained), the reverse (lost), and the one-sided sign
+    test's p: how likely that many gains or more would be if each such image were a coin toss."""
+    gained = int(np.count_nonzero((after == truth) & (before != truth)))
+    lost = int(np.count_nonzero((after != truth) & (before == truth)))
+    n = gained + lost
+    p = sum(math.comb(n, k) for k in range(gained, n + 1)) / 2 ** n
+    return {"gained": gained, "lost": lost, "p": round(p, 4)}
+
+
+def accepted(before: dict[str, Any], after: dict[str, Any], max_photo_drop: float, alpha: float) -> bool:
+    """Whether the tuned model replaces the base: better on val belt views by more than chance (sign test
+    ``p < alpha``), val photos within the allowed drop."""
+    return after["belt"]["top1"] > before["belt"]["top1"] and after["belt"]["p"] < alpha and \
         after["photos"]["top1"] >= before["photos"]["top1"] - max_photo_drop
 
 
@@ -239,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", choices=("mixed_bfloat16", "float32"), default="mixed_bfloat16",
                         help="compute precision while training")
     parser.add_argument("--max-photo-drop", type=float, default=0.003, help="largest val photo top-1 drop accepted")
+    parser.add_argument("--significance", type=float, default=0.05,
+                        help="largest sign-test p of the val belt-view gain accepted")
     parser.add_argument("--seed", type=int, default=0, help="seed of order, views and dropout")
     args = parser.parse_args(argv)
     if (args.out is None) == (args.delta is None):
@@ -318,12 +340,16 @@ def judged(base, tuned, report: dict[str, Any], args: argparse.Namespace, entrie
     """Steps 4-5: before → after on val, the tuned model saved and its test figures recorded if accepted."""
     val, test = select(entries, "val"), select(entries, "test")
     y_val, y_test = (np.array([labels.index(e.label) for e in es]) for es in (val, test))
-    report["before"] = val_figures(base, args.data, val, y_val, labels)
-    report["after"] = val_figures(tuned, args.data, val, y_val, labels)
+    before, after = val_predictions(base, args.data, val), val_predictions(tuned, args.data, val)
+    report["before"] = val_figures(before, y_val, labels)
+    report["after"] = val_figures(after, y_val, labels)
+    for name in after:
+        report["after"][name].update(paired(y_val, before[name], after[name]))
     logger.info("val before: %s, after: %s", report["before"], report["after"])
-    if not accepted(report["before"], report["after"], args.max_photo_drop):
-        logger.error("the tuned trunk is not better on val belt views without losing val photos: not saved "
-                     "(before %s, after %s)", report["before"], report["after"])
+    if not accepted(report["before"], report["after"], args.max_photo_drop, args.significance):
+        logger.error("the tuned trunk is not better on val belt views (beyond chance: sign test p < %g) without "
+                     "losing val photos: not saved (before %s, after %s)", args.significance, report["before"],
+                     report["after"])
         return 1
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tuned.save(args.out)

@@ -3,6 +3,7 @@ nothing (learning rate 0), which must not replace the base."""
 
 import itertools
 import json
+import math
 from collections import Counter
 from pathlib import Path
 
@@ -53,10 +54,27 @@ def test_unfreezing_trains_every_convolution_and_keeps_every_batch_norm_in_infer
     ({"photos": 0.958, "belt": 0.85}, 0.003, True),  # photos within the allowed drop
     ({"photos": 0.95, "belt": 0.90}, 0.003, False),  # photos lost for the belt
     ({"photos": 0.97, "belt": 0.84}, 0.003, False),  # not better on the belt
+    ({"photos": 0.97, "belt": 0.85, "p": 0.2}, 0.003, False),  # better on the belt, but by chance
 ])
 def test_a_tuned_trunk_replaces_the_base_only_when_better_on_the_belt_without_losing_photos(after, max_drop, taken):
-    figures = lambda photos, belt: {"photos": {"top1": photos}, "belt": {"top1": belt}}  # noqa: E731
-    assert tune_trunk.accepted(figures(0.96, 0.84), figures(**after), max_drop) is taken
+    def figures(photos: float, belt: float, p: float = 0.01) -> dict:
+        return {"photos": {"top1": photos}, "belt": {"top1": belt, "p": p}}
+
+    assert tune_trunk.accepted(figures(0.96, 0.84), figures(**after), max_drop, alpha=0.05) is taken
+
+
+def test_the_belt_gain_is_weighed_against_chance_by_a_sign_test():
+    truth = np.zeros(100, int)
+    before = np.array([0] * 80 + [1] * 20)
+    after = before.copy()
+    after[80:90] = 0  # 10 views gained
+    after[:2] = 1     # 2 lost
+    figures = tune_trunk.paired(truth, before, after)
+    assert figures["gained"] == 10 and figures["lost"] == 2
+    assert figures["p"] == pytest.approx(sum(math.comb(12, k) for k in range(10, 13)) / 2 ** 12, abs=1e-4)  # 0.0193
+    assert tune_trunk.paired(truth, before, before) == {"gained": 0, "lost": 0, "p": 1.0}
+    coin = tune_trunk.paired(truth, before, np.array([1] * 6 + [0] * 74 + [0] * 6 + [1] * 14))
+    assert (coin["gained"], coin["lost"]) == (6, 6) and coin["p"] > 0.5
 
 
 def test_a_run_that_does_not_improve_the_model_leaves_nothing_behind(tmp_path, garbage12, caplog):
@@ -101,12 +119,13 @@ def test_the_card_says_whether_and_how_the_trunk_was_tuned():
               "class_weight_power": 0.5}
     judged = {"recipe": {**recipe, "lr": 2e-5, "batch": 32}, "machine": {"cpu": "EPYC", "cores": 2},  # --apply's
               "before": {"photos": {"top1": 0.9668}, "belt": {"top1": 0.8373}},
-              "after": {"photos": {"top1": 0.9687}, "belt": {"top1": 0.866}}}
+              "after": {"photos": {"top1": 0.9687}, "belt": {"top1": 0.866, "gained": 90, "lost": 45, "p": 7e-5}}}
     there = {"cpu": "Xeon", "cores": 16, "keras_backend": "jax"}
     line = trunk_tuning([{**judged, "run": {"epochs": 29.36, "seconds": 420, "recipe": recipe, "machine": there}}])
     assert line.startswith("- **Whole-trunk tuning** (`python -m models.tune_trunk`, on the model above)")
     assert "29.36 epochs" in line and "on Xeon (16 cores, Keras on jax)" in line and "Adam 3e-05" in line
-    assert "batch 64" in line and "photos 0.9668 → 0.9687, belt views 0.8373 → 0.8660" in line
+    assert "batch 64" in line and "photos 0.9668 → 0.9687, belt views 0.8373 → 0.8660; 90 gained, 45 lost" in line
+    assert "sign test p 7e-05" in line
     assert "on an H200" in trunk_tuning([{**judged, "run": {"epochs": 29.36, "seconds": 420, "recipe": recipe,
                                                             "machine": "an H200"}}])
     assert "no run record" in trunk_tuning([{**judged, "run": None}])
