@@ -26,12 +26,13 @@ from edge.decision import Decider, Decision
 from edge.errors import DeadFrame, GateError, ModelError, RecordError
 from edge.held import HeldRecords
 from edge.plan import Plan, Planner
-from edge.preprocess import CropMode, Roi, prepare, refine
+from edge.preprocess import CropMode, Roi
 from edge.records import ItemRecord, Outcome, Records
 from edge.retrain import FrameKeeper
 from edge.shadow import Shadow
 from edge.sources import Frame, FrameStream, is_dead
 from edge.trigger import Item, ItemTracker
+from edge.votes import vote_inputs
 
 logger = logging.getLogger("smartbin.items")
 
@@ -253,8 +254,7 @@ class SortingLoop:
         try:
             if any(is_dead(f.rgb) for f in frames):
                 raise DeadFrame("dead frame (no picture from the camera)")
-            size = self.classifier.input_size
-            pixels = [prepare(f.rgb, size, self.roi, self.crop, refine(f.rgb, f.item_box), f.small) for f in frames]
+            pixels = vote_inputs(frames, self.classifier.input_size, self.roi, self.crop)
             lap("preprocess")
             predictions = [self.classifier.classify(p) for p in pixels]
             lap("classify")

@@ -26,9 +26,10 @@ import numpy as np
 
 from edge.classifier import Classifier
 from edge.errors import SmartbinError
-from edge.preprocess import CropMode, Roi, prepare, refine
+from edge.preprocess import CropMode, Roi
 from edge.records import Records
 from edge.sources import Frame
+from edge.votes import vote_inputs
 
 logger = logging.getLogger("smartbin")
 
@@ -88,10 +89,8 @@ class Shadow:
                 logger.warning("shadow model %s: %s", self.classifier.path.name, exc)
 
     def _classify(self, offer: Offer) -> None:
-        size = self.classifier.input_size
-        probabilities = np.mean([self.classifier.probabilities(
-            prepare(f.rgb, size, self.roi, self.crop, refine(f.rgb, f.item_box), f.small)) for f in offer.frames],
-            axis=0)
+        inputs = vote_inputs(offer.frames, self.classifier.input_size, self.roi, self.crop)
+        probabilities = np.mean([self.classifier.probabilities(pixels) for pixels in inputs], axis=0)
         best = int(np.argmax(probabilities))
         label = self.classifier.labels[best]
         self.records.add_shadow(offer.item_id, self.classifier.path.name, self.sha256, label,
