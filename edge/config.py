@@ -118,7 +118,9 @@ class SortingSettings(Section):
     )
     reject_bin: str = Field("residual", description="bin for rejected and failed items")
     votes: int = Field(
-        3, ge=1, le=32, description="frames classified per item (best-centred first); probabilities averaged"
+        3, ge=1, le=32,
+        description="frames classified per item (best-centred first, each in its own orientation); probabilities "
+        "averaged",
     )
 
 
