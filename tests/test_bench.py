@@ -24,7 +24,7 @@ from edge.config import DEFAULT_CONFIG, load_settings
 from edge.decision import cost_table, decider_for
 from edge.images import read_rgb
 from edge.preprocess import prepare
-from tests.conftest import LABELS, SHARED_DATA, TINY_MODEL
+from tests.conftest import LABELS, SHARED_DATA, TINY_MODEL, make_settings
 
 PER_CLASS = 3
 
@@ -295,3 +295,18 @@ def test_tune_prints_config_lines_that_meet_the_target_or_says_it_cannot(tmp_pat
 def write_text(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+def test_the_loop_benchmark_times_items_of_votes_frames_read_as_fast_as_the_loop_takes_them(tmp_path, garbage12):
+    from edge.bench.loop import measure
+
+    photos = tmp_path / "photos"
+    for label in ("battery", "paper"):
+        (photos / label).mkdir(parents=True)
+        for path in sorted((garbage12 / label).iterdir())[:2]:
+            (photos / label / path.name).symlink_to(path)
+    settings = make_settings(tmp_path, model={"path": TINY_MODEL}, sorting={"votes": 3})
+    figures = measure(settings, photos, items=6)
+    assert figures["frames_per_item"] == 3  # counted from the records: a folder is not one paced item per photo
+    assert figures["loop_items_per_s"] > 1 / (settings.simulator.spacing_m / settings.conveyor.belt_speed_m_s)
+    assert {"preprocess_ms_p50", "classify_ms_p50", "invoke_per_s", "ratio"} <= set(figures)
