@@ -73,7 +73,7 @@ class Sorter:
             open_waiting(self.source, camera_wait_s)
             self._stack.callback(self.source.close)
             trigger = self._trigger()
-            votes = 1 if trigger is None and isinstance(self.source, FolderSource) else settings.sorting.votes
+            votes = 1 if trigger is None and self.source.photo_items else settings.sorting.votes
             if trigger is not None:
                 self._stack.callback(trigger.close)
             self.stream = FrameStream(self.source, settings.camera.stall_timeout_s, frame_rate(settings, self.source))
@@ -137,10 +137,10 @@ class Sorter:
 
 
 def frame_rate(settings: Settings, source: FrameSource) -> float:
-    """How fast to read the source: ``camera.fps``, and for a folder of photos (one item each) no faster than
+    """How fast to read the source: ``camera.fps``, and for photos of one item each (a folder) no faster than
     the belt would bring items (``simulator.spacing_m`` / belt speed apart), so that the gates keep up."""
     fps = settings.camera.fps
-    if not isinstance(source, FolderSource):
+    if not source.photo_items:
         return fps
     items_per_s = settings.conveyor.belt_speed_m_s / settings.simulator.spacing_m
     return min(fps, items_per_s) if fps > 0 else items_per_s

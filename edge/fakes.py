@@ -216,6 +216,7 @@ class FaultyCamera(FrameSource):
         self.on_frame = on_frame
         self.name = source.name
         self.live = source.live
+        self.photo_items = source.photo_items
 
     def _now(self, kind: CameraFault) -> Fault | None:
         now = time.monotonic()

@@ -3,10 +3,10 @@
 
     .venv/bin/python -m edge.bench.loop --images DIR [--config F] [--items 200]
 
-Runs the real loop on DIR's images as a camera's frames (``Stills``: unpaced, one item per ``votes`` frames, mock
-pins, records in a temporary database), then invokes the same interpreter on a fixed input as fast as it goes.
-The ratio is loop frames per second over bare invokes per second: near 1 means the loop adds little to inference.
-Frames per item are counted from the records, not taken from the settings.
+Runs the real loop on DIR's images as a camera's frames (``FolderSource(photo_items=False)``: unpaced, one item
+per ``votes`` frames, mock pins, records in a temporary database), then invokes the same interpreter on a fixed
+input as fast as it goes. The ratio is loop frames per second over bare invokes per second: near 1 means the
+loop adds little to inference. Frames per item are counted from the records, not taken from the settings.
 """
 
 from __future__ import annotations
@@ -22,36 +22,14 @@ import numpy as np
 from edge.app import Sorter
 from edge.classifier import Classifier
 from edge.config import Settings, load_settings
-from edge.sources import Frame, FrameSource
 from edge.sources.folder import FolderSource
-
-
-class Stills(FrameSource):
-    """A folder's images, over and over, as the frames of a camera: not one item per photo paced as the belt
-    would bring them (what replaying a folder means to the sorter), but a stream the trigger groups into items
-    of ``votes`` frames, read as fast as the loop takes them."""
-
-    live = False
-
-    def __init__(self, folder: Path) -> None:
-        super().__init__()
-        self.images = FolderSource(folder, loop=True)
-        self.name = f"stills of {folder}"
-
-    def open(self) -> None:
-        self.images.open()
-
-    def read(self) -> Frame | None:
-        return self.images.read()
-
-    def close(self) -> None:
-        self.images.close()
 
 
 def measure(settings: Settings, images: Path, items: int) -> dict[str, float]:
     """Run ``items`` items through the loop, then the bare invoke; returns the figures."""
-    with tempfile.TemporaryDirectory() as tmp, Sorter(with_bench_overrides(settings, Path(tmp)),
-                                                      source=Stills(images)) as sorter:
+    frames = FolderSource(images, loop=True, photo_items=False)
+    with tempfile.TemporaryDirectory() as tmp, \
+            Sorter(with_bench_overrides(settings, Path(tmp)), source=frames) as sorter:
         sorter.loop.run(max_items=3)  # warm-up
         started = time.perf_counter()
         sorter.loop.run(max_items=items + 3)

@@ -50,6 +50,7 @@ class FrameSource(ABC):
 
     name = "source"
     live = True  # a live camera cannot wait for the sorter; a replay can
+    photo_items = False  # each frame is a photo of its own item: one item a frame, paced as the belt brings items
 
     def __init__(self) -> None:
         self._count = 0

@@ -14,15 +14,18 @@ logger = logging.getLogger(__name__)
 
 class FolderSource(FrameSource):
     """Each image of the folder, in name order, as one frame; unreadable images are skipped with a warning, and a
-    folder where none is readable is a CameraError at its end."""
+    folder where none is readable is a CameraError at its end. ``photo_items``: each image is a photo of one item
+    (what replaying a folder means to the sorter); False: the images are a camera's frames, grouped into items of
+    ``votes`` frames and read as fast as the sorter takes them (the loop benchmark)."""
 
     live = False
 
-    def __init__(self, folder: str | Path, loop: bool = False) -> None:
+    def __init__(self, folder: str | Path, loop: bool = False, photo_items: bool = True) -> None:
         super().__init__()
         self.folder = Path(folder)
         self.name = str(self.folder)
         self.loop = loop
+        self.photo_items = photo_items
         self.skipped: list[Path] = []
         self._items: list[tuple[Path, str | None]] = []
         self._next = 0
