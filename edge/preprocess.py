@@ -10,8 +10,9 @@ Two crops:
 - ``item``: a square around the item (its bounding box, ``ITEM_MARGIN`` on each side), clamped to the frame
   and padded with the belt's colour where the square is larger than the frame. The box comes from the vision
   trigger (which knows the pixels that differ from the empty belt) or, for the beam trigger and stills, from
-  ``locate_item``: the pixels of the region that stand out from the colour of its border (the belt). When
-  nothing stands out, the item crop falls back to the ROI.
+  ``locate_item``: the pixels of the region that stand out from the colour of its border (the belt), or, where
+  the border is not all belt (the belt's edges or rails in view), from the rest of their row. When nothing
+  stands out, the item crop falls back to the ROI.
 """
 
 from __future__ import annotations
@@ -89,8 +90,26 @@ def foreground(image: np.ndarray) -> np.ndarray:
     """
     smooth = cv2.GaussianBlur(image, (3, 3), 0).astype(np.float32)
     distance = np.linalg.norm(smooth - belt_colour(smooth), axis=2)
-    threshold = max(MIN_CONTRAST, 1.5 * float(np.percentile(border_pixels(distance), 90)))
-    mask = (distance > threshold).astype(np.uint8)
+    return standing_out(distance, border_pixels(distance))
+
+
+def foreground_by_rows(image: np.ndarray) -> np.ndarray:
+    """Which pixels of an RGB frame stand out from their own row: a uint8 0/1 mask.
+
+    The belt moves along x, so what lies beside the item (the belt's edges and side rails, lengthwise streaks,
+    light falling off across the belt) is the same all along a row, and a row's median is its background as
+    long as the item covers less than half of it. The threshold is ``foreground``'s, taken on the frame's left
+    and right edges."""
+    smooth = cv2.GaussianBlur(image, (3, 3), 0).astype(np.float32)
+    distance = np.linalg.norm(smooth - np.median(smooth, axis=1, keepdims=True), axis=2)
+    return standing_out(distance, distance[:, [0, 1, -2, -1]])
+
+
+def standing_out(distance: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """The 0/1 mask of colour distances above both ``MIN_CONTRAST`` and 1.5 × the 90th percentile of
+    ``background``'s, specks opened away, small gaps closed and holes filled."""
+    threshold = max(MIN_CONTRAST, 1.5 * float(np.percentile(background, 90)))
+    mask: np.ndarray = (distance > threshold).astype(np.uint8)
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
     return fill_holes(mask)
@@ -120,15 +139,25 @@ def item_box(mask: np.ndarray, min_share: float = 0.004) -> Box | None:
     return int(x0), int(y0), int(x1), int(y1)
 
 
-def locate_item(frame: np.ndarray, region: Box | None = None) -> Box | None:
-    """The item's bounding box in frame pixels, found against the belt's colour inside ``region`` (default:
-    the whole frame), or ``None`` when nothing stands out."""
+def locate_item(frame: np.ndarray, region: Box | None = None, along_rows: bool = True) -> Box | None:
+    """The item's bounding box in frame pixels, found inside ``region`` (default: the whole frame), or ``None``
+    when nothing stands out.
+
+    The item is what stands out from the colour of the region's border (``foreground``). With ``along_rows``
+    (for a whole frame or ROI, not a region drawn tight around the item), where that finds nothing (a border
+    that is not all belt: the belt's edges or side rails in view), what stands out from its own row
+    (``foreground_by_rows``) is tried next; an item found so that spans more than half the region's width
+    breaks that test's premise and is not taken."""
     height, width = frame.shape[:2]
     x0, y0, x1, y1 = region or (0, 0, width, height)
     scale = LOCATE_WIDTH / max(1, x1 - x0)
     small_size = (LOCATE_WIDTH, max(8, round((y1 - y0) * scale)))
     small = cv2.resize(frame[y0:y1, x0:x1], small_size, interpolation=cv2.INTER_AREA)
     box = item_box(foreground(small))
+    if box is None and along_rows:
+        box = item_box(foreground_by_rows(small))
+        if box is not None and box[2] - box[0] > LOCATE_WIDTH / 2:
+            box = None
     if box is None:
         return None
     sx, sy = (x1 - x0) / small_size[0], (y1 - y0) / small_size[1]
@@ -197,7 +226,7 @@ def refine(frame: np.ndarray, rough: Box | None) -> Box | None:
     found = None
     for grow in (0.5, 1.0, 2.0):
         region = around(rough, width, height, grow)
-        found = locate_item(frame, region)
+        found = locate_item(frame, region, along_rows=False)  # the item fills much of each row here
         if found is not None and not touches(found, region, width, height):
             return found
     return found or rough

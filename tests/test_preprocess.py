@@ -12,6 +12,7 @@ from edge.preprocess import (
     model_box,
     prepare,
     refine,
+    still_input,
 )
 
 
@@ -69,6 +70,31 @@ def test_locate_item_finds_an_off_centre_item_against_the_belt():
     x0, y0, x1, y1 = locate_item(frame)
     assert abs(x0 - 450) <= 6 and abs(y0 - 40) <= 6 and abs(x1 - 570) <= 6 and abs(y1 - 160) <= 6
     assert locate_item(np.full((360, 640, 3), 60, np.uint8)) is None  # an empty belt: nothing stands out
+
+
+def with_rails(frame: np.ndarray, rail: int = 50) -> np.ndarray:
+    """The frame with the belt's side rails in view along its top and bottom (bright steel, a dark gap)."""
+    out = frame.copy()
+    out[:rail], out[-rail:] = (170, 172, 178), (150, 152, 160)
+    out[rail - 6 : rail], out[-rail : -rail + 6] = 15, 15
+    return out
+
+
+def test_an_item_is_found_when_the_belt_s_rails_are_in_view():
+    frame = with_rails(belt_with_item(left=450, top=150, side=100))
+    assert locate_item(frame, along_rows=False) is None  # the border is rail, not belt: nothing stands out
+    x0, y0, x1, y1 = locate_item(frame)  # against the rest of each row instead
+    assert abs(x0 - 450) <= 6 and abs(y0 - 150) <= 6 and abs(x1 - 550) <= 6 and abs(y1 - 250) <= 6
+    assert (np.abs(still_input(frame, (64, 64))[32, 32].astype(int) - (200, 150, 40)) < 10).all()  # a still
+    assert locate_item(with_rails(np.full((360, 640, 3), 60, np.uint8))) is None  # an empty belt between rails
+
+
+def test_what_stands_out_from_its_rows_is_not_taken_when_it_spans_half_the_frame():
+    wide = with_rails(belt_with_item(left=100, top=120, side=0))
+    wide[120:240, 100:540] = (200, 150, 40)  # 440 of 640 columns: a row's median is the item, not the belt
+    assert locate_item(wide) is None
+    noise = np.random.default_rng(1).integers(0, 256, (360, 480, 3), dtype=np.uint8)  # no belt at all
+    assert locate_item(noise) is None
 
 
 def test_item_crop_is_a_square_around_the_item_with_a_margin_not_the_centre():
