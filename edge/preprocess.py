@@ -11,8 +11,8 @@ Two crops:
   and padded with the belt's colour where the square is larger than the frame. The box comes from the vision
   trigger (which knows the pixels that differ from the empty belt) or, for the beam trigger and stills, from
   ``locate_item``: the pixels of the region that stand out from the colour of its border (the belt), or, where
-  the border is not all belt (the belt's edges or rails in view), from the rest of their row. When nothing
-  stands out, the item crop falls back to the ROI.
+  the border is not all belt (the belt's edges or rails in view), from the rest of their row; a small item
+  is looked for again at twice the resolution. When nothing stands out, the item crop falls back to the ROI.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ CropMode = Literal["item", "roi"]
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in frame pixels, x1/y1 exclusive
 
 ITEM_MARGIN = 0.12  # share of the item's larger side added on each side of the item crop
-LOCATE_WIDTH = 128  # pixels across the region that ``locate_item`` works on
+LOOKS = ((128, 0.004), (256, 0.002))  # ``locate_item``'s looks: pixels across the region, smallest item share
 MIN_CONTRAST = 28.0  # smallest colour distance from the belt (0-441) that counts as "stands out"
 
 
@@ -139,30 +139,33 @@ def item_box(mask: np.ndarray, min_share: float = 0.004) -> Box | None:
     return int(x0), int(y0), int(x1), int(y1)
 
 
-def locate_item(frame: np.ndarray, region: Box | None = None, along_rows: bool = True) -> Box | None:
+def locate_item(frame: np.ndarray, region: Box | None = None, tight: bool = False) -> Box | None:
     """The item's bounding box in frame pixels, found inside ``region`` (default: the whole frame), or ``None``
     when nothing stands out.
 
-    The item is what stands out from the colour of the region's border (``foreground``). With ``along_rows``
-    (for a whole frame or ROI, not a region drawn tight around the item), where that finds nothing (a border
-    that is not all belt: the belt's edges or side rails in view), what stands out from its own row
-    (``foreground_by_rows``) is tried next; an item found so that spans more than half the region's width
-    breaks that test's premise and is not taken."""
+    The item is what stands out from the colour of the region's border (``foreground``), seen 128 pixels
+    across. Unless the region is drawn ``tight`` around a known item (``refine``), where that finds nothing:
+
+    - what stands out from its own row (``foreground_by_rows``: the border is not all belt, the belt's edges
+      or side rails are in view); an item found so that spans more than half the region's width breaks that
+      test's premise and is not taken;
+    - both again, closer (``LOOKS``: 256 pixels across, half the smallest item share): a small item, of which
+      only parts stand out, is lost to the coarse look's clean-up."""
     height, width = frame.shape[:2]
     x0, y0, x1, y1 = region or (0, 0, width, height)
-    scale = LOCATE_WIDTH / max(1, x1 - x0)
-    small_size = (LOCATE_WIDTH, max(8, round((y1 - y0) * scale)))
-    small = cv2.resize(frame[y0:y1, x0:x1], small_size, interpolation=cv2.INTER_AREA)
-    box = item_box(foreground(small))
-    if box is None and along_rows:
-        box = item_box(foreground_by_rows(small))
-        if box is not None and box[2] - box[0] > LOCATE_WIDTH / 2:
-            box = None
-    if box is None:
-        return None
-    sx, sy = (x1 - x0) / small_size[0], (y1 - y0) / small_size[1]
-    return (x0 + int(box[0] * sx), y0 + int(box[1] * sy),
-            x0 + min(x1 - x0, int(np.ceil(box[2] * sx))), y0 + min(y1 - y0, int(np.ceil(box[3] * sy))))
+    for across, min_share in LOOKS[:1] if tight else LOOKS:
+        small_size = (across, max(8, round((y1 - y0) * across / max(1, x1 - x0))))
+        small = cv2.resize(frame[y0:y1, x0:x1], small_size, interpolation=cv2.INTER_AREA)
+        box = item_box(foreground(small), min_share)
+        if box is None and not tight:
+            box = item_box(foreground_by_rows(small), min_share)
+            if box is not None and box[2] - box[0] > across / 2:
+                box = None
+        if box is not None:
+            sx, sy = (x1 - x0) / small_size[0], (y1 - y0) / small_size[1]
+            return (x0 + int(box[0] * sx), y0 + int(box[1] * sy),
+                    x0 + min(x1 - x0, int(np.ceil(box[2] * sx))), y0 + min(y1 - y0, int(np.ceil(box[3] * sy))))
+    return None
 
 
 def around(box: Box, frame_width: int, frame_height: int, grow: float = 0.5) -> Box:
@@ -226,7 +229,7 @@ def refine(frame: np.ndarray, rough: Box | None) -> Box | None:
     found = None
     for grow in (0.5, 1.0, 2.0):
         region = around(rough, width, height, grow)
-        found = locate_item(frame, region, along_rows=False)  # the item fills much of each row here
+        found = locate_item(frame, region, tight=True)
         if found is not None and not touches(found, region, width, height):
             return found
     return found or rough

@@ -2,6 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
+from edge.belt import belt_texture, camera
 from edge.preprocess import (
     ITEM_MARGIN,
     Roi,
@@ -82,11 +83,22 @@ def with_rails(frame: np.ndarray, rail: int = 50) -> np.ndarray:
 
 def test_an_item_is_found_when_the_belt_s_rails_are_in_view():
     frame = with_rails(belt_with_item(left=450, top=150, side=100))
-    assert locate_item(frame, along_rows=False) is None  # the border is rail, not belt: nothing stands out
+    assert locate_item(frame, tight=True) is None  # the border is rail, not belt: nothing stands out
     x0, y0, x1, y1 = locate_item(frame)  # against the rest of each row instead
     assert abs(x0 - 450) <= 6 and abs(y0 - 150) <= 6 and abs(x1 - 550) <= 6 and abs(y1 - 250) <= 6
     assert (np.abs(still_input(frame, (64, 64))[32, 32].astype(int) - (200, 150, 40)) < 10).all()  # a still
     assert locate_item(with_rails(np.full((360, 640, 3), 60, np.uint8))) is None  # an empty belt between rails
+
+
+def test_a_small_item_is_found_by_a_closer_look():
+    frame = belt_with_item(left=700, top=300, side=30, width=960, height=540)  # 0.2 % of the frame
+    assert locate_item(frame, tight=True) is None  # seen 128 pixels across: a speck
+    x0, y0, x1, y1 = locate_item(frame)
+    assert abs(x0 - 700) <= 4 and abs(y0 - 300) <= 4 and abs(x1 - 730) <= 4 and abs(y1 - 330) <= 4
+    assert locate_item(belt_with_item(left=700, top=300, side=12, width=960, height=540)) is None  # a speck
+    for seed in range(6):  # textured belts with seams and dirt, through the camera: nothing there
+        rng = np.random.default_rng(seed)
+        assert locate_item(camera(belt_texture(rng, 960, 540), rng, 8.0)) is None
 
 
 def test_what_stands_out_from_its_rows_is_not_taken_when_it_spans_half_the_frame():
