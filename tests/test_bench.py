@@ -18,6 +18,7 @@ import pytest
 from edge.bench import plots
 from edge.bench.accuracy import evaluate
 from edge.bench.dataset import collect
+from edge.bench.loop import measure
 from edge.classifier import Classifier, Prediction
 from edge.cli import main
 from edge.config import DEFAULT_CONFIG, load_settings
@@ -298,8 +299,6 @@ def write_text(path: Path, text: str) -> Path:
 
 
 def test_the_loop_benchmark_times_items_of_votes_frames_read_as_fast_as_the_loop_takes_them(tmp_path, garbage12):
-    from edge.bench.loop import measure
-
     photos = tmp_path / "photos"
     for label in ("battery", "paper"):
         (photos / label).mkdir(parents=True)
