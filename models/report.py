@@ -144,9 +144,11 @@ def _stage_line(stage: dict[str, Any], number: int, count: int) -> str:
     on = "on the model above" if number == 1 else f"on stage {number - 1}'s model"
     belt = after["belt"]
     tested = f"; {belt['gained']} gained, {belt['lost']} lost: sign test p {belt['p']:.2g}" if "p" in belt else ""
+    draws = stage.get("belt_draws", 1)
+    on_draws = f" ({draws} draws of belts)" if draws > 1 else ""
     judged = (f"Val top-1, before → after: photos {before['photos']['top1']:.4f} → {after['photos']['top1']:.4f}, "
-              f"belt views {before['belt']['top1']:.4f} → {belt['top1']:.4f}{tested} (kept only when better on "
-              "belt views beyond chance, photos within 0.3 pp).")
+              f"belt views{on_draws} {before['belt']['top1']:.4f} → {belt['top1']:.4f}{tested} (kept only when "
+              "better on belt views beyond chance, photos within 0.3 pp).")
     run = stage.get("run")
     if not run:
         return f"- **{title}** (`python -m models.tune_trunk`, {on}): trained elsewhere, no run record. {judged}"

@@ -77,6 +77,16 @@ def test_the_belt_gain_is_weighed_against_chance_by_a_sign_test():
     assert (coin["gained"], coin["lost"]) == (6, 6) and coin["p"] > 0.5
 
 
+def test_views_of_one_photo_on_several_belt_draws_are_one_toss():
+    """Three draws of two photos: a photo right on more of its views after than before is one gain, not three."""
+    truth = np.array([0, 1])
+    before = np.array([1, 1, 1, 1, 1, 1])  # draw after draw: photo 0 wrong on every draw, photo 1 right
+    after = np.array([0, 1, 0, 0, 0, 1])   # photo 0 right on all three, photo 1 wrong on the second only
+    assert tune_trunk.paired(truth, before, after) == {"gained": 1, "lost": 1, "p": 0.75}
+    figures = tune_trunk.val_figures({"belt": after}, truth, ["a", "b"])  # top-1 over the six views
+    assert figures["belt"]["top1"] == pytest.approx(5 / 6, abs=1e-4)
+
+
 def test_a_run_that_does_not_improve_the_model_leaves_nothing_behind(tmp_path, garbage12, caplog):
     entries = read_manifest(PROJECT / "models" / "split.csv")
     small = [next(e for e in select(entries, split) if e.label == label)
@@ -129,6 +139,7 @@ def test_the_card_says_whether_and_how_the_trunk_was_tuned():
     assert "on an H200" in trunk_tuning([{**judged, "run": {"epochs": 29.36, "seconds": 420, "recipe": recipe,
                                                             "machine": "an H200"}}])
     assert "no run record" in trunk_tuning([{**judged, "run": None}])
+    assert "belt views (3 draws of belts) 0.8373 → 0.8660" in trunk_tuning([{**judged, "run": None, "belt_draws": 3}])
     two = trunk_tuning([{**judged, "run": None}, {**judged, "run": {"epochs": 6.3, "seconds": 4200,
                                                                     "recipe": recipe, "machine": "EPYC"}}])
     first, second = two.splitlines()
