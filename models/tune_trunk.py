@@ -16,11 +16,12 @@ ImageNet's filters were tuned for), which cached features cannot change. This st
    training (the epochs then are what the time allows); the recipe's label smoothing and class weights;
    bfloat16 compute where the machine has it (``--precision``), float32 weights.
 4. Before → after, from pixels: top-1 on val photos and on val belt views (the val photos on ``--belt-draws``
-   draws of the held-out belts, pooled), and the images gained and lost; the tuned model is saved (float32)
-   only when it is better on val belt views by more than chance (a one-sided sign test on the gained and lost
-   views, ``p < --significance``) and not more than ``--max-photo-drop`` worse on val photos; else the stage
-   exits 1 and the base stays the recipe's model. One draw judged too little: two stages kept on the first
-   draw's views (p 0.012 and 0.043) gained nothing on another draw of the same photos, nor on the test split.
+   draws of the held-out belts, pooled), and the photos gained and lost (right on more, or fewer, of their
+   views); the tuned model is saved (float32) only when it is better on val belt views by more than chance (a
+   one-sided sign test on those photos, ``p < --significance``) and not more than ``--max-photo-drop`` worse on
+   val photos; else the stage exits 1 and the base stays the recipe's model. One draw judged too little: two
+   stages kept on the first draw's views (p 0.012 and 0.043) gained nothing on the other draws of the same
+   photos, nor on the test split.
 5. The tuned model's test figures (photos and belt views, from pixels; probabilities saved beside it, as
    ``models.train`` does) replace the float ones in the training record (``--metrics``), and the stage (before
    → after, recipe, time, machine, the sha256 of its base and of the tuned model) goes into the record's
