@@ -154,10 +154,12 @@ def val_predictions(model, data: Path, entries: list[Entry], belt_draws: int) ->
 
 
 def val_figures(predictions: dict[str, np.ndarray], truth: np.ndarray, labels: list[str]) -> dict[str, Any]:
-    """Top-1 / weighted F1 on val photos and val belt views (``truth``: the val photos' classes)."""
+    """Top-1 / weighted F1 on val photos and val belt views (``truth``: the val photos' classes; the predictions
+    hold one or more views of every photo, one draw after the other, as in ``paired``)."""
     out = {}
     for name, predicted in predictions.items():
-        figures = summary(np.resize(truth, len(predicted)), predicted, labels)
+        views = predicted.reshape(-1, len(truth))  # a row a draw: a length that is not whole draws fails here
+        figures = summary(np.tile(truth, len(views)), views.ravel(), labels)
         out[name] = {k: round(float(figures[k]), 4) for k in ("top1", "weighted_f1")}
     return out
 
