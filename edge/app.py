@@ -150,4 +150,5 @@ def planner_for(settings: Settings, gates: GateBank) -> Planner:
     """The gate planner for the settings' belt speed and gate places."""
     speed = settings.conveyor.belt_speed_m_s
     places = {name: GatePlace(g.delay(speed), g.settle_s) for name, g in settings.gates.items()}
-    return Planner(gates.routes, places, settings.default_bin, settings.conveyor.item_pass_s)
+    margin_s = settings.conveyor.pass_margin_m / speed
+    return Planner(gates.routes, places, settings.default_bin, settings.conveyor.item_pass_s, margin_s)

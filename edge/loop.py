@@ -195,7 +195,7 @@ class SortingLoop:
         if waiting < self.backlog:
             return item
         logger.warning("classifier backlog of %d items: item at frame %d will be late", waiting, item.first.number)
-        return Item([item.first], item.t_line, [0.0], shed=True)
+        return Item([item.first], item.t_line, [0.0], shed=True, passing_s=item.passing_s)
 
     def _sort_items(self, pending: queue.Queue[Item | None], failure: list[BaseException]) -> None:
         while (item := pending.get()) is not None:
@@ -219,7 +219,7 @@ class SortingLoop:
 
     def _unsorted(self, item: Item, error: str) -> ItemRecord:
         """The ``error`` record of an item that is not classified (records or gates failed): the default bin."""
-        plan = self.planner.pass_through(next(self._numbers), item.t_line, time.monotonic(), "error")
+        plan = self.planner.pass_through(next(self._numbers), item.t_line, time.monotonic(), "error", item.passing_s)
         return self._record(item, [], {}, None, plan, error)
 
     def _is_dead(self, frame: Frame) -> bool:
@@ -247,7 +247,8 @@ class SortingLoop:
         decision: Decision | None = None
         error: str | None = None
         if item.shed:
-            plan = self.planner.pass_through(next(self._numbers), item.t_line, time.monotonic())
+            plan = self.planner.pass_through(next(self._numbers), item.t_line, time.monotonic(),
+                                             passing_s=item.passing_s)
             return self._record(item, [], {"since_line": (time.monotonic() - item.t_line) * 1000}, None, plan, None)
         if (broken := self.gate_failure()) is not None:  # the gates are safe and stay so: the default bin
             return self._unsorted(item, f"gate failure: {broken}")
@@ -263,7 +264,7 @@ class SortingLoop:
         except (DeadFrame, ModelError) as exc:
             error = str(exc)
         wanted = decision.bin if decision is not None else self.planner.default_bin
-        plan = self.planner.plan(next(self._numbers), wanted, item.t_line, time.monotonic())
+        plan = self.planner.plan(next(self._numbers), wanted, item.t_line, time.monotonic(), item.passing_s)
         lap("plan")
         latency["total"] = sum(latency.values())
         latency["since_line"] = (time.monotonic() - item.t_line) * 1000

@@ -9,13 +9,17 @@ safe while it passes them. The planner books these needs on a timeline per gate:
   until its end + settle while it moves back;
 - a *passage*: gate H safe over [arrival − pass/2, arrival + pass/2].
 
+``pass`` is the item's own passing time as its trigger measured it (its length / belt speed) plus a margin on
+either side, or, where it was not measured, ``pass_s`` (the longest item's).
+
 Two holds of one gate at different states may follow each other as soon as the first ends: the gate moves
 straight from one position to the next (the earlier hold is stretched to the next one's start, so the gate
-does not head for safe in between) when the gap is too short for a return to safe. A new item whose hold would
-start in the past is ``late``; one whose needs clash with items already booked is ``too_close``. Either goes
-to the default bin when its passages can all be kept safe; if even that clashes (it rides through another
-item's hold), it is booked into the bin it will really reach, and recorded so: an item is never sent to a
-wrong bin silently. Times are ``time.monotonic()`` seconds.
+does not head for safe in between) when the gap is too short for a return to safe; two at the same state are
+joined when the gap is too short for a return to safe and back and no item passes in it. A new item whose
+hold would start in the past is ``late``; one whose needs clash with items already booked is ``too_close``.
+Either goes to the default bin when its passages can all be kept safe; if even that clashes (it rides through
+another item's hold), it is booked into the bin it will really reach, and recorded so: an item is never sent
+to a wrong bin silently. Times are ``time.monotonic()`` seconds.
 """
 
 from __future__ import annotations
@@ -102,67 +106,82 @@ class Planner:
         places: Mapping[str, GatePlace],
         default_bin: str,
         pass_s: float,
+        margin_s: float = 0.0,
     ) -> None:
         self.routes = dict(routes)
         self.places = dict(places)
         self.order = sorted(places, key=lambda g: places[g].delay_s)  # gates in the order an item meets them
         self.default_bin = default_bin
         self.pass_s = pass_s
+        self.margin_s = margin_s
         self.holds: list[Hold] = []
         self.passages: list[Passage] = []
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)
 
-    def plan(self, item: int, bin_name: str, t_line: float, now: float) -> Plan:
-        """Book ``item`` (crossed the camera line at ``t_line``) for ``bin_name``; returns what will happen."""
+    def passing(self, passing_s: float | None) -> float:
+        """How long a gate is kept for an item that takes ``passing_s`` to pass (None: not measured)."""
+        return self.pass_s if passing_s is None else passing_s + 2 * self.margin_s
+
+    def plan(self, item: int, bin_name: str, t_line: float, now: float, passing_s: float | None = None) -> Plan:
+        """Book ``item`` (crossed the camera line at ``t_line``, takes ``passing_s`` to pass a point if measured)
+        for ``bin_name``; returns what will happen."""
         with self.lock:
             self._forget(now)
             route = self.routes[bin_name]
+            pass_s = self.passing(passing_s)
             if route.gate is not None:
-                hold, passages = self._needs(item, route, t_line)
+                hold, passages = self._needs(item, route, t_line, pass_s)
                 if hold.start < now:
-                    return self._fallback(item, t_line, "late")
+                    return self._fallback(item, t_line, pass_s, "late")
                 if not self._clashes(hold, passages):
                     self._book(hold, passages)
                     return Plan("planned", bin_name, t_line + self.places[route.gate].delay_s, hold)
-                return self._fallback(item, t_line, "too_close")
-            return self._fallback(item, t_line, "planned", wanted=bin_name)
+                return self._fallback(item, t_line, pass_s, "too_close")
+            return self._fallback(item, t_line, pass_s, "planned", wanted=bin_name)
 
-    def pass_through(self, item: int, t_line: float, now: float, outcome: PlanOutcome = "late") -> Plan:
+    def pass_through(self, item: int, t_line: float, now: float, outcome: PlanOutcome = "late",
+                     passing_s: float | None = None) -> Plan:
         """Book an item that gets no decision in time through every gate safe (the default bin)."""
         with self.lock:
             self._forget(now)
-            return self._fallback(item, t_line, outcome)
+            return self._fallback(item, t_line, self.passing(passing_s), outcome)
 
-    def _fallback(self, item: int, t_line: float, outcome: PlanOutcome, wanted: str | None = None) -> Plan:
-        """Send the item through every gate safe (the default bin), or, if its centre reaches a gate while a
-        booked hold has it in a bin's position, book it into that bin. One that reaches a gate on its way back to
-        safe is recorded for the default bin: safe is where the gate is commanded then."""
-        passages = [self._passage(item, gate, t_line) for gate in self.order]
+    def _fallback(self, item: int, t_line: float, pass_s: float, outcome: PlanOutcome, wanted: str | None = None
+                  ) -> Plan:
+        """Send the item through every gate safe (the default bin), or, where it would pass a gate that a booked
+        hold has out of safe or on its way back (an item before it), book it into that hold's bin: the hold is
+        kept until the item has passed, so that the gate does not move under it."""
+        passages = [self._passage(item, gate, t_line, pass_s) for gate in self.order]
         for passage in passages:
-            arrival = passage.start + self.pass_s / 2
-            hold = next((h for h in self.holds if h.gate == passage.gate and h.start <= arrival < h.end), None)
-            if hold is not None:
-                earlier = [p for p in passages if self.places[p.gate].delay_s < self.places[hold.gate].delay_s]
-                self._book(None, earlier)
-                return Plan("too_close", self._bin_of(hold), arrival)
+            hold = next((h for h in self.holds if h.gate == passage.gate
+                         and overlaps(h.start, h.busy_until, passage.start, passage.end)), None)
+            if hold is None:
+                continue
+            kept = replace(hold, end=max(hold.end, passage.end))
+            if any(h.gate == hold.gate and hold.start < h.start < kept.busy_until for h in self.holds):
+                continue  # booked again after it (never for items planned in belt order): it cannot wait
+            self.holds = [kept if h is hold else h for h in self.holds]
+            earlier = [p for p in passages if self.places[p.gate].delay_s < self.places[hold.gate].delay_s]
+            self._book(None, earlier)
+            return Plan("too_close", self._bin_of(hold), passage.start + pass_s / 2)
         self._book(None, passages)
         end = t_line + (self.places[self.order[-1]].delay_s if self.order else 0.0)
         return Plan(outcome, wanted or self.default_bin, end)
 
-    def _needs(self, item: int, route: Route, t_line: float) -> tuple[Hold, list[Passage]]:
+    def _needs(self, item: int, route: Route, t_line: float, pass_s: float) -> tuple[Hold, list[Passage]]:
         assert route.gate is not None
         place = self.places[route.gate]
         arrival = t_line + place.delay_s
         state: State = route.angle if route.angle is not None else True
-        hold = Hold(route.gate, state, arrival - self.pass_s / 2 - place.settle_s, arrival + self.pass_s / 2,
+        hold = Hold(route.gate, state, arrival - pass_s / 2 - place.settle_s, arrival + pass_s / 2,
                     place.settle_s, item)
-        before = [self._passage(item, g, t_line) for g in self.order if self.places[g].delay_s < place.delay_s]
+        before = [self._passage(item, g, t_line, pass_s) for g in self.order if self.places[g].delay_s < place.delay_s]
         return hold, before
 
-    def _passage(self, item: int, gate: str, t_line: float) -> Passage:
+    def _passage(self, item: int, gate: str, t_line: float, pass_s: float) -> Passage:
         arrival = t_line + self.places[gate].delay_s
-        return Passage(gate, arrival - self.pass_s / 2, arrival + self.pass_s / 2, item)
+        return Passage(gate, arrival - pass_s / 2, arrival + pass_s / 2, item)
 
     def _clashes(self, hold: Hold, passages: list[Passage]) -> bool:
         for other in self.holds:
@@ -187,10 +206,15 @@ class Planner:
 
     def _chained(self, new: Hold) -> list[Hold]:
         """The holds with ``new`` added, each hold of its gate that ends less than a return to safe before the
-        next one starts stretched to that start: the gate then moves straight from one position to the next."""
+        next one starts stretched to that start: the gate then moves straight from one position to the next. Two
+        holds at one position less than a return to safe and back apart, with no item passing in between, are
+        joined too: the gate stays where it is instead of leaving and coming straight back."""
         same = sorted([h for h in self.holds if h.gate == new.gate] + [new], key=lambda h: h.start)
         for i, (a, b) in enumerate(itertools.pairwise(same)):
-            if a.end <= b.start < a.busy_until:
+            straight = a.end <= b.start < a.busy_until
+            stay = a.state == b.state and a.end <= b.start < a.busy_until + b.settle_s and not any(
+                p.gate == a.gate and overlaps(a.end, b.start, p.start, p.end) for p in self.passages)
+            if straight or stay:
                 same[i] = replace(a, end=b.start)
         return [h for h in self.holds if h.gate != new.gate] + same
 

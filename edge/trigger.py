@@ -13,7 +13,9 @@ Triggers say, per frame, whether an item is in the region of interest (and where
 
 ``ItemTracker`` turns the per-frame answers into items: an item starts when something is present and ends after
 ``absent_frames`` frames without it, so each physical item yields exactly one ``Item``. Empty-belt frames never
-become items.
+become items. It also measures how long the item takes to pass a point of the belt (its length / belt speed),
+which is how long a gate must hold for it: the vision trigger's item length over the speed its centre crossed
+the ROI at, or the time a beam stayed broken.
 """
 
 from __future__ import annotations
@@ -30,12 +32,13 @@ from edge.sources import Frame
 
 
 class Presence(NamedTuple):
-    """Whether an item is in the ROI; if known, its centre's x as a fraction of the ROI's width and its
-    bounding box in frame pixels."""
+    """Whether an item is in the ROI; if known, its centre's x and its length along the belt as fractions of
+    the ROI's width (no length while it reaches past the ROI's side), and its bounding box in frame pixels."""
 
     present: bool
     x: float | None = None
     box: Box | None = None
+    length: float | None = None
 
 
 class Trigger(Protocol):
@@ -85,10 +88,13 @@ class VisionTrigger:
         left, width = stats[best, cv2.CC_STAT_LEFT], stats[best, cv2.CC_STAT_WIDTH]
         item = stats[1:][in_band >= max(1, in_band.max() // 6)]  # the blobs of this item that reach the band
         scale = (x1 - x0) / self.WIDTH
-        box = (x0 + int(item[:, cv2.CC_STAT_LEFT].min() * scale), y0 + int(item[:, cv2.CC_STAT_TOP].min() * scale),
-               x0 + int(np.ceil((item[:, cv2.CC_STAT_LEFT] + item[:, cv2.CC_STAT_WIDTH]).max() * scale)),
+        first = int(item[:, cv2.CC_STAT_LEFT].min())
+        end = int((item[:, cv2.CC_STAT_LEFT] + item[:, cv2.CC_STAT_WIDTH]).max())
+        box = (x0 + int(first * scale), y0 + int(item[:, cv2.CC_STAT_TOP].min() * scale),
+               x0 + int(np.ceil(end * scale)),
                y0 + int(np.ceil((item[:, cv2.CC_STAT_TOP] + item[:, cv2.CC_STAT_HEIGHT]).max() * scale)))
-        return Presence(True, float((left + width / 2) / self.WIDTH), box)
+        length = (end - first) / self.WIDTH if first > 0 and end < self.WIDTH else None  # None: cut off by the ROI
+        return Presence(True, float((left + width / 2) / self.WIDTH), box, length)
 
     def close(self) -> None:
         """Nothing to release."""
@@ -109,12 +115,14 @@ class BeamTrigger:
 
 @dataclass
 class Item:
-    """The frames of one physical item, and when its centre crossed the camera line (monotonic seconds)."""
+    """The frames of one physical item, when its centre crossed the camera line (monotonic seconds), and the
+    seconds it takes to pass a point of the belt, if the trigger could measure them."""
 
     frames: list[Frame]
     t_line: float
     scores: list[float] = field(default_factory=list)
     shed: bool = False  # dropped for a classifier backlog: recorded late, not classified
+    passing_s: float | None = None
 
     def best(self, n: int) -> list[Frame]:
         """Up to ``n`` frames, best-centred first."""
@@ -140,6 +148,8 @@ class ItemTracker:
         self.keep = max(keep, votes)
         self._frames: list[Frame] = []
         self._xs: list[float | None] = []
+        self._longest: float | None = None  # the longest the item looked along the belt, in ROI widths
+        self._seen: tuple[float, float, int] | None = None  # first and last time present, frames present
         self._absent = 0
 
     def update(self, frame: Frame) -> Item | None:
@@ -148,11 +158,15 @@ class ItemTracker:
             self._frames.append(frame)
             self._xs.append(None)
             return self._finish() if len(self._frames) == self.votes else None
-        present, x, box = self.trigger.presence(frame)
+        present, x, box, length = self.trigger.presence(frame)
         if present:
             self._absent = 0
             self._frames.append(replace(frame, item_box=box) if box is not None else frame)
             self._xs.append(x)
+            if length is not None:
+                self._longest = max(length, self._longest or 0.0)
+            first, _, count = self._seen or (frame.monotonic, 0.0, 0)
+            self._seen = (first, frame.monotonic, count + 1)
             self._bound()
             return None
         if self._frames:
@@ -177,15 +191,21 @@ class ItemTracker:
             self._frames, self._xs = self._frames[::2], self._xs[::2]
 
     def _finish(self) -> Item:
-        frames, xs = self._frames, self._xs
-        self._frames, self._xs, self._absent = [], [], 0
+        frames, xs, longest, seen = self._frames, self._xs, self._longest, self._seen
+        self._frames, self._xs, self._longest, self._seen, self._absent = [], [], None, None, 0
         times = np.array([f.monotonic for f in frames])
         known = [(t, x) for t, x in zip(times, xs, strict=True) if x is not None]
+        passing_s = None
         if len(known) >= 2 and np.ptp([x for _, x in known]) > 0.05:
             slope, offset = np.polyfit([t for t, _ in known], [x for _, x in known], 1)
             t_line = float((0.5 - offset) / slope) if slope > 0 else float(np.median(times))
             scores = [abs(x - 0.5) if x is not None else 1.0 for x in xs]
+            if slope > 0 and longest is not None:  # its length over its speed, both in ROI widths
+                passing_s = float(longest / slope)
         else:
             t_line = float((times.min() + times.max()) / 2) if self.trigger is not None else float(times.min())
             scores = list(np.abs(times - t_line))
-        return Item(frames, t_line, scores)
+            if seen is not None and seen[2] >= 2 and not known:  # a beam: broken from its first to its last
+                first, last, count = seen  # frame, and at most a frame's interval more on either side
+                passing_s = (last - first) * (count + 1) / (count - 1)
+        return Item(frames, t_line, scores, passing_s=passing_s)

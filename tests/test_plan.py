@@ -27,6 +27,16 @@ def test_hold_covers_the_items_passage_with_settle_time_ahead():
     assert plan.arrival == pytest.approx(13.0)
 
 
+def test_a_measured_item_is_held_for_its_own_passage_and_the_margin():
+    p = Planner(ROUTES, PLACES, default_bin="rest", pass_s=0.5, margin_s=0.1)
+    long = p.plan(1, "glass", t_line=10.0, now=10.5, passing_s=1.0)  # 1 s to pass: 0.5 s either side of 13.0
+    assert long.hold.start == pytest.approx(13.0 - 0.6 - 0.3) and long.hold.end == pytest.approx(13.6)
+    short = p.plan(2, "paper", t_line=11.25, now=11.5, passing_s=0.2)  # a short one can follow a long one closely
+    assert short.outcome == "planned" and short.hold.start == pytest.approx(14.25 - 0.2 - 0.3)
+    unmeasured = p.plan(3, "hazard", t_line=12.0, now=12.5)
+    assert unmeasured.hold.end - unmeasured.hold.start == pytest.approx(0.5 + 0.05)  # pass_s, and settle
+
+
 def test_state_over_time_follows_the_holds():
     p = planner()
     p.plan(1, "hazard", t_line=0.0, now=0.1)
@@ -109,7 +119,9 @@ def test_same_gate_next_position_is_reached_straight_without_a_return_to_safe():
     p = planner()
     assert p.plan(1, "glass", t_line=0.0, now=0.1).outcome == "planned"  # flap held -60° until 3.25
     plan = p.plan(2, "paper", t_line=0.65, now=0.7)  # its +30° hold would start at 3.65 - 0.55 = 3.10 < 3.25
-    assert (plan.outcome, plan.bin) == ("too_close", "rest")  # the swing would start while item 1 is passing
+    # the swing would start while item 1 is passing; and item 2 cannot pass safe either (the flap is on its way
+    # back when its front arrives at 3.40): the flap stays at -60° for it
+    assert (plan.outcome, plan.bin) == ("too_close", "glass")
     p = planner()  # without item 2, which passes the flap safe at 3.65
     p.plan(1, "glass", t_line=0.0, now=0.1)
     plan = p.plan(3, "paper", t_line=0.85, now=0.9)  # hold from 3.85 - 0.55 = 3.30, 50 ms after item 1 passed
@@ -117,6 +129,18 @@ def test_same_gate_next_position_is_reached_straight_without_a_return_to_safe():
     assert p.state_at(3.26) == {"pusher": None, "flap": -60.0}  # no swing back to safe in the 50 ms gap
     assert p.state_at(3.31) == {"pusher": None, "flap": 30.0}
     assert p.state_at(4.11) == {"pusher": None, "flap": None}
+
+
+def test_a_gate_stays_put_between_two_items_for_one_position_close_together():
+    p = planner()
+    p.plan(1, "glass", t_line=0.0, now=0.1)  # flap at -60° over [2.45, 3.25), back at safe by 3.55
+    p.plan(2, "glass", t_line=0.9, now=1.0)  # -60° again from 3.35: leaving at 3.25 would only come back
+    assert p.state_at(3.3) == {"pusher": None, "flap": -60.0}
+    p = planner()
+    p.plan(1, "glass", t_line=0.0, now=0.1)
+    p.plan(2, "rest", t_line=0.6, now=0.7, passing_s=0.1)  # a short item passes the flap over [3.55, 3.65]
+    assert p.plan(3, "glass", t_line=1.3, now=1.4).outcome == "planned"  # -60° from 3.75
+    assert p.state_at(3.6) == {"pusher": None, "flap": None}  # safe for item 2 in between
 
 
 def test_a_gap_long_enough_for_a_return_to_safe_goes_through_safe():
@@ -159,9 +183,12 @@ def test_every_planner_call_waits_for_the_lock_the_scheduler_shares(call):
     caller.join()
 
 
-def test_an_item_that_meets_a_gate_on_its_way_back_to_safe_is_recorded_for_the_default_bin():
+def test_an_item_that_would_meet_a_gate_on_its_way_back_to_safe_keeps_it_where_it_was():
     p = planner()
     p.plan(1, "glass", t_line=0.0, now=0.1)  # flap at -60° over [2.45, 3.25), back at safe by 3.55
-    plan = p.plan(2, "paper", t_line=0.45, now=0.5)  # reaches the flap at 3.45: commanded safe, still moving
-    assert (plan.outcome, plan.bin) == ("too_close", "rest")  # not glass: the flap is no longer held there
-    assert p.state_at(3.45) == {"pusher": None, "flap": None}
+    plan = p.plan(2, "paper", t_line=0.45, now=0.5)  # passes the flap over [3.2, 3.7]: it would swing under it
+    assert (plan.outcome, plan.bin) == ("too_close", "glass")  # so the flap stays at -60° until it has passed
+    assert p.state_at(3.45) == p.state_at(3.69) == {"pusher": None, "flap": -60.0}
+    assert p.state_at(3.7) == {"pusher": None, "flap": None}
+    rest = p.plan(3, "rest", t_line=0.9, now=1.0)  # passes over [3.65, 4.15]: the flap is on its way back then
+    assert (rest.outcome, rest.bin) == ("too_close", "glass") and p.state_at(4.1) == {"pusher": None, "flap": -60.0}

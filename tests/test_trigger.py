@@ -34,6 +34,9 @@ def test_vision_finds_one_item_per_pass_and_its_line_time():
             items.append(item)
     assert len(items) == 2
     assert items[0].t_line == pytest.approx((5 + 8) * 0.1, abs=0.06)  # x = 0.5 at the 9th item frame
+    # 80 px long on a 320 px belt view crossing it at 0.5 views a second: 0.5 s to pass a point (measured a
+    # little longer, never shorter: the detection's blur widens a sharp item by a pixel or so of its 96 each side)
+    assert 0.5 <= items[0].passing_s <= 0.6
     best = items[0].best(3)
     assert best[0].number == 13 and {f.number for f in best} == {12, 13, 14}
 
@@ -82,6 +85,21 @@ def test_break_beam_on_a_mock_gpio_input():
     trigger.close()
     assert len(items) == 1 and [f.number for f in items[0].frames] == list(range(10, 16))
     assert items[0].t_line == pytest.approx(1.25)
+    assert items[0].passing_s == pytest.approx(0.7)  # broken in frames 1.0-1.5 s: at most 0.9-1.6 s
+
+
+def test_an_item_longer_than_the_view_has_no_measured_length():
+    tracker = ItemTracker(VisionTrigger(None, min_area=0.1, diff_threshold=30, alpha=0.05), votes=3)
+    tracker.update(frame(belt(None), 0, 0.0))
+    long = belt(None)
+    item = None
+    for n, x in enumerate(np.linspace(0.2, 0.8, 7), start=1):
+        rgb = long.copy()
+        rgb[50:130, : int(x * 320)] = (200, 180, 60)  # reaches past the view's side in every frame
+        item = item or tracker.update(frame(rgb, n, n * 0.1))
+    for n in range(8, 11):
+        item = item or tracker.update(frame(belt(None), n, n * 0.1))
+    assert item is not None and item.passing_s is None  # the planner holds a gate for item_pass_s then
 
 
 def test_vision_trigger_gives_the_items_box_to_the_frames_it_keeps():

@@ -3,9 +3,10 @@
     .venv/bin/python -m edge.bench.conveyor --images ../shared/data/garbage12 --speeds 0.2,0.4 --items 40
 
 For each speed: items per minute sustained, the share of items that reached the bin their class belongs to
-("right bin", read from the mock gate pins, not from the sorter's intentions), the share of recorded items
-that reached the bin their record names ("as recorded"), the shares sorted, rejected, late, too close, failed
-and missed (no record: the trigger never saw them), and records that match no item ("extra"); then per bin the
+("right bin", read from the mock gate pins over each item's passage, not from the sorter's intentions), the
+share of recorded items that reached the bin their record names ("as recorded"), the shares sorted, rejected,
+late, too close, failed and missed (no record: the trigger never saw them), the share that met a gate moving
+("moving": they reached no known bin), and records that match no item ("extra"); then per bin the
 items that reached it and its purity (the share of them that belong there). Uses the
 config's model, bins, gates and simulator (default: the embedded config with the bundled model).
 """
@@ -18,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from edge.bench.simulation import simulate
+from edge.bench.simulation import MOVING, simulate
 from edge.config import Settings, load_settings
 
 OUTCOMES = ("sorted", "rejected", "late", "too_close", "error", "missed")
@@ -51,6 +52,7 @@ def measure(settings: Settings, images: Path, speed: float, items: int) -> dict[
         "as_recorded": sum(r.record is not None and r.reached == r.record["bin"] for r in result)
         / max(1, n - outcomes["missed"]),
         **{outcome: outcomes[outcome] / n for outcome in OUTCOMES},
+        "moving": sum(r.reached == MOVING for r in result) / n,
         "extra_records": run.extra_records,
         "bins": {name: {"items": len(here := [r for r in result if r.reached == name]),
                         "purity": sum(r.wanted == name for r in here) / len(here) if here else None}
@@ -67,12 +69,12 @@ def main() -> None:
     args = parser.parse_args()
     settings = load_settings(args.config)
     print(f"{'speed m/s':>9} {'items':>5} {'items/min':>9} {'right bin':>9} {'as recorded':>11} "
-          + " ".join(f"{o.replace('_', ' '):>9}" for o in OUTCOMES) + f" {'extra':>5}")
+          + " ".join(f"{o.replace('_', ' '):>9}" for o in OUTCOMES) + f" {'moving':>6} {'extra':>5}")
     for speed in (float(s) for s in args.speeds.split(",")):
         f = measure(settings, args.images, speed, args.items)
         print(f"{speed:9.2f} {f['items']:5.0f} {f['items_per_min']:9.1f} {f['correct_bin']:9.1%} "
               f"{f['as_recorded']:11.1%} " + " ".join(f"{f[o]:9.1%}" for o in OUTCOMES)
-              + f" {f['extra_records']:5.0f}", flush=True)
+              + f" {f['moving']:6.1%} {f['extra_records']:5.0f}", flush=True)
         print(" " * 10 + "purity: " + ", ".join(f"{name} {b['purity']:.0%} of {b['items']}"
                                                 for name, b in f["bins"].items() if b["items"]), flush=True)
 

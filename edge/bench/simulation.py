@@ -1,8 +1,10 @@
-"""Where simulated items really went: the mock gate pins' history read at each item's arrival at each gate.
+"""Where simulated items really went: the mock gate pins' history over each item's passage of each gate.
 
 This is the physical check of the conveyor simulator: it does not ask the sorter what it meant to do, it
-replays what the pins did. An item is diverted by the first gate out of its safe position when it arrives there;
-one that meets every gate safe reaches the default bin.
+replays what the pins did. An item passes a gate from its front's arrival to its tail's; the gate must stand
+still over all of that time, settled (its last move at least ``settle_s`` before the front arrives). An item is
+diverted by the first gate out of its safe position; one that meets every gate safe reaches the default bin;
+one that meets a gate moving reaches no known bin (``MOVING``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from gpiozero import AngularServo
 
 from edge.app import Sorter
@@ -31,6 +34,10 @@ class PinHistory:
 
     def at(self, t: float) -> float:
         return self.states[max(0, bisect.bisect_right(self.times, t) - 1)]
+
+    def moved(self, start: float, end: float) -> bool:
+        """Whether the pin changed in (start, end]."""
+        return bisect.bisect_right(self.times, end) > bisect.bisect_right(self.times, start)
 
 
 class GateRecorder:
@@ -55,17 +62,32 @@ class GateRecorder:
             states.append(float(change.state))
         return PinHistory(times, states)
 
-    def reached_bin(self, item: SimItem) -> str:
-        """The bin ``item`` fell into, from the gates' real positions when it arrived at each of them."""
-        return reached_bin(self.settings, {gate: self.history(gate) for gate in self._pins}, item.t_line)
+    def reached_bin(self, item: SimItem, px_per_m: float) -> str:
+        """The bin ``item`` fell into, from the gates' real positions while it passed each of them. The item is
+        where its alpha is at least a half: the edge of its mask before the cut-out feathered it."""
+        columns = np.flatnonzero(item.alpha.max(axis=0) >= 0.5)
+        first, last = (int(columns[0]), int(columns[-1]) + 1) if len(columns) else (0, item.length_px)
+        seconds = 1.0 / (px_per_m * self.settings.conveyor.belt_speed_m_s)  # a pixel of belt passing
+        ahead, behind = (last - item.length_px / 2) * seconds, (item.length_px / 2 - first) * seconds
+        return reached_bin(self.settings, {gate: self.history(gate) for gate in self._pins}, item.t_line,
+                           ahead, behind)
 
 
-def reached_bin(settings: Settings, histories: Mapping[str, PinHistory], t_line: float) -> str:
-    """The bin of an item that crossed the camera line at ``t_line``, from each gate's pin history: the first
-    gate out of its safe position when the item arrives there diverts it; past every gate, the default bin."""
+MOVING = "gate moving"  # what an item reached that met a gate moving, or moving under it: anyone's guess
+
+
+def reached_bin(settings: Settings, histories: Mapping[str, PinHistory], t_line: float, ahead_s: float = 0.0,
+                behind_s: float = 0.0) -> str:
+    """The bin of an item whose centre crossed the camera line at ``t_line`` (its front ``ahead_s`` before, its
+    tail ``behind_s`` after), from each gate's pin history: the first gate out of its safe position while the
+    item passes diverts it; past every gate, the default bin. A gate that moved less than its settle time
+    before the item's front, or while the item passed it: ``MOVING``."""
     speed = settings.conveyor.belt_speed_m_s
     for gate_name, gate in sorted(settings.gates.items(), key=lambda g: g[1].delay(speed)):
-        state = histories[gate_name].at(t_line + gate.delay(speed))
+        front, tail = t_line + gate.delay(speed) - ahead_s, t_line + gate.delay(speed) + behind_s
+        if histories[gate_name].moved(front - gate.settle_s, tail):
+            return MOVING
+        state = histories[gate_name].at(front)
         if isinstance(gate, ServoGate):
             angle = servo_angle(gate, state)
             if abs(angle - gate.safe_angle) > 2:
@@ -132,7 +154,7 @@ def simulate(settings: Settings, items: int, timeout_s: float = 600.0,
         deadline = time.monotonic() + timeout_s
         while len(simulator.passed(settings)) < len(belt) and time.monotonic() < deadline:
             time.sleep(0.1)
-        reached = [recorder.reached_bin(item) for item in belt]
+        reached = [recorder.reached_bin(item, simulator.px_per_m) for item in belt]
     bin_of = settings.bin_of()
     return SimulatedRun(
         [SimulatedItem(record_of.get(item.index), item.truth, bin_of.get(item.truth or ""), bin_name)

@@ -12,8 +12,8 @@ line is the frame's centre. Positions follow ``time.monotonic()``, so a slow cla
 exactly as it would on a real line.
 
 ``SimItem.t_line`` is when an item's centre crossed the camera line; ``item_in`` says which item a frame
-showed (the sorter's records name their first frame), and with the gates' delays and the mock pins' history,
-``reached_bin`` says which bin each item really fell into.
+showed (the sorter's records name their first frame), and with the gates' delays, the item's extent and the
+mock pins' history over its passage, ``edge.bench.simulation`` says which bin each item really fell into.
 """
 
 from __future__ import annotations
@@ -174,11 +174,11 @@ class BeltSimulator(FrameSource):
         return cv2.add(cv2.convertScaleAbs(frame, alpha=gain), noise, dtype=cv2.CV_8U)
 
     def passed(self, settings: Settings, now: float | None = None) -> list[SimItem]:
-        """Items that have passed every gate by ``now``."""
+        """Items whose tail has passed every gate by ``now`` (and a gate's settle time more)."""
         now = time.monotonic() if now is None else now
-        last = max((g.delay(settings.conveyor.belt_speed_m_s) for g in settings.gates.values()), default=0.0)
-        margin = settings.conveyor.item_pass_s
-        return [it for it in self.items if it.t_line + last + margin < now and it.t_line > self.t0]
+        last = max((g.delay(self.speed) + g.settle_s for g in settings.gates.values()), default=0.0)
+        return [it for it in self.items
+                if it.t_line + last + it.length_px / self.px_per_m / self.speed < now and it.t_line > self.t0]
 
 
 def simulator_for(settings: Settings) -> BeltSimulator:
