@@ -104,6 +104,8 @@ def test_an_item_reaches_a_bin_over_a_gate_that_is_settled_and_still_while_it_pa
     histories = {"flap": PinHistory(list(times), [duty(flap, a) for a in angles]),
                  "pusher": PinHistory([0.0], [0.0])}
     assert reached_bin(settings, histories, t_line=10.0, ahead_s=length_s / 2, behind_s=length_s / 2) == reached
+    instant = reached_bin(settings, histories, t_line=10.0, settled=False)  # as commanded when the centre arrives
+    assert instant == {(14.4, 30.0): "packaging", (14.6, 0.0): "glass"}.get(moves[-1], "glass")
 
 
 def test_a_gate_that_fails_mid_run_stops_sorting_into_gates_and_ends_the_run(tmp_path, garbage12):

@@ -395,7 +395,7 @@ def analyse(settings: Settings, folder: Path, soak: Soak, events: list[Event], s
             if t_line > segment.end or t_line < segment.mono0:
                 continue  # on that process's belt only after it died: never there
             record = record_of.get((segment.pid, index))
-            reached = reached_bin(settings, pins, t_line)
+            reached = reached_bin(settings, pins, t_line, settled=False)
             expected = record["bin"] if record else default
             during = any(a <= t_line <= b for a, b in outages)
             tally["items"] += 1

@@ -77,15 +77,16 @@ MOVING = "gate moving"  # what an item reached that met a gate moving, or moving
 
 
 def reached_bin(settings: Settings, histories: Mapping[str, PinHistory], t_line: float, ahead_s: float = 0.0,
-                behind_s: float = 0.0) -> str:
+                behind_s: float = 0.0, *, settled: bool = True) -> str:
     """The bin of an item whose centre crossed the camera line at ``t_line`` (its front ``ahead_s`` before, its
     tail ``behind_s`` after), from each gate's pin history: the first gate out of its safe position while the
     item passes diverts it; past every gate, the default bin. A gate that moved less than its settle time
-    before the item's front, or while the item passed it: ``MOVING``."""
+    before the item's front, or while the item passed it: ``MOVING``. ``settled=False``: each gate as commanded
+    at the instant the item's centre reaches it (the fault soak, whose pin log has no item lengths)."""
     speed = settings.conveyor.belt_speed_m_s
     for gate_name, gate in sorted(settings.gates.items(), key=lambda g: g[1].delay(speed)):
         front, tail = t_line + gate.delay(speed) - ahead_s, t_line + gate.delay(speed) + behind_s
-        if histories[gate_name].moved(front - gate.settle_s, tail):
+        if settled and histories[gate_name].moved(front - gate.settle_s, tail):
             return MOVING
         state = histories[gate_name].at(front)
         if isinstance(gate, ServoGate):
