@@ -4,7 +4,7 @@
 import numpy as np
 import pytest
 
-from edge.bench.simulation import MOVING, PinHistory, reached_bin, simulate
+from edge.bench.simulation import MOVING, PinHistory, reached_bin, servo_duty, simulate
 from edge.config import BUNDLED_MODEL, ServoGate, load_settings
 from edge.fakes import FakeClassifier
 from tests.conftest import LABELS, make_settings
@@ -82,12 +82,6 @@ def test_the_conveyor_benchmark_counts_every_item_once(tmp_path, tiny_model, gar
     assert sum(b["items"] for b in figures["bins"].values()) == figures["items"]  # and each reached a bin
 
 
-def duty(gate: ServoGate, angle: float) -> float:
-    """The PWM duty cycle (50 Hz) that turns ``gate`` to ``angle``."""
-    share = (angle - gate.min_angle) / (gate.max_angle - gate.min_angle)
-    return (gate.min_pulse_width + share * (gate.max_pulse_width - gate.min_pulse_width)) * 50
-
-
 @pytest.mark.parametrize(("moves", "length_s", "reached"), [
     ([(13.8, -60.0)], 0.6, "glass"),  # at -60° and settled 0.1 s before the item's front
     ([(14.0, -60.0)], 0.6, MOVING),  # still moving when the front arrives
@@ -101,7 +95,7 @@ def test_an_item_reaches_a_bin_over_a_gate_that_is_settled_and_still_while_it_pa
     flap = settings.gates["flap"]
     assert isinstance(flap, ServoGate)
     times, angles = zip(*[(0.0, flap.safe_angle), *moves], strict=True)
-    histories = {"flap": PinHistory(list(times), [duty(flap, a) for a in angles]),
+    histories = {"flap": PinHistory(list(times), [servo_duty(flap, a) for a in angles]),
                  "pusher": PinHistory([0.0], [0.0])}
     assert reached_bin(settings, histories, t_line=10.0, ahead_s=length_s / 2, behind_s=length_s / 2) == reached
     instant = reached_bin(settings, histories, t_line=10.0, settled=False)  # as commanded when the centre arrives

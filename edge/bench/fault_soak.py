@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.bench.simulation import PinHistory, reached_bin, servo_angle
+from edge.bench.simulation import PinHistory, reached_bin, servo_angle, servo_duty
 from edge.bench.supervise import Event, Supervisor
 from edge.config import ServoGate, Settings, load_settings, parse_settings
 from edge.errors import SmartbinError
@@ -341,8 +341,7 @@ def histories(settings: Settings, pins_log: Path, safes: list[tuple[float, bool]
 def safe_state(gate: Any) -> float:
     """The pin state of a gate in its safe position (a servo's duty cycle at 50 Hz)."""
     if isinstance(gate, ServoGate):
-        share = (gate.safe_angle - gate.min_angle) / (gate.max_angle - gate.min_angle)
-        return (gate.min_pulse_width + share * (gate.max_pulse_width - gate.min_pulse_width)) * 50.0
+        return servo_duty(gate, gate.safe_angle)
     return 0.0 if gate.active_high else 1.0
 
 

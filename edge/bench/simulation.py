@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from gpiozero import AngularServo
 
 from edge.app import Sorter
@@ -62,15 +61,12 @@ class GateRecorder:
             states.append(float(change.state))
         return PinHistory(times, states)
 
-    def reached_bin(self, item: SimItem, px_per_m: float) -> str:
-        """The bin ``item`` fell into, from the gates' real positions while it passed each of them. The item is
-        where its alpha is at least a half: the edge of its mask before the cut-out feathered it."""
-        columns = np.flatnonzero(item.alpha.max(axis=0) >= 0.5)
-        first, last = (int(columns[0]), int(columns[-1]) + 1) if len(columns) else (0, item.length_px)
-        seconds = 1.0 / (px_per_m * self.settings.conveyor.belt_speed_m_s)  # a pixel of belt passing
-        ahead, behind = (last - item.length_px / 2) * seconds, (item.length_px / 2 - first) * seconds
+    def reached_bin(self, item: SimItem) -> str:
+        """The bin ``item`` fell into, from the gates' real positions while it passed each of them."""
+        ahead_m, behind_m = item.extent_m
+        speed = self.settings.conveyor.belt_speed_m_s
         return reached_bin(self.settings, {gate: self.history(gate) for gate in self._pins}, item.t_line,
-                           ahead, behind)
+                           ahead_m / speed, behind_m / speed)
 
 
 MOVING = "gate moving"  # what an item reached that met a gate moving, or moving under it: anyone's guess
@@ -104,6 +100,12 @@ def servo_angle(gate: ServoGate, duty: float, frequency: float = 50.0) -> float:
     pulse = duty / frequency
     share = (pulse - gate.min_pulse_width) / (gate.max_pulse_width - gate.min_pulse_width)
     return gate.min_angle + share * (gate.max_angle - gate.min_angle)
+
+
+def servo_duty(gate: ServoGate, angle: float, frequency: float = 50.0) -> float:
+    """The PWM duty cycle that turns a servo to ``angle`` (``servo_angle``'s inverse)."""
+    share = (angle - gate.min_angle) / (gate.max_angle - gate.min_angle)
+    return (gate.min_pulse_width + share * (gate.max_pulse_width - gate.min_pulse_width)) * frequency
 
 
 @dataclass
@@ -155,7 +157,7 @@ def simulate(settings: Settings, items: int, timeout_s: float = 600.0,
         deadline = time.monotonic() + timeout_s
         while len(simulator.passed(settings)) < len(belt) and time.monotonic() < deadline:
             time.sleep(0.1)
-        reached = [recorder.reached_bin(item, simulator.px_per_m) for item in belt]
+        reached = [recorder.reached_bin(item) for item in belt]
     bin_of = settings.bin_of()
     return SimulatedRun(
         [SimulatedItem(record_of.get(item.index), item.truth, bin_of.get(item.truth or ""), bin_name)

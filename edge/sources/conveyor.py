@@ -47,6 +47,7 @@ class SimItem:
     rgb: np.ndarray
     alpha: np.ndarray
     t_line: float  # monotonic time its centre crosses the camera line
+    extent_m: tuple[float, float]  # metres of the item ahead of its centre and behind it (alpha >= 0.5)
 
     @property
     def length_px(self) -> int:
@@ -136,7 +137,10 @@ class BeltSimulator(FrameSource):
         top = int(self._rng.integers(0, height - alpha.shape[0] + 1)) if alpha.shape[0] < height else \
             (height - alpha.shape[0]) // 2
         t_line = self.t0 + (belt_m + self.view_m / 2) / self.speed
-        self.items.append(SimItem(len(self.items), belt_m, top, truth, rgb, alpha, t_line))
+        columns = np.flatnonzero(alpha.max(axis=0) >= 0.5)  # the edge of its mask before the cut-out feathered it
+        first, end = (int(columns[0]), int(columns[-1]) + 1) if len(columns) else (0, alpha.shape[1])
+        extent_m = ((end - alpha.shape[1] / 2) / self.px_per_m, (alpha.shape[1] / 2 - first) / self.px_per_m)
+        self.items.append(SimItem(len(self.items), belt_m, top, truth, rgb, alpha, t_line, extent_m))
 
     def _picture(self) -> tuple[np.ndarray, str | None]:
         if not self._photos:
@@ -177,8 +181,7 @@ class BeltSimulator(FrameSource):
         """Items whose tail has passed every gate by ``now`` (and a gate's settle time more)."""
         now = time.monotonic() if now is None else now
         last = max((g.delay(self.speed) + g.settle_s for g in settings.gates.values()), default=0.0)
-        return [it for it in self.items
-                if it.t_line + last + it.length_px / self.px_per_m / self.speed < now and it.t_line > self.t0]
+        return [it for it in self.items if it.t_line + last + it.extent_m[1] / self.speed < now and it.t_line > self.t0]
 
 
 def simulator_for(settings: Settings) -> BeltSimulator:
