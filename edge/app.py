@@ -118,8 +118,7 @@ class Sorter:
         if kind == "auto":
             kind = "frames" if isinstance(self.source, FolderSource) else "vision"
         if kind == "vision":
-            return VisionTrigger(self.settings.camera.region, conveyor.min_area, conveyor.diff_threshold,
-                                 conveyor.background_alpha, conveyor.band)
+            return vision_trigger(self.settings)
         if kind == "beam":
             assert conveyor.beam_pin is not None
             return BeamTrigger(conveyor.beam_pin, conveyor.beam_bounce_s, self.pin_factory)
@@ -144,6 +143,13 @@ def frame_rate(settings: Settings, source: FrameSource) -> float:
         return fps
     items_per_s = settings.conveyor.belt_speed_m_s / settings.simulator.spacing_m
     return min(fps, items_per_s) if fps > 0 else items_per_s
+
+
+def vision_trigger(settings: Settings) -> VisionTrigger:
+    """The vision trigger as the settings describe it."""
+    conveyor = settings.conveyor
+    return VisionTrigger(settings.camera.region, conveyor.min_area, conveyor.diff_threshold,
+                         conveyor.background_alpha, conveyor.band)
 
 
 def planner_for(settings: Settings, gates: GateBank) -> Planner:

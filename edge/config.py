@@ -154,7 +154,7 @@ class ConveyorSettings(Section):
     belt_speed_m_s: float = Field(0.2, ge=0.01, le=5, description="belt speed, metres per second")
     item_pass_s: float = Field(1.5, ge=0.01, le=60, description="time the longest item takes to pass a gate, with "
                                "margin: how long a gate holds for an item of unmeasured length")
-    pass_margin_m: float = Field(0.05, ge=0, le=1, description="belt a gate holds for before an item's front and "
+    pass_margin_m: float = Field(0.03, ge=0, le=1, description="belt a gate holds for before an item's front and "
                                  "after its tail, beyond the item as the trigger measured it, metres")
     min_area: float = Field(0.01, gt=0, lt=1, description="vision: smallest item, as a share of the ROI's area")
     band: float = Field(0.3, gt=0, le=1, description="vision: width of the detection band, share of the ROI")

@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 
 from edge.errors import SmartbinError
-from edge.preprocess import Box, CropMode, Roi, crop_box, model_box, refine
+from edge.preprocess import Box, CropMode, Roi, crop_box, model_box
 from edge.records import ItemRecord
 from edge.sources import Frame
 
@@ -98,7 +98,7 @@ def kept_box(frame: Frame, roi: Roi | None, crop: CropMode) -> Box:
     """The part of a frame that is kept: the ROI, grown to hold the item square the model's crop took."""
     x0, y0, x1, y1 = crop_box(frame.rgb, roi)
     if crop == "item":
-        ix0, iy0, ix1, iy1 = model_box(frame.rgb, roi, crop, refine(frame.rgb, frame.item_box))
+        ix0, iy0, ix1, iy1 = model_box(frame.rgb, roi, crop, frame.item_box)
         height, width = frame.rgb.shape[:2]
         x0, y0 = max(0, min(x0, ix0)), max(0, min(y0, iy0))
         x1, y1 = min(width, max(x1, ix1)), min(height, max(y1, iy1))

@@ -5,9 +5,10 @@ Triggers say, per frame, whether an item is in the region of interest (and where
 - ``VisionTrigger``: difference against a learned model of the empty belt (a running average that follows slow
   light changes while the belt is empty), brightness-compensated; an item is present while a blob of at least
   ``min_area`` of the ROI reaches into a band around the camera line (the ROI's centre), so that the next item
-  entering the ROI is not confused with the one leaving it, and a small or thin item on a wide belt counts. It
-  also gives the item's bounding box (the blobs that reach into the band), which the tracker attaches to the
-  frame for the item crop;
+  entering the ROI is not confused with the one leaving it, and a small or thin item on a wide belt counts. The
+  blobs that reach into the band are a rough box, which is refined against the belt around it
+  (``edge.preprocess.refine``: finer pixels, the whole item, beyond the ROI's sides); the refined box gives the
+  item's centre and length, and the tracker attaches it to the frame for the item crop;
 - ``BeamTrigger``: a break-beam / IR sensor at the camera line on a GPIO input (gpiozero, debounced);
 - no trigger (``frames`` mode, for image replay): every ``votes`` frames are one item.
 
@@ -27,13 +28,13 @@ import cv2
 import numpy as np
 from gpiozero import DigitalInputDevice, Factory
 
-from edge.preprocess import Box, Roi, crop_box
+from edge.preprocess import Box, Roi, crop_box, refine
 from edge.sources import Frame
 
 
 class Presence(NamedTuple):
     """Whether an item is in the ROI; if known, its centre's x and its length along the belt as fractions of
-    the ROI's width (no length while it reaches past the ROI's side), and its bounding box in frame pixels."""
+    the ROI's width (no length while it reaches past the frame's side), and its bounding box in frame pixels."""
 
     present: bool
     x: float | None = None
@@ -84,17 +85,15 @@ class VisionTrigger:
         in_band[stats[1:, cv2.CC_STAT_AREA] < self.min_area * mask.size] = 0  # specks: not an item
         if not in_band.any():
             return Presence(False)
-        best = 1 + int(np.argmax(in_band))
-        left, width = stats[best, cv2.CC_STAT_LEFT], stats[best, cv2.CC_STAT_WIDTH]
         item = stats[1:][in_band >= max(1, in_band.max() // 6)]  # the blobs of this item that reach the band
         scale = (x1 - x0) / self.WIDTH
-        first = int(item[:, cv2.CC_STAT_LEFT].min())
-        end = int((item[:, cv2.CC_STAT_LEFT] + item[:, cv2.CC_STAT_WIDTH]).max())
-        box = (x0 + int(first * scale), y0 + int(item[:, cv2.CC_STAT_TOP].min() * scale),
-               x0 + int(np.ceil(end * scale)),
-               y0 + int(np.ceil((item[:, cv2.CC_STAT_TOP] + item[:, cv2.CC_STAT_HEIGHT]).max() * scale)))
-        length = (end - first) / self.WIDTH if first > 0 and end < self.WIDTH else None  # None: cut off by the ROI
-        return Presence(True, float((left + width / 2) / self.WIDTH), box, length)
+        rough = (x0 + int(item[:, cv2.CC_STAT_LEFT].min() * scale), y0 + int(item[:, cv2.CC_STAT_TOP].min() * scale),
+                 x0 + int(np.ceil((item[:, cv2.CC_STAT_LEFT] + item[:, cv2.CC_STAT_WIDTH]).max() * scale)),
+                 y0 + int(np.ceil((item[:, cv2.CC_STAT_TOP] + item[:, cv2.CC_STAT_HEIGHT]).max() * scale)))
+        box = refine(frame.rgb, rough) or rough
+        cut_off = box[0] <= 0 or box[2] >= frame.rgb.shape[1]  # reaches past the frame's side: no length
+        length = None if cut_off else (box[2] - box[0]) / (x1 - x0)
+        return Presence(True, ((box[0] + box[2]) / 2 - x0) / (x1 - x0), box, length)
 
     def close(self) -> None:
         """Nothing to release."""

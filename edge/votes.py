@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from edge.preprocess import CropMode, Roi, prepare, refine
+from edge.preprocess import CropMode, Roi, prepare
 from edge.sources import Frame
 
 ORIENTATIONS = ("as is", "mirrored left-right", "mirrored top-bottom", "half turn")
@@ -31,7 +31,7 @@ def oriented(pixels: np.ndarray, vote: int) -> np.ndarray:
 
 def vote_inputs(frames: Sequence[Frame], size: tuple[int, int], roi: Roi | None = None,
                 crop: CropMode = "item") -> list[np.ndarray]:
-    """The model inputs of an item's frames (best-centred first): the item crop of each (its vision box refined
-    against the belt), the k-th in the k-th orientation."""
-    return [oriented(prepare(f.rgb, size, roi, crop, refine(f.rgb, f.item_box), f.small), vote)
+    """The model inputs of an item's frames (best-centred first): the item crop of each (around the vision
+    trigger's box, or located in the ROI), the k-th in the k-th orientation."""
+    return [oriented(prepare(f.rgb, size, roi, crop, f.item_box, f.small), vote)
             for vote, f in enumerate(frames)]

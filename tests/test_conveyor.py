@@ -134,3 +134,27 @@ def test_a_gate_that_fails_mid_run_stops_sorting_into_gates_and_ends_the_run(tmp
     assert all(r["bin"] == settings.default_bin and r["gate_action"] == "none"
                and r["error"].startswith("gate failure: ") for r in errors)
     assert all(r["outcome"] != "error" for r in records[: len(records) - len(errors)])  # none sorted after them
+
+
+def test_the_passage_benchmark_finds_the_trigger_measures_drawn_items_ends_closely():
+    """Drawn items stand out whole from the belt: the trigger's measure of each one's front and tail is within
+    a centimetre or two of the real ones, well inside the default margin."""
+    from edge.bench.passage import passages, summary
+
+    settings = load_settings()
+    found = passages(settings, None, speed=0.4, items=12)
+    assert len(found) == 12 and all(p.ends_m is not None for p in found)
+    figures = summary(found, settings.conveyor.pass_margin_m)
+    assert figures["unmeasured"] == 0 and figures["short_beyond_margin"] == 0.0
+    assert -0.02 <= figures["p1"] <= figures["median"] <= figures["p95"] <= 0.03
+    assert figures["margin_for_all"] <= 0.02
+
+
+def test_the_passage_summary_counts_items_short_beyond_the_margin():
+    from edge.bench.passage import Passage, summary
+
+    found = [Passage("paper", (0.01, -0.06)), Passage("paper", (-0.02, 0.0)), Passage("glass", None)]
+    figures = summary(found, margin_m=0.05)
+    assert figures["items"] == 3 and figures["unmeasured"] == 1
+    assert figures["short_beyond_margin"] == 0.5 and figures["margin_for_all"] == pytest.approx(0.06)
+    assert figures["median"] == pytest.approx(-0.01)

@@ -88,14 +88,29 @@ def test_break_beam_on_a_mock_gpio_input():
     assert items[0].passing_s == pytest.approx(0.7)  # broken in frames 1.0-1.5 s: at most 0.9-1.6 s
 
 
-def test_an_item_longer_than_the_view_has_no_measured_length():
+def test_an_item_longer_than_the_roi_is_measured_past_its_sides():
+    """The rough box ends at the ROI (180 px of the 320 px frame); the refined one reaches the item's ends."""
+    tracker = ItemTracker(VisionTrigger(None, min_area=0.1, diff_threshold=30, alpha=0.05), votes=3)
+    tracker.update(frame(belt(None), 0, 0.0))
+    item = None
+    for n, centre in enumerate(np.linspace(128, 192, 7), start=1):  # 64 px in 0.6 s
+        rgb = belt(None)
+        rgb[50:130, int(centre) - 100 : int(centre) + 100] = (200, 180, 60)  # 200 px long
+        item = item or tracker.update(frame(rgb, n, n * 0.1))
+    for n in range(8, 11):
+        item = item or tracker.update(frame(belt(None), n, n * 0.1))
+    assert item is not None and item.passing_s == pytest.approx(200 / (64 / 0.6), rel=0.05)
+    assert item.t_line == pytest.approx(0.1 + (160 - 128) / (64 / 0.6), abs=0.02)  # centre at the frame's middle
+
+
+def test_an_item_longer_than_the_frame_has_no_measured_length():
     tracker = ItemTracker(VisionTrigger(None, min_area=0.1, diff_threshold=30, alpha=0.05), votes=3)
     tracker.update(frame(belt(None), 0, 0.0))
     long = belt(None)
     item = None
     for n, x in enumerate(np.linspace(0.2, 0.8, 7), start=1):
         rgb = long.copy()
-        rgb[50:130, : int(x * 320)] = (200, 180, 60)  # reaches past the view's side in every frame
+        rgb[50:130, : int(x * 320)] = (200, 180, 60)  # reaches past the frame's side in every frame
         item = item or tracker.update(frame(rgb, n, n * 0.1))
     for n in range(8, 11):
         item = item or tracker.update(frame(belt(None), n, n * 0.1))

@@ -4,7 +4,7 @@ import numpy as np
 
 from edge.app import Sorter
 from edge.fakes import FakeClassifier
-from edge.preprocess import prepare, refine
+from edge.preprocess import prepare
 from edge.sources import Frame
 from edge.votes import ORIENTATIONS, oriented, vote_inputs
 from tests.conftest import LABELS
@@ -41,8 +41,8 @@ def test_an_items_frames_are_cropped_around_it_and_shown_in_turn_as_is_and_mirro
     inputs = vote_inputs(frames, (64, 64), crop="item")
     assert [red_corner(p) for p in inputs] == [("top", "left"), ("top", "right"), ("bottom", "left"),
                                                ("bottom", "right")]
-    box = refine(frames[0].rgb, frames[0].item_box)  # the best-centred frame as is: the item crop unchanged
-    np.testing.assert_array_equal(inputs[0], prepare(frames[0].rgb, (64, 64), crop="item", box=box))
+    # the best-centred frame as is: the item crop around the trigger's box, unchanged
+    np.testing.assert_array_equal(inputs[0], prepare(frames[0].rgb, (64, 64), crop="item", box=frames[0].item_box))
 
 
 class Seen(FakeClassifier):

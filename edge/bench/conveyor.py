@@ -60,17 +60,27 @@ def measure(settings: Settings, images: Path, speed: float, items: int) -> dict[
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=Path, required=True, help="labelled photos, one sub-folder per class")
+def belt_arguments(description: str, items: int, images_required: bool = True) -> argparse.Namespace:
+    """The belt benchmarks' command line: ``images``, ``speeds`` (a list of m/s), ``items``, ``settings``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--images", type=Path, required=images_required, default=None,
+                        help="labelled photos, one sub-folder per class" + ("" if images_required else
+                                                                            " (default: drawn items)"))
     parser.add_argument("--speeds", default="0.2,0.4", help="belt speeds in m/s, comma-separated")
-    parser.add_argument("--items", type=int, default=40, help="items per speed")
+    parser.add_argument("--items", type=int, default=items, help="items per speed")
     parser.add_argument("--config", type=Path, default=None, help="settings (default: embedded)")
     args = parser.parse_args()
-    settings = load_settings(args.config)
+    args.speeds = [float(s) for s in args.speeds.split(",")]
+    args.settings = load_settings(args.config)
+    return args
+
+
+def main() -> None:
+    args = belt_arguments(__doc__.split("\n\n")[0], items=40)
+    settings = args.settings
     print(f"{'speed m/s':>9} {'items':>5} {'items/min':>9} {'right bin':>9} {'as recorded':>11} "
           + " ".join(f"{o.replace('_', ' '):>9}" for o in OUTCOMES) + f" {'moving':>6} {'extra':>5}")
-    for speed in (float(s) for s in args.speeds.split(",")):
+    for speed in args.speeds:
         f = measure(settings, args.images, speed, args.items)
         print(f"{speed:9.2f} {f['items']:5.0f} {f['items_per_min']:9.1f} {f['correct_bin']:9.1%} "
               f"{f['as_recorded']:11.1%} " + " ".join(f"{f[o]:9.1%}" for o in OUTCOMES)

@@ -101,7 +101,11 @@ class BeltSimulator(FrameSource):
         self.t0 = time.monotonic()
 
     def read(self) -> Frame:
-        now = time.monotonic()
+        return self.frame_at(time.monotonic())
+
+    def frame_at(self, now: float) -> Frame:
+        """The next frame, showing the belt at monotonic time ``now`` (``read``: now; a benchmark that renders the
+        scene frame by frame, faster or slower than real time: any later time)."""
         travelled = (now - self.t0) * self.speed
         while not self.items or self._front_m(self.items[-1]) < travelled + self.view_m:
             self._add_item()

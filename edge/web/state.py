@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from edge.frame_rate import FrameRate
-from edge.preprocess import Box, CropMode, Roi, model_box, refine
+from edge.preprocess import Box, CropMode, Roi, model_box
 from edge.records import ItemRecord
 from edge.sources import Frame
 
@@ -79,7 +79,7 @@ class LiveState:
         if cached is not None and cached[0] == item_id:
             return cached[1]
         frame = latest.frame
-        data = annotated_jpeg(frame.rgb, model_box(frame.rgb, self.roi, self.crop, refine(frame.rgb, frame.item_box)))
+        data = annotated_jpeg(frame.rgb, model_box(frame.rgb, self.roi, self.crop, frame.item_box))
         with self._lock:
             self._jpeg = (item_id, data)
         return data
