@@ -296,6 +296,7 @@ class SortingLoop:
             top_k=decision.top if decision else (),
             reason=decision.reason if decision else None,
             expected_cost=decision.expected_cost if decision else None,
+            passing_s=item.passing_s,
             error=error,
             latency_ms={k: round(v, 3) for k, v in latency.items()},
             frames=len(frames),

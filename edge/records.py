@@ -40,7 +40,9 @@ CREATE TABLE IF NOT EXISTS items (
     model       TEXT    NOT NULL,
     reason      TEXT,               -- why this bin: top, cost, quarantine, below threshold (NULL: not decided)
     expected_cost REAL,             -- the chosen bin's expected cost under [costs] (NULL: threshold rule)
-    model_sha256 TEXT               -- the model file's sha256 (NULL: a fake classifier or an older release)
+    model_sha256 TEXT,              -- the model file's sha256 (NULL: a fake classifier or an older release)
+    passing_s   REAL                -- seconds the item took to pass a point of the belt, as the trigger measured
+                                    -- it (NULL: not measured; a gate held for conveyor.item_pass_s)
 );
 CREATE INDEX IF NOT EXISTS items_time ON items (time);
 -- The latest error in O(log n), however long ago it was.
@@ -76,9 +78,10 @@ CREATE TRIGGER IF NOT EXISTS items_daily AFTER INSERT ON items BEGIN
     ON CONFLICT (day, bin, outcome) DO UPDATE SET items = items + 1;
 END;
 """
-SCHEMA_VERSION = 3  # 1: the daily aggregates (a database of version 0 gets them counted from its items once)
-# 2: the decision's reason and expected cost; 3: the model's sha256 (columns added to an older table)
-ADDED_COLUMNS = {"reason": "TEXT", "expected_cost": "REAL", "model_sha256": "TEXT"}
+SCHEMA_VERSION = 4  # 1: the daily aggregates (a database of version 0 gets them counted from its items once)
+# 2: the decision's reason and expected cost; 3: the model's sha256; 4: the item's measured passing time
+# (columns added to an older table)
+ADDED_COLUMNS = {"reason": "TEXT", "expected_cost": "REAL", "model_sha256": "TEXT", "passing_s": "REAL"}
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,7 @@ class ItemRecord:
     reason: str | None = None
     expected_cost: float | None = None
     model_sha256: str | None = None
+    passing_s: float | None = None
 
     @property
     def seen(self) -> str:

@@ -42,6 +42,7 @@ def test_every_item_gets_one_record_and_reaches_the_bin_its_record_names(tmp_pat
     assert [r["truth"] for r in records] == truths  # one record per physical item
     assert [r["bin"] for r in records] == reached  # the gates really routed each item where its record says
     assert any(r["gate_action"] != "none" for r in records)  # and gates did move
+    assert all(0.1 < r["passing_s"] < 0.7 for r in records)  # 0.08-0.25 m items at 0.5 m/s, as measured
     assert {r["outcome"] for r in records} <= {"sorted", "too_close"}
 
 

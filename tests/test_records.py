@@ -141,15 +141,17 @@ def test_the_decision_reason_and_expected_cost_are_kept_and_an_older_table_gains
         records.add(record(0))  # failed or decided by an older release: no reason, no cost
         records._db.executescript("ALTER TABLE items DROP COLUMN reason; ALTER TABLE items DROP COLUMN "
                                   "expected_cost; ALTER TABLE items DROP COLUMN model_sha256; "
-                                  "PRAGMA user_version = 1;")  # as the release before the previous one made it
+                                  "ALTER TABLE items DROP COLUMN passing_s; "
+                                  "PRAGMA user_version = 1;")  # as an earlier release made it
     with Records(path, readonly=True) as reader:  # `smartbin status` before the sorter was updated
         assert "reason" not in reader.recent()[0] and reader.total() == 1
     with Records(path) as records:
-        decided = ItemRecord(**{**record(1).__dict__, "reason": "quarantine", "expected_cost": 4.7})
+        decided = ItemRecord(**{**record(1).__dict__, "reason": "quarantine", "expected_cost": 4.7, "passing_s": 0.8})
         records.add(decided)
         rows = records.in_order()
-        assert [(r["reason"], r["expected_cost"]) for r in rows] == [(None, None), ("quarantine", 4.7)]
-        assert records._db.execute("PRAGMA user_version").fetchone()[0] == 3 and records.total() == 2
+        assert [(r["reason"], r["expected_cost"], r["passing_s"]) for r in rows] == [(None, None, None),
+                                                                                     ("quarantine", 4.7, 0.8)]
+        assert records._db.execute("PRAGMA user_version").fetchone()[0] == 4 and records.total() == 2
 
 
 def test_retention_deletes_only_what_is_due_and_the_aggregates_still_equal_the_count_of_every_item(tmp_path):
