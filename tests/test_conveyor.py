@@ -159,3 +159,14 @@ def test_the_passage_summary_counts_items_short_beyond_the_margin():
     assert figures["items"] == 3 and figures["unmeasured"] == 1
     assert figures["short_beyond_margin"] == 0.5 and figures["margin_for_all"] == pytest.approx(0.06)
     assert figures["median"] == pytest.approx(-0.01)
+
+
+@pytest.mark.parametrize("argv", [["--speeds", "0"], ["--speeds", "fast"], ["--items", "0"],
+                                  ["--images", "/nonexistent"], ["--config", "/nonexistent.toml"]])
+def test_the_belt_benchmarks_refuse_bad_arguments_with_one_line(monkeypatch, capsys, argv):
+    from edge.bench.conveyor import belt_arguments
+
+    monkeypatch.setattr("sys.argv", ["passage", *argv])
+    with pytest.raises(SystemExit) as stop:
+        belt_arguments("a belt benchmark", items=10, images_required=False)
+    assert stop.value.code == 2 and "Traceback" not in capsys.readouterr().err

@@ -21,6 +21,7 @@ from typing import Any
 
 from edge.bench.simulation import MOVING, simulate
 from edge.config import Settings, load_settings
+from edge.errors import ConfigError
 
 OUTCOMES = ("sorted", "rejected", "late", "too_close", "error", "missed")
 
@@ -70,8 +71,18 @@ def belt_arguments(description: str, items: int, images_required: bool = True) -
     parser.add_argument("--items", type=int, default=items, help="items per speed")
     parser.add_argument("--config", type=Path, default=None, help="settings (default: embedded)")
     args = parser.parse_args()
-    args.speeds = [float(s) for s in args.speeds.split(",")]
-    args.settings = load_settings(args.config)
+    try:
+        args.speeds = [float(s) for s in args.speeds.split(",")]
+    except ValueError:
+        parser.error(f"--speeds: comma-separated numbers, got {args.speeds!r}")
+    if args.images is not None and not args.images.is_dir():
+        parser.error(f"--images: not a folder: {args.images}")
+    if not all(0.01 <= s <= 5 for s in args.speeds) or not 1 <= args.items <= 100_000:
+        parser.error("--speeds: each 0.01-5 m/s (as conveyor.belt_speed_m_s); --items: 1-100000")
+    try:
+        args.settings = load_settings(args.config)
+    except ConfigError as exc:
+        parser.exit(2, f"{exc}\n")
     return args
 
 
