@@ -156,5 +156,6 @@ def planner_for(settings: Settings, gates: GateBank) -> Planner:
     """The gate planner for the settings' belt speed and gate places."""
     speed = settings.conveyor.belt_speed_m_s
     places = {name: GatePlace(g.delay(speed), g.settle_s) for name, g in settings.gates.items()}
-    margin_s = settings.conveyor.pass_margin_m / speed
-    return Planner(gates.routes, places, settings.default_bin, settings.conveyor.item_pass_s, margin_s)
+    conveyor = settings.conveyor
+    return Planner(gates.routes, places, settings.default_bin, conveyor.item_pass_s,
+                   conveyor.pass_margin_m / speed, conveyor.pass_slack_m / speed)

@@ -156,6 +156,8 @@ class ConveyorSettings(Section):
                                "margin: how long a gate holds for an item of unmeasured length")
     pass_margin_m: float = Field(0.03, ge=0, le=1, description="belt a gate holds for before an item's front and "
                                  "after its tail, beyond the item as the trigger measured it, metres")
+    pass_slack_m: float = Field(0.1, ge=0, le=1, description="belt a gate may hold for beyond the margin on either "
+                                "side where no other item needs it (at most half the free time), metres")
     min_area: float = Field(0.01, gt=0, lt=1, description="vision: smallest item, as a share of the ROI's area")
     band: float = Field(0.3, gt=0, le=1, description="vision: width of the detection band, share of the ROI")
     diff_threshold: int = Field(30, ge=1, le=255, description="vision: grey-level difference that counts")

@@ -12,6 +12,12 @@ safe while it passes them. The planner books these needs on a timeline per gate:
 ``pass`` is the item's own passing time as its trigger measured it (its length / belt speed) plus a margin on
 either side, or, where it was not measured, ``pass_s`` (the longest item's).
 
+Those are firm: a new item is booked only where it fits them. Around them a hold takes *slack* where nothing
+else needs its gate: the gate leaves up to ``slack_s`` earlier and stays up to ``slack_s`` longer, at most half
+the free time to the gate's neighbouring needs on either side (the other half is the neighbour's). An item the
+trigger measured short still finds its gate in place when there is time to spare; slack never costs a booking,
+since each booking gives back whatever slack the gate has not yet used.
+
 Two holds of one gate at different states may follow each other as soon as the first ends: the gate moves
 straight from one position to the next (the earlier hold is stretched to the next one's start, so the gate
 does not head for safe in between) when the gap is too short for a return to safe; two at the same state are
@@ -56,10 +62,34 @@ class Hold:
     end: float
     settle_s: float
     item: int
+    lead: float = 0.0  # slack: the gate leaves this much before ``start``
+    trail: float = 0.0  # and stays this much after ``end``
 
     @property
     def busy_until(self) -> float:
         return self.end + self.settle_s
+
+    @property
+    def span(self) -> tuple[float, float]:
+        """From leaving safe to being back (firm times): no item may pass the gate in it."""
+        return self.start, self.busy_until
+
+    @property
+    def leaves(self) -> float:
+        """When the gate heads for ``state``, slack included."""
+        return self.start - self.lead
+
+    @property
+    def returns(self) -> float:
+        """When the gate heads back to safe, slack included."""
+        return self.end + self.trail
+
+    def committed(self, now: float) -> Hold:
+        """The hold with as much of its slack as the gate has used by ``now`` (that part cannot be given back)
+        made firm, and the rest dropped."""
+        lead = self.lead if self.leaves <= now else 0.0
+        trail = min(self.trail, max(0.0, now - self.end))
+        return replace(self, start=self.start - lead, end=self.end + trail, lead=0.0, trail=0.0)
 
 
 @dataclass(frozen=True)
@@ -107,6 +137,7 @@ class Planner:
         default_bin: str,
         pass_s: float,
         margin_s: float = 0.0,
+        slack_s: float = 0.0,
     ) -> None:
         self.routes = dict(routes)
         self.places = dict(places)
@@ -114,6 +145,7 @@ class Planner:
         self.default_bin = default_bin
         self.pass_s = pass_s
         self.margin_s = margin_s
+        self.slack_s = slack_s
         self.holds: list[Hold] = []
         self.passages: list[Passage] = []
         self.lock = threading.Lock()
@@ -133,39 +165,40 @@ class Planner:
             if route.gate is not None:
                 hold, passages = self._needs(item, route, t_line, pass_s)
                 if hold.start < now:
-                    return self._fallback(item, t_line, pass_s, "late")
-                if not self._clashes(hold, passages):
-                    self._book(hold, passages)
+                    return self._fallback(item, t_line, pass_s, now, "late")
+                if not self._clashes(hold, passages, now):
+                    self._book(hold, passages, now)
                     return Plan("planned", bin_name, t_line + self.places[route.gate].delay_s, hold)
-                return self._fallback(item, t_line, pass_s, "too_close")
-            return self._fallback(item, t_line, pass_s, "planned", wanted=bin_name)
+                return self._fallback(item, t_line, pass_s, now, "too_close")
+            return self._fallback(item, t_line, pass_s, now, "planned", wanted=bin_name)
 
     def pass_through(self, item: int, t_line: float, now: float, outcome: PlanOutcome = "late",
                      passing_s: float | None = None) -> Plan:
         """Book an item that gets no decision in time through every gate safe (the default bin)."""
         with self.lock:
             self._forget(now)
-            return self._fallback(item, t_line, self.passing(passing_s), outcome)
+            return self._fallback(item, t_line, self.passing(passing_s), now, outcome)
 
-    def _fallback(self, item: int, t_line: float, pass_s: float, outcome: PlanOutcome, wanted: str | None = None
-                  ) -> Plan:
+    def _fallback(self, item: int, t_line: float, pass_s: float, now: float, outcome: PlanOutcome,
+                  wanted: str | None = None) -> Plan:
         """Send the item through every gate safe (the default bin), or, where it would pass a gate that a booked
         hold has out of safe or on its way back (an item before it), book it into that hold's bin: the hold is
         kept until the item has passed, so that the gate does not move under it."""
         passages = [self._passage(item, gate, t_line, pass_s) for gate in self.order]
         for passage in passages:
             hold = next((h for h in self.holds if h.gate == passage.gate
-                         and overlaps(h.start, h.busy_until, passage.start, passage.end)), None)
+                         and overlaps(*h.committed(now).span, passage.start, passage.end)), None)
             if hold is None:
                 continue
-            kept = replace(hold, end=max(hold.end, passage.end))
+            used = hold.committed(now)
+            kept = replace(used, end=max(used.end, passage.end))
             if any(h.gate == hold.gate and hold.start < h.start < kept.busy_until for h in self.holds):
                 continue  # booked again after it (never for items planned in belt order): it cannot wait
             self.holds = [kept if h is hold else h for h in self.holds]
             earlier = [p for p in passages if self.places[p.gate].delay_s < self.places[hold.gate].delay_s]
-            self._book(None, earlier)
+            self._book(None, earlier, now)
             return Plan("too_close", self._bin_of(hold), passage.start + pass_s / 2)
-        self._book(None, passages)
+        self._book(None, passages, now)
         end = t_line + (self.places[self.order[-1]].delay_s if self.order else 0.0)
         return Plan(outcome, wanted or self.default_bin, end)
 
@@ -183,26 +216,53 @@ class Planner:
         arrival = t_line + self.places[gate].delay_s
         return Passage(gate, arrival - pass_s / 2, arrival + pass_s / 2, item)
 
-    def _clashes(self, hold: Hold, passages: list[Passage]) -> bool:
-        for other in self.holds:
+    def _clashes(self, hold: Hold, passages: list[Passage], now: float) -> bool:
+        booked = [h.committed(now) for h in self.holds]
+        for other in booked:
             if other.gate == hold.gate and other.state != hold.state and overlaps(
                 other.start, other.end, hold.start, hold.end
             ):
                 return True
         for passage in self.passages:
-            if passage.gate == hold.gate and overlaps(hold.start, hold.busy_until, passage.start, passage.end):
+            if passage.gate == hold.gate and overlaps(*hold.span, passage.start, passage.end):
                 return True
         return any(
-            other.gate == p.gate and overlaps(other.start, other.busy_until, p.start, p.end)
+            other.gate == p.gate and overlaps(*other.span, p.start, p.end)
             for p in passages
-            for other in self.holds
+            for other in booked
         )
 
-    def _book(self, hold: Hold | None, passages: list[Passage]) -> None:
+    def _book(self, hold: Hold | None, passages: list[Passage], now: float) -> None:
         if hold is not None:
             self.holds = self._chained(hold)
         self.passages.extend(passages)
+        if self.slack_s:
+            self.holds = [self._slackened(h, now) for h in self.holds]
         self.changed.notify_all()
+
+    def _slackened(self, hold: Hold, now: float) -> Hold:
+        """``hold`` with the slack it may take now: up to ``slack_s`` either side, at most half the free time to
+        its gate's nearest need on that side, and never less than the gate has already used."""
+        before, after = [self.slack_s], [self.slack_s]
+        for other in self.holds:
+            if other.gate != hold.gate or other is hold:
+                continue
+            if other.end <= hold.start:
+                before.append((hold.start - other.end) / 2)
+            elif other.start >= hold.end:
+                after.append((other.start - hold.end) / 2)
+            elif other.state != hold.state:
+                before.append(0.0)
+                after.append(0.0)
+        for passage in self.passages:
+            if passage.gate != hold.gate:
+                continue
+            if passage.end <= hold.start:
+                before.append((hold.start - passage.end) / 2)
+            else:
+                after.append(max(0.0, passage.start - hold.busy_until) / 2)
+        used = hold.committed(now)
+        return replace(hold, lead=max(min(before), hold.start - used.start), trail=max(min(after), used.end - hold.end))
 
     def _chained(self, new: Hold) -> list[Hold]:
         """The holds with ``new`` added, each hold of its gate that ends less than a return to safe before the
@@ -225,7 +285,7 @@ class Planner:
         return self.default_bin
 
     def _forget(self, now: float) -> None:
-        self.holds = [h for h in self.holds if h.busy_until > now - 1.0]
+        self.holds = [h for h in self.holds if h.returns + h.settle_s > now - 1.0]
         self.passages = [p for p in self.passages if p.end > now - 1.0]
 
     def state_at(self, t: float) -> dict[str, State | None]:
@@ -233,12 +293,12 @@ class Planner:
         with self.lock:
             wanted: dict[str, State | None] = dict.fromkeys(self.places)
             for hold in self.holds:
-                if hold.start <= t < hold.end:
+                if hold.leaves <= t < hold.returns:
                     wanted[hold.gate] = hold.state
             return wanted
 
     def next_change(self, after: float) -> float | None:
         """The first hold boundary later than ``after``, if any."""
         with self.lock:
-            times = [t for h in self.holds for t in (h.start, h.end) if t > after]
+            times = [t for h in self.holds for t in (h.leaves, h.returns) if t > after]
             return min(times, default=None)

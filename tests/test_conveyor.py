@@ -155,9 +155,10 @@ def test_the_passage_summary_counts_items_short_beyond_the_margin():
     from edge.bench.passage import Passage, summary
 
     found = [Passage("paper", (0.01, -0.06)), Passage("paper", (-0.02, 0.0)), Passage("glass", None)]
-    figures = summary(found, margin_m=0.05)
+    figures = summary(found, margin_m=0.05, slack_m=0.005)
     assert figures["items"] == 3 and figures["unmeasured"] == 1
     assert figures["short_beyond_margin"] == 0.5 and figures["margin_for_all"] == pytest.approx(0.06)
+    assert figures["short_beyond_slack"] == 0.5 and summary(found, 0.05, 0.02)["short_beyond_slack"] == 0.0
     assert figures["median"] == pytest.approx(-0.01)
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from edge.actuate import GateScheduler
 from edge.gates import Route
-from edge.plan import GatePlace, Planner
+from edge.plan import GatePlace, Planner, overlaps
 
 ROUTES = {"glass": Route("flap", -60.0), "paper": Route("flap", 30.0), "hazard": Route("pusher"),
           "rest": Route(None)}
@@ -192,3 +192,54 @@ def test_an_item_that_would_meet_a_gate_on_its_way_back_to_safe_keeps_it_where_i
     assert p.state_at(3.7) == {"pusher": None, "flap": None}
     rest = p.plan(3, "rest", t_line=0.9, now=1.0)  # passes over [3.65, 4.15]: the flap is on its way back then
     assert (rest.outcome, rest.bin) == ("too_close", "glass") and p.state_at(4.1) == {"pusher": None, "flap": -60.0}
+
+
+def slack_planner() -> Planner:
+    return Planner(ROUTES, PLACES, default_bin="rest", pass_s=0.5, slack_s=0.4)
+
+
+def test_a_hold_takes_slack_where_its_gate_is_free_and_gives_it_back_to_the_next_item():
+    p = slack_planner()
+    p.plan(1, "glass", t_line=0.0, now=0.1)  # firm: -60° over [2.45, 3.25); free around it: 0.4 s either side
+    assert p.state_at(2.06) == p.state_at(3.64) == {"pusher": None, "flap": -60.0}
+    assert p.state_at(2.04) == p.state_at(3.66) == {"pusher": None, "flap": None}
+    rest = p.plan(2, "rest", t_line=0.9, now=1.0, passing_s=0.1)  # passes the flap safe over [3.85, 3.95]
+    assert (rest.outcome, rest.bin) == ("planned", "rest")  # slack never makes an item too close
+    # item 1 keeps half the free time between its return to safe (3.55) and item 2: until 3.70 at -60°, then safe
+    assert p.state_at(3.39) == {"pusher": None, "flap": -60.0} and p.state_at(3.41) == {"pusher": None, "flap": None}
+    paper = p.plan(3, "paper", t_line=1.5, now=1.6)  # firm +30° from 3.95, right after item 2: no slack before it
+    assert paper.outcome == "planned"
+    assert p.state_at(3.94) == {"pusher": None, "flap": None} and p.state_at(3.96) == {"pusher": None, "flap": 30.0}
+    assert p.state_at(5.14) == {"pusher": None, "flap": 30.0}  # 0.4 s after its end (4.75): nothing follows
+
+
+def test_slack_a_gate_has_already_used_is_firm():
+    p = slack_planner()
+    p.plan(1, "glass", t_line=0.0, now=0.1)  # -60° until 3.25, with slack until 3.65
+    plan = p.pass_through(2, t_line=0.95, now=3.5)  # passes the flap over [3.7, 4.2]; at 3.5 the flap is still out
+    assert (plan.outcome, plan.bin) == ("too_close", "glass")  # it cannot be safe by 3.7: the item goes to glass
+    assert p.state_at(4.15) == {"pusher": None, "flap": -60.0}
+    without = planner()  # no slack: the flap was back at safe by 3.55, the item rides through
+    without.plan(1, "glass", t_line=0.0, now=0.1)
+    assert without.pass_through(2, t_line=0.95, now=3.5).bin == "rest"
+
+
+def test_with_slack_no_item_passes_a_gate_out_of_safe_and_no_two_positions_overlap():
+    import random
+
+    rng = random.Random(0)
+    p = slack_planner()
+    t = 0.0
+    plans = []
+    for n in range(400):
+        t += rng.uniform(0.2, 1.2)
+        plans.append(p.plan(n, rng.choice(list(ROUTES)), t_line=t, now=t + 0.1, passing_s=rng.uniform(0.1, 0.6)))
+        for hold in p.holds:
+            settle = PLACES[hold.gate].settle_s
+            assert not any(q.gate == hold.gate and overlaps(hold.leaves, hold.returns + settle, q.start, q.end)
+                           for q in p.passages)
+        for gate in PLACES:
+            spans = sorted((h.leaves, h.returns, h.state) for h in p.holds if h.gate == gate)
+            assert all(a[1] <= b[0] or a[2] == b[2] for a, b in itertools.pairwise(spans))
+    assert {plan.outcome for plan in plans} >= {"planned", "too_close"}
+    assert any(h.lead > 0 and h.trail > 0 for h in p.holds)
