@@ -13,14 +13,17 @@ Triggers say, per frame, whether an item is in the region of interest (and where
 - no trigger (``frames`` mode, for image replay): every ``votes`` frames are one item.
 
 ``ItemTracker`` turns the per-frame answers into items: an item starts when something is present and ends after
-``absent_frames`` frames without it, so each physical item yields exactly one ``Item``. Empty-belt frames never
-become items. It also measures how long the item takes to pass a point of the belt (its length / belt speed),
-which is how long a gate must hold for it: the vision trigger's item length over the speed its centre crossed
-the ROI at, or the time a beam stayed broken.
+``absent_frames`` frames without it, or, where the trigger gives boxes, as soon as the box lies wholly upstream
+of the item's last one (the belt carried it out of the band as the next came in, with no empty frame between:
+close items at speed), so each physical item yields exactly one ``Item``. Empty-belt frames never become
+items. It also measures how long the item takes to pass a point of the belt (its length / belt speed), which is
+how long a gate must hold for it: the vision trigger's item length over the speed its centre crossed the ROI
+at, or the time a beam stayed broken.
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple, Protocol
 
@@ -149,6 +152,7 @@ class ItemTracker:
         self._xs: list[float | None] = []
         self._longest: float | None = None  # the longest the item looked along the belt, in ROI widths
         self._seen: tuple[float, float, int] | None = None  # first and last time present, frames present
+        self._boxes: list[Box] = []  # the item's last three boxes
         self._absent = 0
 
     def update(self, frame: Frame) -> Item | None:
@@ -159,15 +163,18 @@ class ItemTracker:
             return self._finish() if len(self._frames) == self.votes else None
         present, x, box, length = self.trigger.presence(frame)
         if present:
+            done = self._finish() if box is not None and self._next_item(box) else None
             self._absent = 0
             self._frames.append(replace(frame, item_box=box) if box is not None else frame)
             self._xs.append(x)
             if length is not None:
                 self._longest = max(length, self._longest or 0.0)
+            if box is not None:
+                self._boxes = [*self._boxes[-2:], box]
             first, _, count = self._seen or (frame.monotonic, 0.0, 0)
             self._seen = (first, frame.monotonic, count + 1)
             self._bound()
-            return None
+            return done
         if self._frames:
             self._absent += 1
             if self._absent >= self.absent_frames:
@@ -180,6 +187,19 @@ class ItemTracker:
             return None
         return self._finish() if self._frames else None
 
+    def _next_item(self, box: Box) -> bool:
+        """Whether ``box`` shows the next item rather than the one in hand: the item's tail (its upstream edge)
+        moved one way over its last three boxes, and ``box`` lies wholly upstream of the last one's tail. A box
+        of the same item overlaps its last one (an item moves far less than its own length between frames), and
+        one odd box is not enough to set the way."""
+        if len(self._boxes) < 3:
+            return False
+        for edge, sign in ((0, 1), (2, -1)):  # moving right: the left edge is the tail; moving left: the right
+            tails = [sign * b[edge] for b in self._boxes]
+            if all(later - earlier > 2 for earlier, later in itertools.pairwise(tails)):
+                return sign * box[2 - edge] <= tails[-1]
+        return False
+
     def _bound(self) -> None:
         if len(self._frames) <= self.keep:
             return
@@ -191,7 +211,7 @@ class ItemTracker:
 
     def _finish(self) -> Item:
         frames, xs, longest, seen = self._frames, self._xs, self._longest, self._seen
-        self._frames, self._xs, self._longest, self._seen, self._absent = [], [], None, None, 0
+        self._frames, self._xs, self._longest, self._seen, self._boxes, self._absent = [], [], None, None, [], 0
         times = np.array([f.monotonic for f in frames])
         known = [(t, x) for t, x in zip(times, xs, strict=True) if x is not None]
         passing_s = None

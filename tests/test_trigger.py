@@ -147,3 +147,37 @@ def test_a_thin_item_on_a_wide_belt_is_an_item():
         items.append(tracker.update(frame(rgb, n, n * 0.1)))
     items += [tracker.update(frame(empty, n, n * 0.1)) for n in range(22, 26)]
     assert len([i for i in items if i is not None]) == 1
+
+
+def test_two_close_items_with_no_empty_frame_between_are_two_items():
+    """80 px items 60 px apart, 20 px a frame: the band (54 px of the 180 px ROI) is never empty for two frames
+    between them, but the second item's box lies wholly behind the first one's last."""
+    tracker = ItemTracker(VisionTrigger(None, min_area=0.1, diff_threshold=30, alpha=0.05), votes=3)
+    tracker.update(frame(belt(None), 0, 0.0))
+    items = []
+    for n in range(1, 40):
+        rgb = belt(None)
+        for centre in (n * 20 - 40, n * 20 - 180):  # the second item 140 px (one length and a 60 px gap) behind
+            rgb[50:130, max(0, centre - 40) : max(0, centre + 40)] = (200, 180, 60)
+        items.append(tracker.update(frame(rgb, n, n * 0.1)))
+    items.append(tracker.flush())
+    first, second = [i for i in items if i is not None]
+    assert second.t_line - first.t_line == pytest.approx(0.7, abs=0.05)  # 140 px at 200 px/s
+    assert first.passing_s == pytest.approx(0.4, abs=0.06) and second.passing_s == pytest.approx(0.4, abs=0.06)
+    assert not {f.number for f in first.frames} & {f.number for f in second.frames}
+
+
+def test_an_item_seen_first_in_part_then_whole_stays_one_item():
+    """Its box's tail jumps back when its dark half shows, but the box still overlaps the last one."""
+    tracker = ItemTracker(VisionTrigger(None, min_area=0.1, diff_threshold=30, alpha=0.05), votes=3)
+    tracker.update(frame(belt(None), 0, 0.0))
+    items = []
+    for n in range(1, 30):
+        rgb = belt(None)
+        front = n * 20
+        rgb[50:130, max(0, front - 50) : max(0, front)] = (200, 180, 60)
+        if n > 8:  # the back half stands out from frame 9 on
+            rgb[50:130, max(0, front - 100) : max(0, front - 50)] = (150, 150, 150)
+        items.append(tracker.update(frame(rgb, n, n * 0.1)))
+    items.append(tracker.flush())
+    assert len([i for i in items if i is not None]) == 1
