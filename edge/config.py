@@ -160,7 +160,8 @@ class ConveyorSettings(Section):
                                 "side where no other item needs it (at most half the free time), metres")
     min_area: float = Field(0.01, gt=0, lt=1, description="vision: smallest item, as a share of the ROI's area")
     band: float = Field(0.3, gt=0, le=1, description="vision: width of the detection band, share of the ROI")
-    diff_threshold: int = Field(30, ge=1, le=255, description="vision: grey-level difference that counts")
+    diff_threshold: int = Field(20, ge=1, le=441, description="vision: colour distance from the empty belt that "
+                                "counts (0-441)")
     background_alpha: float = Field(0.05, gt=0, le=1, description="vision: how fast the empty-belt model adapts")
     absent_frames: int = Field(2, ge=1, le=100, description="frames without an item before it counts as gone")
     beam_pin: Pin | None = Field(None, description="beam: GPIO input of the break-beam sensor at the camera line")

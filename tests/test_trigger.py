@@ -42,7 +42,8 @@ def test_vision_finds_one_item_per_pass_and_its_line_time():
 
 
 def test_empty_belt_under_changing_light_is_never_an_item():
-    tracker = ItemTracker(VisionTrigger(None, min_area=0.1, diff_threshold=30, alpha=0.05), votes=3)
+    c = ConveyorSettings()  # the default threshold
+    tracker = ItemTracker(VisionTrigger(None, c.min_area, c.diff_threshold, c.background_alpha, c.band), votes=3)
     for n, gain in enumerate(np.linspace(0.7, 1.3, 60)):
         assert tracker.update(frame(belt(None, gain), n, t=n * 0.1)) is None
     assert tracker.flush() is None
