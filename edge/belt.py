@@ -183,17 +183,21 @@ class BeltConfig:
     item_side: tuple[float, float] = (0.30, 0.85)  # share of the frame's height
     out_of_frame: float = 0.2  # largest share of the item's side that may lie beyond the frame
     blur_px: tuple[float, float] = (0.0, 12.0)
+    rotation_deg: tuple[float, float] = (0.0, 360.0)
+    light_belt_share: float = 1 / 3  # light (PVC) belts; the others dark rubber
+    camera_effects: bool = True  # light level, white balance, sensor noise and JPEG (motion blur: blur_px)
 
 
 def belt_frame(photo: np.ndarray, rng: np.random.Generator, cfg: BeltConfig = BeltConfig()) -> np.ndarray:
     """A camera frame (uint8 RGB, cfg.height × cfg.width) of the photo's item on a random belt."""
-    frame = belt_texture(rng, cfg.width, cfg.height)
+    frame = belt_texture(rng, cfg.width, cfg.height, light=bool(rng.random() < cfg.light_belt_share))
     side = round(rng.uniform(*cfg.item_side) * cfg.height)
     item = cut_out(photo[:, ::-1] if rng.random() < 0.5 else photo)
-    rgb, alpha = transformed(item, side, float(rng.uniform(0, 360)))
+    rgb, alpha = transformed(item, side, float(rng.uniform(*cfg.rotation_deg)))
     h, w = alpha.shape
     slack_x, slack_y = round(cfg.out_of_frame * w), round(cfg.out_of_frame * h)
     left = int(rng.integers(-slack_x, max(-slack_x + 1, cfg.width - w + slack_x)))
     top = int(rng.integers(-slack_y, max(-slack_y + 1, cfg.height - h + slack_y)))
     place(frame, rgb, alpha, left, top)
-    return camera(frame, rng, float(rng.uniform(*cfg.blur_px)))
+    blur_px = float(rng.uniform(*cfg.blur_px))
+    return camera(frame, rng, blur_px) if cfg.camera_effects else motion_blur(frame, blur_px)

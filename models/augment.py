@@ -121,9 +121,11 @@ def belt_view(photo: np.ndarray, rng: np.random.Generator, cfg: BeltConfig = DEF
     return prepare(frame, SIZE, crop="item", box=box)
 
 
-def view(photo: np.ndarray, kind: ViewKind, seed: int, view_index: int, image_index: int) -> np.ndarray:
-    """One view of a photo: ``clean``, or ``photo`` / ``belt`` drawn with ``default_rng([seed, view, index])``."""
+def view(photo: np.ndarray, kind: ViewKind, seed: int, view_index: int, image_index: int,
+         belt: BeltConfig = DEFAULT_BELT) -> np.ndarray:
+    """One view of a photo: ``clean``, or ``photo`` / ``belt`` (on ``belt``'s ranges) drawn with
+    ``default_rng([seed, view, index])``."""
     if kind == "clean":
         return clean_view(photo)
     rng = np.random.default_rng([seed, view_index, image_index])
-    return augmented_view(photo, rng) if kind == "photo" else belt_view(photo, rng)
+    return augmented_view(photo, rng) if kind == "photo" else belt_view(photo, rng, belt)

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.images import read_rgb
-from models.augment import AugmentConfig, BeltConfig, ViewKind, view
+from models.augment import DEFAULT_BELT, AugmentConfig, BeltConfig, ViewKind, view
 from models.split import Entry, dataset_arguments, read_manifest, select
 
 logger = logging.getLogger(__name__)
@@ -46,6 +46,7 @@ class ViewSpec:
     kind: ViewKind
     index: int = 0
     seed: int = 0
+    belt: BeltConfig = DEFAULT_BELT  # the ranges of a belt view
 
     @property
     def tag(self) -> str:
@@ -53,7 +54,7 @@ class ViewSpec:
 
     def of(self, photo: np.ndarray, image_index: int) -> np.ndarray:
         """This view of a photo, the ``image_index``-th of its split."""
-        return view(photo, self.kind, self.seed, self.index, image_index)
+        return view(photo, self.kind, self.seed, self.index, image_index, self.belt)
 
 
 def evaluation_views(split: str) -> list[ViewSpec]:
@@ -84,7 +85,7 @@ def cache_name(entries: list[Entry], spec: ViewSpec, trunk: str) -> str:
     from models.architecture import FEATURE_LAYER
 
     configs: dict[str, str | AugmentConfig | BeltConfig] = {"clean": "clean", "photo": AugmentConfig(),
-                                                             "belt": BeltConfig()}
+                                                             "belt": spec.belt}
     config = configs[spec.kind]
     key = {
         "paths": [e.path for e in entries],

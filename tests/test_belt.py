@@ -1,5 +1,7 @@
 """Belt scenes: items cut out of their photos, belts, the camera's blur, and the frames training sees."""
 
+from dataclasses import replace
+
 import numpy as np
 
 from edge.belt import BeltConfig, belt_frame, belt_texture, cut_out, motion_blur, transformed
@@ -57,3 +59,27 @@ def test_a_belt_frame_of_a_real_photo_has_an_item_the_crop_can_find(garbage12):
         found += locate_item(frame) is not None
     assert found >= 8
     assert np.array_equal(belt_frame(photo, np.random.default_rng(4)), belt_frame(photo, np.random.default_rng(4)))
+
+
+def _bar_photo() -> np.ndarray:
+    """A tall dark bar on a white photo: an item whose orientation shows."""
+    photo = np.full((200, 200, 3), 245, np.uint8)
+    photo[30:170, 85:115] = (40, 40, 160)
+    return photo
+
+
+def test_a_belt_frames_ranges_set_the_belts_kind_the_items_turn_and_the_cameras_effects():
+    cfg = BeltConfig(item_side=(0.3, 0.3), out_of_frame=0.0, blur_px=(0.0, 0.0))
+    for seed in range(6):
+        light = belt_frame(_bar_photo(), np.random.default_rng(seed), replace(cfg, light_belt_share=1.0))
+        dark = belt_frame(_bar_photo(), np.random.default_rng(seed), replace(cfg, light_belt_share=0.0))
+        assert np.median(dark) < 110 < np.median(light)
+        x0, y0, x1, y1 = locate_item(belt_frame(_bar_photo(), np.random.default_rng(seed),
+                                                replace(cfg, rotation_deg=(0.0, 0.0), light_belt_share=1.0)))
+        assert y1 - y0 > 2 * (x1 - x0)  # upright: the bar stands as in its photo
+        rng = np.random.default_rng(seed)  # the frame's first draws: the belt's kind, then its texture
+        belt = belt_texture(rng, cfg.width, cfg.height, light=bool(rng.random() < cfg.light_belt_share))
+        plain = belt_frame(_bar_photo(), np.random.default_rng(seed), replace(cfg, camera_effects=False))
+        seen = belt_frame(_bar_photo(), np.random.default_rng(seed), cfg)
+        assert (plain == belt).all(axis=2).mean() > 0.8  # only the item changed the belt's pixels
+        assert (seen == belt).all(axis=2).mean() < 0.2  # light, white balance, noise: every pixel moves
