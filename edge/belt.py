@@ -32,6 +32,7 @@ from edge.preprocess import foreground
 
 MIN_ITEM_SHARE = 0.04
 MAX_ITEM_SHARE = 0.90
+LIGHT_BELT_SHARE = 1 / 3  # light (PVC) belts among random ones; the others dark rubber
 
 
 @dataclass(frozen=True)
@@ -79,10 +80,10 @@ def belt_texture(rng: np.random.Generator, width: int, height: int, light: bool 
     """A random belt, uint8 RGB (height × width): rubber grain, lengthwise streaks, seams, dirt.
 
     The belt moves along x. ``light`` picks a light (PVC, grey-white) or dark (rubber) belt; None: random
-    (dark two times out of three).
+    (light ``LIGHT_BELT_SHARE`` of the time).
     """
     if light is None:
-        light = bool(rng.random() < 1 / 3)
+        light = bool(rng.random() < LIGHT_BELT_SHARE)
     level = rng.uniform(150, 215) if light else rng.uniform(25, 95)
     tint = rng.normal(0, 6, 3) + (rng.choice([0, 1]) * np.array([-6, 8, -4]) if not light else 0)
     grain = np.asarray(cv2.GaussianBlur(rng.standard_normal((height, width), dtype=np.float32), (0, 0),
@@ -184,7 +185,7 @@ class BeltConfig:
     out_of_frame: float = 0.2  # largest share of the item's side that may lie beyond the frame
     blur_px: tuple[float, float] = (0.0, 12.0)
     rotation_deg: tuple[float, float] = (0.0, 360.0)
-    light_belt_share: float = 1 / 3  # light (PVC) belts; the others dark rubber
+    light_belt_share: float = LIGHT_BELT_SHARE
     camera_effects: bool = True  # light level, white balance, sensor noise and JPEG (motion blur: blur_px)
 
 
