@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -26,7 +25,7 @@ import numpy as np
 
 from edge.belt import BeltConfig, cut_out
 from edge.images import read_rgb
-from edge.model_card import card_path
+from edge.model_card import read_card
 from models.evaluate import VIEWS, tflite_probabilities
 from models.split import Entry, dataset_arguments, read_manifest, select
 
@@ -64,7 +63,7 @@ def factor_rows(model: Path, data: Path, entries: list[Entry], segmented: np.nda
                 threads: int | None = None) -> list[Row]:
     """The figures of every condition in ``CONDITIONS``, on the belt views of ``entries`` (a split's photos;
     ``segmented``: ``cut_out_items`` of them)."""
-    labels = tuple(json.loads(card_path(model).read_text(encoding="utf-8"))["labels"])
+    labels = read_card(model).labels
     truth = np.array([labels.index(e.label) for e in entries])
     base = dataclasses.replace(VIEWS["test_belt"], split=split)
     rows, as_is = [], None
