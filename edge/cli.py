@@ -30,8 +30,11 @@ logger = logging.getLogger("smartbin")
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``smartbin`` console script."""
+    given = list(sys.argv[1:] if argv is None else argv)
+    if given[:1] == ["learn"]:  # its options are models.learn's, parsed where TensorFlow is
+        return learn(given[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(given)
     configure_logging(args.verbose, sys.stdout)
     try:
         try:
@@ -107,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     camera.add_argument("--seconds", type=float, default=3.0, metavar="S", help="settling time (default 3)")
     camera.add_argument("--out", type=Path, default=Path("calibration.jpg"), metavar="FILE",
                         help="where to save the frame (default calibration.jpg)")
+    commands.add_parser("learn", help=LEARN_HELP, description=LEARN_HELP, add_help=False)
     model = command("model", cmd_model, "models on this bin: install a new one (checked, compared, switched "
                     "atomically), list the versions, roll back (default: the installed service's config)")
     model.add_argument("action", choices=["install", "list", "rollback"])
@@ -123,7 +127,14 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     if args.source:
         settings = settings.model_copy(update={"camera": settings.camera.model_copy(update={"source": args.source})})
     refuse_beside_service(settings.gpio.pin_factory, settings.camera.source)
-    return serve(settings, args.max_items, camera_wait_s=max(0.0, args.camera_wait))
+
+    def reload() -> Settings:  # after a model change on the page: the config read again, as at the start
+        again = load_settings(args.config)
+        if args.source:
+            again = again.model_copy(update={"camera": again.camera.model_copy(update={"source": args.source})})
+        return again
+
+    return serve(settings, args.max_items, camera_wait_s=max(0.0, args.camera_wait), reload=reload)
 
 
 def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
@@ -245,6 +256,26 @@ def cmd_fleet(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     print(render(table(bins)))
     return 0
+
+
+LEARN_HELP = ("teach the model this site's belt from the frames labelled on the page: fine-tune, convert, "
+              "calibrate, report, and stage it on the bin (a workstation: `smartbin learn --help` there)")
+
+
+def learn(argv: list[str]) -> int:
+    """``smartbin learn``: hands over to ``models.learn`` where the workstation extras are, else says what to
+    install in one line (exit 2). The edge itself never imports TensorFlow."""
+    import importlib.util
+
+    missing = [name for name in ("tensorflow", "keras", "models") if importlib.util.find_spec(name) is None]
+    if missing:
+        print(f"smartbin learn: needs the workstation extras ({', '.join(missing)} missing here): run it from a "
+              "smartbin checkout set up with `./setup.sh --dev` (a workstation, or a Pi 5 with 8 GB)",
+              file=sys.stderr)
+        return 2
+    from models.learn import main as learn_main
+
+    return learn_main(argv, prog="smartbin learn")
 
 
 def cmd_frames(settings: Settings, args: argparse.Namespace) -> int:

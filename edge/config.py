@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edge.errors import ConfigError
-from edge.model_store import installed_model
+from edge.model_store import installed_model, staged_model
 from edge.preprocess import CropMode, Roi
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -294,6 +294,7 @@ class WebSettings(Section):
     max_upload_pixels: int = Field(
         20_000_000, ge=1, le=100_000_000, description="largest photo 'classify a photo' decodes, in pixels"
     )
+    max_model_mb: float = Field(64.0, gt=0, le=1000, description="largest model `smartbin learn --to` may stage, MB")
     max_connections: int = Field(32, ge=2, le=1000, description="open connections at most (oldest idle closed)")
     request_timeout_s: float = Field(10.0, ge=0.1, le=600, description="time to send a request head")
 
@@ -457,7 +458,8 @@ class Settings(Section):
 def load_settings(path: str | Path | None = None) -> Settings:
     """Read and validate a TOML config; ``None`` reads the embedded default. Raises ConfigError (one line).
     Without ``model.path`` the model is the version installed by ``smartbin model install`` (under the records'
-    folder) if there is one, else the bundled model."""
+    folder) if there is one, else the bundled model; without ``model.shadow`` the shadow is the candidate staged
+    by ``smartbin learn --to``, if there is one."""
     path = Path(path) if path is not None else DEFAULT_CONFIG
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -476,6 +478,10 @@ def load_settings(path: str | Path | None = None) -> Settings:
         installed = installed_model(settings.records.database.parent)
         if installed is not None:
             settings = settings.model_copy(update={"model": settings.model.model_copy(update={"path": installed})})
+    if not (isinstance(model, dict) and "shadow" in model):  # no shadow named: the staged candidate, if any
+        staged = staged_model(settings.records.database.parent)
+        if staged is not None:
+            settings = settings.model_copy(update={"model": settings.model.model_copy(update={"shadow": staged})})
     return settings
 
 

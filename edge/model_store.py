@@ -4,7 +4,9 @@
     STATE/models/
         3f2a9c0d1e4b/garbage12_resnet50_int8.tflite (+ .json card)   one folder per version (sha256, 12 hex)
         current -> 3f2a9c0d1e4b                                       a symlink, replaced by rename()
-        history.jsonl                                                 one line per install or rollback
+        history.jsonl                                                 one line per stage, install or rollback
+        staged/M.tflite (+ .json card, + .learn.json report)          a candidate sent by `smartbin learn --to`,
+                                                                      run as the shadow model until installed
 
 A config that names no ``model.path`` runs the current version when there is one, else the bundled model.
 Files are written to a temporary name and renamed into place, so that a sorter that has the old model mapped
@@ -26,6 +28,7 @@ from edge.errors import SmartbinError
 STORE = "models"
 CURRENT = "current"
 HISTORY = "history.jsonl"
+STAGED = "staged"
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,8 @@ class ModelStore:
         """Every installed version, oldest install first."""
         if not self.root.is_dir():
             return []
-        folders = [p for p in self.root.iterdir() if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")]
+        folders = [p for p in self.root.iterdir()
+                   if p.is_dir() and not p.is_symlink() and not p.name.startswith(".") and p.name != STAGED]
         return [Version(p) for p in sorted(folders, key=lambda p: p.stat().st_mtime)]
 
     def history(self) -> list[dict[str, Any]]:
@@ -94,6 +98,37 @@ class ModelStore:
             os.replace(staging, folder)
         os.utime(folder)  # the newest install last in versions()
         return Version(folder)
+
+    def staged(self) -> Path | None:
+        """The staged candidate's model file, None when none is staged."""
+        found = sorted((self.root / STAGED).glob("*.tflite"))
+        return found[0] if len(found) == 1 else None
+
+    def stage(self, files: dict[str, bytes]) -> Path:
+        """Make ``files`` (names → contents: a model, its card, perhaps its report) the staged candidate, in
+        one rename (a previous candidate is replaced); the model's path."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        staging = self.root / f".{STAGED}.{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        for name, payload in files.items():
+            with open(staging / name, "wb") as f:
+                f.write(payload)
+                f.flush()
+                os.fsync(f.fileno())
+        self.unstage()
+        os.replace(staging, self.root / STAGED)
+        model = self.staged()
+        assert model is not None
+        return model
+
+    def unstage(self) -> None:
+        """Remove the staged candidate, if any."""
+        folder = self.root / STAGED
+        if folder.is_dir():
+            gone = self.root / f".{STAGED}.gone.{os.getpid()}"
+            os.replace(folder, gone)
+            shutil.rmtree(gone, ignore_errors=True)
 
     def switch(self, version: Version | None, entry: dict[str, Any]) -> None:
         """Point ``current`` at ``version`` (None: no version, back to the configured or bundled model) in one
@@ -152,3 +187,8 @@ class ModelStore:
 def installed_model(state: Path) -> Path | None:
     """The current version's model file, None if no version is current."""
     return ModelStore(state).current_model()
+
+
+def staged_model(state: Path) -> Path | None:
+    """The staged candidate's model file, None if none is staged."""
+    return ModelStore(state).staged()

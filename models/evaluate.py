@@ -30,6 +30,7 @@ import numpy as np
 from edge.classifier import Classifier
 from edge.images import read_rgb
 from edge.model_card import card_path
+from edge.progress import Progress
 from models.confusion import plot_confusion
 from models.features import ViewSpec, evaluation_views
 from models.metrics import machine, summary, top_confusions
@@ -47,7 +48,13 @@ def tflite_probabilities(model: Path, data: Path, entries: list[Entry], spec: Vi
     with Classifier(model, threads=threads) as classifier:
         if classifier.input_size != (224, 224):
             raise SystemExit(f"{model}: input {classifier.input_size}, the recipe's views are 224×224")
-        return np.stack([classifier.probabilities(spec.of(read_rgb(data / e.path), i)) for i, e in enumerate(entries)])
+        progress = Progress(f"int8 {spec.split} {spec.kind}", len(entries), every=10.0)
+        probabilities = []
+        for i, e in enumerate(entries):
+            probabilities.append(classifier.probabilities(spec.of(read_rgb(data / e.path), i)))
+            progress.advance()
+        progress.finish()
+        return np.stack(probabilities)
 
 
 def keras_probabilities(path: Path, data: Path, entries: list[Entry], spec: ViewSpec) -> np.ndarray:

@@ -48,6 +48,7 @@ from edge.errors import ImageError, ModelCardError, SmartbinError
 from edge.images import labelled_images, read_rgb
 from edge.model_card import read_card, sha256_of
 from edge.preprocess import still_input
+from edge.progress import Progress
 from models.features import DEFAULT_CACHE, ViewSpec, feature_set
 from models.metrics import machine, summary
 from models.split import Entry, dataset_arguments, read_manifest, select
@@ -117,12 +118,17 @@ def frame_inputs(items: list[tuple[Path, int]], mirrored: bool = False) -> tuple
     return np.stack(pixels), np.array(truth)
 
 
-def trunk_features(trunk, pixels: np.ndarray, batch: int = 32) -> np.ndarray:
+def trunk_features(trunk, pixels: np.ndarray, batch: int = 32, task: str = "site frames' features") -> np.ndarray:
     """``conv5_block2_out`` features (float16, as the cache keeps them) of model inputs."""
     from models.architecture import preprocess
 
-    return np.concatenate([np.asarray(trunk.predict_on_batch(preprocess(pixels[i : i + batch])), np.float16)
-                           for i in range(0, len(pixels), batch)])
+    progress = Progress(task, len(pixels), every=10.0)
+    features = []
+    for i in range(0, len(pixels), batch):
+        features.append(np.asarray(trunk.predict_on_batch(preprocess(pixels[i : i + batch])), np.float16))
+        progress.advance(len(features[-1]))
+    progress.finish()
+    return np.concatenate(features)
 
 
 def site_features(trunk, items: list[tuple[Path, int]]) -> tuple[list[np.ndarray], np.ndarray]:
@@ -201,9 +207,13 @@ def int8_top1(model: Path, pixels: np.ndarray, truth: np.ndarray) -> dict[str, A
     """Top-1 of an int8 model through the edge's classifier on prepared model inputs."""
     from edge.classifier import Classifier
 
+    progress = Progress(f"int8 {model.name}", len(truth), every=10.0)
+    right = 0
     with Classifier(model, threads=None) as classifier:
-        right = sum(int(np.argmax(classifier.classify(p).probabilities) == y)
-                    for p, y in zip(pixels, truth, strict=True))
+        for p, y in zip(pixels, truth, strict=True):
+            right += int(np.argmax(classifier.classify(p).probabilities) == y)
+            progress.advance()
+    progress.finish()
     return {"model": model.name, "images": len(truth), "top1": round(right / len(truth), 4)}
 
 
@@ -253,8 +263,9 @@ def default_base(current: Path, recipe: Path = RECIPE_KERAS) -> Path:
     return recipe if recipe.is_file() and source == sha256_of(recipe) else current
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    """The fine-tune, conversion and report; returns the report."""
+def run(args: argparse.Namespace, frames: SiteFrames | None = None) -> dict[str, Any]:
+    """The fine-tune, conversion and report; returns the report. ``frames``: the site's frames already split
+    (``smartbin learn`` holds out by item); else ``args.frames`` split by a hash of each file's name."""
     import keras
     import tensorflow as tf
 
@@ -273,7 +284,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise FinetuneError(f"--current model not found: {args.current}")
     if args.base.suffix == ".tflite" and list(read_card(args.base).labels) != labels:
         raise FinetuneError(f"{args.base.name}: its labels are not the recipe's ({', '.join(labels)})")
-    frames = site_frames(args.frames, labels, args.held_out)
+    if frames is None:
+        frames = site_frames(args.frames, labels, args.held_out)
     model = load_base(args.base)
     freeze_batch_norms(model)
     trunk, top = make_trunk(model), make_top(model)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any
 
@@ -25,17 +26,49 @@ logger = logging.getLogger("smartbin")
 
 
 def serve(settings: Settings, max_items: int | None = None, pin_factory: Factory | None = None,
-          source: FrameSource | None = None, camera_wait_s: float = 0.0) -> int:
+          source: FrameSource | None = None, camera_wait_s: float = 0.0,
+          reload: Callable[[], Settings] | None = None) -> int:
     """Sort until SIGTERM / SIGINT (the item in hand is finished) or ``max_items``; 0 when it ends so.
     ``pin_factory``, ``source``: instead of the settings' (tests and the fault soak: gpiozero's
-    ``MockFactory``, a camera that fails on cue); ``camera_wait_s``: see ``Sorter``."""
+    ``MockFactory``, a camera that fails on cue); ``camera_wait_s``: see ``Sorter``. A model change made on the
+    page (staged, installed, rolled back) restarts the sorter in this process with ``reload()``'s settings
+    (the config read again: it names the model store's current model and the staged shadow)."""
     stop = threading.Event()
     notifier = Notifier()
     if notifier.watchdog_s:
         stacks.install()  # before any thread starts: the watchdog's SIGABRT logs every stack, safely
+    sorted_items = 0
+    with stop_on_signals(stop) as signals:
+        while True:
+            restart = Restart(stop)
+            left = None if max_items is None else max_items - sorted_items
+            sorted_items += serve_once(settings, left, pin_factory, source, camera_wait_s, notifier, stop,
+                                       restart if reload is not None else None)
+            if restart.why is None or signals.received or (max_items is not None and sorted_items >= max_items):
+                return 0
+            logger.info("restarting the sorter: %s", restart.why)
+            stop.clear()
+            assert reload is not None
+            settings = reload()
+
+
+class Restart:
+    """Asks the running sorter to stop after the item in hand and start again (``why`` says for what)."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self.why: str | None = None
+
+    def __call__(self, why: str) -> None:
+        self.why = why
+        self.stop.set()
+
+
+def serve_once(settings: Settings, max_items: int | None, pin_factory: Factory | None, source: FrameSource | None,
+               camera_wait_s: float, notifier: Notifier, stop: threading.Event, restart: Restart | None) -> int:
+    """One sorter with its observers, until ``stop``; the items it sorted."""
     observers: list[Observer] = [ServiceWatch(notifier)]
     with ExitStack() as stack:
-        stack.enter_context(stop_on_signals(stop))
         metrics = None
         if settings.metrics.enabled:
             from edge.service.metrics import Metrics
@@ -47,7 +80,7 @@ def serve(settings: Settings, max_items: int | None = None, pin_factory: Factory
 
             live = LiveState(settings.camera.region, settings.camera.source, crop=settings.camera.crop)
             observers.append(live)
-            stack.enter_context(WebServer(settings, live))
+            stack.enter_context(WebServer(settings, live, restart))
         publisher = None
         if settings.mqtt.enabled:
             from edge.service.mqtt import MqttPublisher
@@ -78,11 +111,16 @@ def serve(settings: Settings, max_items: int | None = None, pin_factory: Factory
         try:
             tally = sorter.loop.run(max_items=max_items, stop=stop)
         finally:
-            notifier.stopping("stopping: gates to safe, closing the camera and the records")
+            if restart is not None and restart.why is not None:
+                notifier.status(f"restarting the sorter: {restart.why}")  # the watchdog keeps being fed
+            else:
+                notifier.stopping("stopping: gates to safe, closing the camera and the records")
         if trial is not None:
             trial.check()
     logger.info("done: %s", tally.summary())
-    return 0
+    return tally.items
+
+
 
 
 def summary(settings: Settings, sorter: Sorter) -> dict[str, Any]:
@@ -100,10 +138,12 @@ class stop_on_signals:
 
     def __init__(self, stop: threading.Event) -> None:
         self.stop = stop
+        self.received = False
         self._previous: dict[int, object] = {}
 
     def _handle(self, signum: int, _frame: object) -> None:
         logger.info("%s: stopping after the item in hand", signal.Signals(signum).name)
+        self.received = True
         self.stop.set()
 
     def __enter__(self) -> stop_on_signals:

@@ -9,10 +9,11 @@
     GET  /api/items/{id}/frame.jpg  an item's frame kept for retraining
     GET  /api/health                camera frame rate, stage latencies, model and card, uptime, last error
     POST /api/classify              classify an uploaded photo (multipart field ``image``, or the raw image)
+    GET  /api/model ...             the staged candidate, install, roll back (``edge.web.model_api``)
 
 Errors are JSON ``{"error": "one line"}`` with their status: 400 bad request, 401 no token, 404 unknown item or
-frame, 413 upload over ``web.max_upload_mb`` or ``web.max_upload_pixels``, 415 not an image, 503 records or model
-unavailable.
+frame, 413 upload over ``web.max_upload_mb`` or ``web.max_upload_pixels``, 415 not an image, 422 a model refused,
+503 records or model unavailable.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from edge.model_store import ModelStore
 from edge.photo import PhotoClassifier
 from edge.runtime import interpreter_class
 from edge.web.auth import TokenGate
+from edge.web.model_api import ModelApi, Restart
 from edge.web.queries import RecordsView
 from edge.web.state import LiveState
 
@@ -52,11 +54,12 @@ MAX_ITEMS = 500
 class Api:
     """The endpoints over one sorter's records (``settings``) and, beside a running sorter, its ``live`` state."""
 
-    def __init__(self, settings: Settings, live: LiveState | None) -> None:
+    def __init__(self, settings: Settings, live: LiveState | None, restart: Restart | None = None) -> None:
         self.settings = settings
         self.live = live
         self.view = RecordsView(settings.records.database, settings.retrain_folder, list(settings.bins),
                                 settings.bin_of())
+        self.models = ModelApi(settings, restart, self.view.shadow, read_capped)
         # beside a running sorter the page's interpreter takes one thread, leaving the cores to the loop
         self.photos = PhotoClassifier(settings, 1 if live is not None else settings.model.threads or None)
         self.model = model_facts(settings)
@@ -75,6 +78,7 @@ class Api:
             Route("/api/items/{item_id}/frame.jpg", self.kept_frame),
             Route("/api/health", self.health),
             Route("/api/classify", self.classify, methods=["POST"]),
+            *self.models.routes(),
         ]
 
     def page(self, request: Request) -> Response:
@@ -265,11 +269,12 @@ async def internal_error(request: Request, exc: Exception) -> Response:  # uvico
     return error_response(500, f"internal error: {type(exc).__name__} (details in the sorter's log)")
 
 
-def create_app(settings: Settings, live: LiveState | None = None) -> Starlette:
+def create_app(settings: Settings, live: LiveState | None = None, restart: Restart | None = None) -> Starlette:
     """The page and its API over the records of ``settings``. ``live``: the running sorter's state; None for
-    ``smartbin web`` on the records alone (no live frame, no camera). With ``web.token`` set every request
-    needs it. ``app.state.api.photos`` holds the page's classifier (close it with the app)."""
-    api = Api(settings, live)
+    ``smartbin web`` on the records alone (no live frame, no camera). ``restart``: restarts the sorter beside
+    the page after a model change (None: no sorter here). With ``web.token`` set every request needs it.
+    ``app.state.api.photos`` holds the page's classifier (close it with the app)."""
+    api = Api(settings, live, restart)
     middleware = [Middleware(TokenGate, token=settings.web.token)] if settings.web.token else []
     app = Starlette(
         routes=api.routes(),

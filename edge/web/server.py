@@ -13,16 +13,17 @@ from edge.config import Settings
 from edge.errors import PortError
 from edge.web.app import create_app
 from edge.web.bounds import bounded_protocol
+from edge.web.model_api import Restart
 from edge.web.state import LiveState
 
 logger = logging.getLogger(__name__)
 
 
 class WebServer:
-    """Serves the page of ``settings`` (and of a running sorter's ``live`` state) on ``web.host:web.port``
-    (port 0: any free port, see ``url``). A context manager."""
+    """Serves the page of ``settings`` (and of a running sorter's ``live`` state, which ``restart`` restarts after
+    a model change) on ``web.host:web.port`` (port 0: any free port, see ``url``). A context manager."""
 
-    def __init__(self, settings: Settings, live: LiveState | None = None) -> None:
+    def __init__(self, settings: Settings, live: LiveState | None = None, restart: Restart | None = None) -> None:
         host, port = settings.web.host, settings.web.port
         try:
             self._socket = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
@@ -30,7 +31,7 @@ class WebServer:
             raise PortError(f"web: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         bound_host, bound_port = self._socket.getsockname()[:2]
         self.url = f"http://[{bound_host}]:{bound_port}/" if ":" in bound_host else f"http://{bound_host}:{bound_port}/"
-        self.app = create_app(settings, live)
+        self.app = create_app(settings, live, restart)
         web = settings.web
         config = uvicorn.Config(self.app, http=bounded_protocol(web.max_connections, web.request_timeout_s),
                                 ws="none", loop="asyncio", lifespan="off", log_config=None, log_level="warning",
