@@ -94,8 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="collect: PostgreSQL connection string, e.g. postgresql://fleet@db.lan/fleet")
     frames = command("frames", cmd_frames, "export kept frames of uncertain items for labelling and retraining")
     frames.add_argument("out", type=Path, help="output folder")
-    frames.add_argument("--labels", type=Path, default=None, metavar="CSV",
-                        help="id,label CSV filled in by you; without it a labels.csv to fill in is written to OUT")
+    given = frames.add_mutually_exclusive_group()
+    given.add_argument("--labels", type=Path, default=None, metavar="CSV",
+                       help="id,label CSV filled in by you; without it a labels.csv to fill in is written to OUT")
+    given.add_argument("--labelled", action="store_true",
+                       help="the frames labelled on the web page (Teach tab): OUT/<label>/ and OUT/labels.csv")
     status = command("status", cmd_status, "the service's state, today's items per bin, the latest error, the "
                      "last items (default: the installed service's records)")
     status.add_argument("--last", type=int, default=10, metavar="N", help="items to list (default 10)")
@@ -249,9 +252,13 @@ def cmd_fleet(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_frames(settings: Settings, args: argparse.Namespace) -> int:
     from edge.model_card import read_card
-    from edge.retrain import export
+    from edge.retrain import export, export_labelled
 
-    print(export(settings.retrain_folder, args.out, args.labels, read_card(settings.model.path).labels))
+    labels = read_card(settings.model.path).labels
+    if args.labelled:
+        print(export_labelled(settings.retrain_folder, args.out, settings.records.database, labels))
+    else:
+        print(export(settings.retrain_folder, args.out, args.labels, labels))
     return 0
 
 
