@@ -254,6 +254,7 @@ def cmd_frames(settings: Settings, args: argparse.Namespace) -> int:
     from edge.model_card import read_card
     from edge.retrain import export, export_labelled
 
+    settings = installed_records(settings, args)
     labels = read_card(settings.model.path).labels
     if args.labelled:
         print(export_labelled(settings.retrain_folder, args.out, settings.records.database, labels))
@@ -270,19 +271,27 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_web(settings: Settings, args: argparse.Namespace) -> int:
-    from edge.service.status import database_for
-    from edge.service.unit import CONFIG
     from edge.web import WebServer
 
-    if args.config is None and CONFIG.exists():
-        settings = load_settings(CONFIG)
-    database = database_for(settings, args.config is not None)
-    settings = settings.model_copy(update={"records": settings.records.model_copy(update={"path": database})})
+    settings = installed_records(settings, args)
     stop = threading.Event()
     with stop_on_signals(stop), WebServer(settings):
-        logger.info("serving the records of %s without the sorter (no live frame); Ctrl-C to stop", database)
+        logger.info("serving the records of %s without the sorter (no live frame); Ctrl-C to stop",
+                    settings.records.database)
         stop.wait()
     return 0
+
+
+def installed_records(settings: Settings, args: argparse.Namespace) -> Settings:
+    """Without ``--config`` where the service is installed: its config and the records (and kept frames) it
+    writes, in its state directory unless its config names another (``sudo smartbin web``, ``frames``)."""
+    from edge.service import unit
+    from edge.service.status import database_for
+
+    if args.config is None and unit.CONFIG.exists():
+        settings = load_settings(unit.CONFIG)
+    database = database_for(settings, args.config is not None, unit.CONFIG, unit.STATE)
+    return settings.model_copy(update={"records": settings.records.model_copy(update={"path": database})})
 
 
 def cmd_camera(settings: Settings, args: argparse.Namespace) -> int:

@@ -180,6 +180,25 @@ def test_smartbin_frames_labelled_is_one_line_and_exit_1_without_labels(config, 
         main(["frames", str(out), "--labelled", "--labels", "x.csv", "--config", str(config)])
 
 
+def test_smartbin_frames_without_config_reads_the_installed_services_records(tmp_path, monkeypatch, capsys):
+    from edge.config import DEFAULT_CONFIG
+    from edge.service import unit
+
+    config, state = tmp_path / "etc" / "smartbin.toml", tmp_path / "var"
+    config.parent.mkdir()
+    config.write_text(DEFAULT_CONFIG.read_text())  # as install.sh writes it: no records.path, the state directory
+    monkeypatch.setattr(unit, "CONFIG", config)
+    monkeypatch.setattr(unit, "STATE", state)
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)  # sudo, not the service
+    FrameKeeper(state / "uncertain", keep_below=0.8, max_mb=10).keep(1, frame(1), record())
+    with Records(state / "items.db") as records:
+        records.add(record())
+        records.set_label(1, "paper", "ann", 2000.0, "glass", 0.3)
+    assert main(["frames", str(tmp_path / "out"), "--labelled"]) == 0
+    assert capsys.readouterr().out.startswith("1 labelled frames exported to ")
+    assert (tmp_path / "out" / "paper" / "00000001.jpg").is_file()
+
+
 def test_the_loop_keeps_rejected_items(tiny_settings):
     settings = threshold_rule(tiny_settings, threshold=1.0)
     with Sorter(settings, source=Frames(picture(n) for n in range(3))) as sorter:
