@@ -108,7 +108,8 @@ class Sorter:
         folder = self.settings.retrain_folder
         try:
             return FrameKeeper(folder, retrain.keep_below, retrain.max_mb, self.settings.camera.region,
-                               retrain.min_free_mb, self.settings.camera.crop)
+                               retrain.min_free_mb, self.settings.camera.crop, retrain.sample_share,
+                               lambda: {row["item_id"] for row in self.records.labels()})
         except OSError as exc:
             raise ConfigError(f"retrain.folder: cannot use {folder}: {exc.strerror or exc}") from None
 

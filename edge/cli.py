@@ -97,8 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="collect: PostgreSQL connection string, e.g. postgresql://fleet@db.lan/fleet")
     frames = command("frames", cmd_frames, "export kept frames of uncertain items for labelling and retraining")
     frames.add_argument("out", type=Path, help="output folder")
-    frames.add_argument("--labels", type=Path, default=None, metavar="CSV",
-                        help="id,label CSV filled in by you; without it a labels.csv to fill in is written to OUT")
+    given = frames.add_mutually_exclusive_group()
+    given.add_argument("--labels", type=Path, default=None, metavar="CSV",
+                       help="id,label CSV filled in by you; without it a labels.csv to fill in is written to OUT")
+    given.add_argument("--labelled", action="store_true",
+                       help="the frames labelled on the web page (Teach tab): OUT/<label>/ and OUT/labels.csv")
     status = command("status", cmd_status, "the service's state, today's items per bin, the latest error, the "
                      "last items (default: the installed service's records)")
     status.add_argument("--last", type=int, default=10, metavar="N", help="items to list (default 10)")
@@ -280,9 +283,14 @@ def learn(argv: list[str]) -> int:
 
 def cmd_frames(settings: Settings, args: argparse.Namespace) -> int:
     from edge.model_card import read_card
-    from edge.retrain import export
+    from edge.retrain import export, export_labelled
 
-    print(export(settings.retrain_folder, args.out, args.labels, read_card(settings.model.path).labels))
+    settings = installed_records(settings, args)
+    labels = read_card(settings.model.path).labels
+    if args.labelled:
+        print(export_labelled(settings.retrain_folder, args.out, settings.records.database, labels))
+    else:
+        print(export(settings.retrain_folder, args.out, args.labels, labels))
     return 0
 
 
@@ -294,19 +302,27 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_web(settings: Settings, args: argparse.Namespace) -> int:
-    from edge.service.status import database_for
-    from edge.service.unit import CONFIG
     from edge.web import WebServer
 
-    if args.config is None and CONFIG.exists():
-        settings = load_settings(CONFIG)
-    database = database_for(settings, args.config is not None)
-    settings = settings.model_copy(update={"records": settings.records.model_copy(update={"path": database})})
+    settings = installed_records(settings, args)
     stop = threading.Event()
     with stop_on_signals(stop), WebServer(settings):
-        logger.info("serving the records of %s without the sorter (no live frame); Ctrl-C to stop", database)
+        logger.info("serving the records of %s without the sorter (no live frame); Ctrl-C to stop",
+                    settings.records.database)
         stop.wait()
     return 0
+
+
+def installed_records(settings: Settings, args: argparse.Namespace) -> Settings:
+    """Without ``--config`` where the service is installed: its config and the records (and kept frames) it
+    writes, in its state directory unless its config names another (``sudo smartbin web``, ``frames``)."""
+    from edge.service import unit
+    from edge.service.status import database_for
+
+    if args.config is None and unit.CONFIG.exists():
+        settings = load_settings(unit.CONFIG)
+    database = database_for(settings, args.config is not None, unit.CONFIG, unit.STATE)
+    return settings.model_copy(update={"records": settings.records.model_copy(update={"path": database})})
 
 
 def cmd_camera(settings: Settings, args: argparse.Namespace) -> int:

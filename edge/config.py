@@ -271,10 +271,13 @@ class RecordSettings(Section):
 
 
 class RetrainSettings(Section):
-    enabled: bool = Field(True, description="keep frames of uncertain items for retraining")
+    enabled: bool = Field(True, description="keep frames of uncertain items (and a sample) for retraining")
     folder: Path | None = Field(None, description="unset = 'uncertain' beside the item database")
     keep_below: float = Field(0.8, ge=0, le=1, description="keep items decided with less confidence than this")
-    max_mb: float = Field(500.0, gt=0, le=1_000_000, description="size cap of the folder; the oldest frames go first")
+    sample_share: float = Field(0.05, ge=0, le=1, description="and this share of the confident ones (chosen by a "
+                                "hash of the item id), so that confident mistakes are found too")
+    max_mb: float = Field(500.0, gt=0, le=1_000_000,
+                          description="size cap of the folder; the oldest unlabelled frames go first")
     min_free_mb: float = Field(500.0, ge=0, le=1_000_000,
                                description="below this much free disk no frame is kept (the records go on)")
 

@@ -3,7 +3,8 @@
 A crash or ``kill -9`` loses no committed record: each item is its own transaction, and WAL keeps the file
 readable after an interrupted write. Counts (all time, per day, bin and outcome) come from the ``daily``
 aggregates, which a trigger keeps and which outlive the items: ``prune`` deletes old items (retention) in small
-batches without touching them. A new database vacuums incrementally, so pruned pages are handed back.
+batches without touching them, nor the operator's ``labels`` of kept frames. A new database vacuums
+incrementally, so pruned pages are handed back.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any, Literal
 from edge.errors import RecordError
 
 Outcome = Literal["sorted", "rejected", "error", "late", "too_close"]
+NOT_ITEM = "not-an-item"  # the label of a frame that shows no single item (empty belt, two items, a hand)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -70,6 +72,16 @@ CREATE TABLE IF NOT EXISTS shadow (
     confidence   REAL    NOT NULL,
     agree        INTEGER NOT NULL      -- 1: the same label as the live model
 );
+-- The operator's labels of kept frames (the web page's Teach tab). No trigger deletes them with their item: a
+-- label outlives the retention of its item's record.
+CREATE TABLE IF NOT EXISTS labels (
+    item_id    INTEGER PRIMARY KEY,  -- items.id (the item's row may since have been pruned)
+    label      TEXT    NOT NULL,     -- a class of the model, or 'not-an-item'
+    who        TEXT    NOT NULL,
+    time       REAL    NOT NULL,     -- Unix time of the label
+    guess      TEXT,                 -- what the model said the item was
+    confidence REAL
+);
 CREATE TRIGGER IF NOT EXISTS items_shadow AFTER DELETE ON items BEGIN
     DELETE FROM shadow WHERE item_id = OLD.id;
 END;
@@ -78,9 +90,9 @@ CREATE TRIGGER IF NOT EXISTS items_daily AFTER INSERT ON items BEGIN
     ON CONFLICT (day, bin, outcome) DO UPDATE SET items = items + 1;
 END;
 """
-SCHEMA_VERSION = 4  # 1: the daily aggregates (a database of version 0 gets them counted from its items once)
+SCHEMA_VERSION = 5  # 1: the daily aggregates (a database of version 0 gets them counted from its items once)
 # 2: the decision's reason and expected cost; 3: the model's sha256; 4: the item's measured passing time
-# (columns added to an older table)
+# (columns added to an older table); 5: the operator's labels (a table an older database gains)
 ADDED_COLUMNS = {"reason": "TEXT", "expected_cost": "REAL", "model_sha256": "TEXT", "passing_s": "REAL"}
 
 
@@ -155,7 +167,7 @@ class Records:
 
     def _upgrade(self) -> None:
         """Bring a database of an earlier release up to date: its items counted into the daily aggregates
-        (version 0), the columns it lacks added (version 1)."""
+        (version 0), the columns it lacks added (version 1); the tables it lacks (labels) came with ``SCHEMA``."""
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version >= SCHEMA_VERSION:
             return
@@ -200,6 +212,42 @@ class Records:
                                  (item_id, model, sha256, label, confidence, int(agree)))
         except sqlite3.Error as exc:
             raise RecordError(f"cannot write a shadow result to {self.path}: {exc}") from None
+
+    def set_label(self, item_id: int, label: str, who: str, when: float, guess: str | None,
+                  confidence: float | None) -> None:
+        """Label item ``item_id`` (a class, or ``NOT_ITEM``), replacing an earlier label. Raises RecordError."""
+        try:
+            with self._db:
+                self._db.execute("INSERT OR REPLACE INTO labels VALUES (?, ?, ?, ?, ?, ?)",
+                                 (item_id, label, who, when, guess, confidence))
+        except sqlite3.Error as exc:
+            raise RecordError(f"cannot write the label of item {item_id} to {self.path}: {exc}") from None
+
+    def remove_label(self, item_id: int) -> bool:
+        """Remove item ``item_id``'s label (undo); whether it had one. Raises RecordError."""
+        try:
+            with self._db:
+                return self._db.execute("DELETE FROM labels WHERE item_id = ?", (item_id,)).rowcount > 0
+        except sqlite3.Error as exc:
+            raise RecordError(f"cannot remove the label of item {item_id} from {self.path}: {exc}") from None
+
+    def labels(self) -> list[dict[str, Any]]:
+        """Every label (item_id, label, who, time, guess, confidence), oldest first. Raises RecordError."""
+        return self._labels("SELECT * FROM labels ORDER BY time, item_id")
+
+    def label_counts(self) -> dict[str, int]:
+        """Labelled items per label (``NOT_ITEM`` included). Raises RecordError."""
+        rows = self._labels("SELECT label, COUNT(*) AS n FROM labels GROUP BY label ORDER BY label")
+        return {row["label"]: row["n"] for row in rows}
+
+    def _labels(self, sql: str) -> list[dict[str, Any]]:
+        """Rows of a query of the labels; none where the table is not there yet (an older database, read only)."""
+        try:
+            if not self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'labels'").fetchone():
+                return []
+            return self.query(sql)
+        except sqlite3.Error as exc:
+            raise RecordError(f"cannot read the labels of {self.path}: {exc}") from None
 
     def _checkpoint(self) -> None:
         """Copy the WAL into the database without waiting for readers (PASSIVE), so that the WAL is reused

@@ -159,7 +159,8 @@ def bin_frames(url: str, token: str | None, into: Path) -> list[Frame]:
 def fetch(url: str, path: str, token: str | None, data: bytes | None = None,
           content_type: str | None = None) -> bytes:
     """The body of ``url`` + ``path`` (a POST when ``data`` is given); LearnError in one line otherwise."""
-    request = urllib.request.Request(urllib.parse.urljoin(url.rstrip("/") + "/", path.lstrip("/")), data=data)
+    request = urllib.request.Request(urllib.parse.urljoin(url.rstrip("/") + "/", path.lstrip("/")), data=data,
+                                     headers={"X-Smartbin-Client": "learn"})
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     if content_type:

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from edge.errors import RecordError
-from edge.records import ItemRecord, Records, local_midnight
+from edge.records import NOT_ITEM, SCHEMA_VERSION, ItemRecord, Records, local_midnight
 
 
 def record(n: int = 0, outcome: str = "sorted") -> ItemRecord:
@@ -151,7 +151,7 @@ def test_the_decision_reason_and_expected_cost_are_kept_and_an_older_table_gains
         rows = records.in_order()
         assert [(r["reason"], r["expected_cost"], r["passing_s"]) for r in rows] == [(None, None, None),
                                                                                      ("quarantine", 4.7, 0.8)]
-        assert records._db.execute("PRAGMA user_version").fetchone()[0] == 4 and records.total() == 2
+        assert records._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION and records.total() == 2
 
 
 def test_retention_deletes_only_what_is_due_and_the_aggregates_still_equal_the_count_of_every_item(tmp_path):
@@ -211,3 +211,36 @@ def test_the_retention_thread_prunes_at_start_and_survives_a_broken_database(tmp
         worker.stop()
     assert any("retention: cannot open item database" in r.message for r in caplog.records)
     assert not Retention(path, keep_days=0, max_mb=0).enabled
+
+
+def test_labels_are_set_replaced_undone_counted_and_outlive_a_reopen_and_the_retention_of_their_items(tmp_path):
+    path = tmp_path / "items.db"
+    with Records(path) as records:
+        spread_items(records, 10)
+        assert records.labels() == [] and records.label_counts() == {}
+        records.set_label(3, "paper", "ann", 2000.0, "green-glass", 0.9)
+        records.set_label(5, NOT_ITEM, "operator", 2001.0, "green-glass", 0.4)
+        records.set_label(3, "cardboard", "bob", 2002.0, "green-glass", 0.9)  # a second look replaces the first
+        records.set_label(7, "paper", "ann", 2003.0, None, None)
+        assert records.remove_label(7) and not records.remove_label(7) and not records.remove_label(99)
+    with Records(path) as records:
+        assert [tuple(r.values()) for r in records.labels()] == [
+            (5, NOT_ITEM, "operator", 2001.0, "green-glass", 0.4), (3, "cardboard", "bob", 2002.0, "green-glass", 0.9)]
+        assert records.label_counts() == {"cardboard": 1, NOT_ITEM: 1}
+        while records.prune(before=1e12):  # retention deletes every item
+            pass
+        assert records._db.execute("SELECT COUNT(*) FROM items").fetchone()[0] == 0
+        assert [r["item_id"] for r in records.labels()] == [5, 3] and records.label_counts()[NOT_ITEM] == 1
+
+
+def test_a_database_from_before_the_labels_gains_their_table_and_reads_as_unlabelled_meanwhile(tmp_path):
+    path = tmp_path / "items.db"
+    with Records(path) as records:
+        records.add(record(0))
+        records._db.executescript("DROP TABLE labels; PRAGMA user_version = 4;")  # as the previous release made it
+    with Records(path, readonly=True) as reader:  # the page or `smartbin frames` before the sorter was updated
+        assert reader.labels() == [] and reader.label_counts() == {}
+    with Records(path) as records:
+        assert records._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        records.set_label(1, "paper", "ann", 2000.0, "green-glass", 0.9)
+        assert records.label_counts() == {"paper": 1} and records.total() == 1

@@ -1,5 +1,6 @@
 """The operator's web page: a real headless Chromium (Debian's, through Selenium and chromedriver) on the page of
-a replay-simulator run, the JSON API's bad inputs, the token and bind rules, and both commands that serve it.
+a replay-simulator run (labelling its kept frames on the Teach tab too), the JSON API's bad inputs, the token and
+bind rules, and both commands that serve it.
 
 Screenshots go to artifacts/ (the README's docs/web-live.png is one of them, committed once)."""
 
@@ -29,12 +30,13 @@ from edge.errors import ConfigError, PortError
 from edge.images import read_rgb
 from edge.loop import FrameObserver
 from edge.preprocess import Roi, prepare
-from edge.records import ItemRecord, Records
+from edge.records import NOT_ITEM, ItemRecord, Records
+from edge.retrain import FrameKeeper
 from edge.sources import Frame
 from edge.web import LiveState, WebServer
 from edge.web.queries import RecordsView
 from edge.web.state import annotated_jpeg
-from tests.conftest import PROJECT, TINY_MODEL, make_settings
+from tests.conftest import LABELS, PROJECT, TINY_MODEL, make_settings
 from tests.test_loop import write_config
 from tools.faults import png_bomb
 
@@ -43,6 +45,7 @@ CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 CHROMIUM_ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--window-size=1200,760")
 ITEMS = 12
+TEACH_ITEMS = 8
 
 
 def request(url: str, method: str = "GET", body: bytes | None = None, headers: dict[str, str] | None = None
@@ -129,10 +132,7 @@ def replay(tmp_path_factory, garbage12, browser):
     """The page served by a sorter replaying real photos: the browser opens it before the first item, then the
     sorter sorts ITEMS items (the page must follow by itself). Yields (settings, live state, server)."""
     tmp_path = tmp_path_factory.mktemp("web")
-    for label in sorted(p.name for p in garbage12.iterdir())[:ITEMS]:  # one real photo of each class
-        (tmp_path / "photos" / label).mkdir(parents=True)
-        photo = sorted((garbage12 / label).iterdir())[0]
-        (tmp_path / "photos" / label / photo.name).symlink_to(photo)
+    link_photos(tmp_path / "photos", garbage12, ITEMS)
     settings = web_settings(tmp_path)
     live = LiveState(settings.camera.region, settings.camera.source)
     with WebServer(settings, live) as server, Sorter(settings, observers=[live]) as sorter:
@@ -140,6 +140,14 @@ def replay(tmp_path_factory, garbage12, browser):
         wait_for(browser, lambda d: d.find_element("id", "live-empty").is_displayed())
         sorter.loop.run(max_items=ITEMS)
         yield settings, live, server
+
+
+def link_photos(folder: Path, garbage12: Path, classes: int) -> None:
+    """One real photo of each of the first ``classes`` classes, in ``folder/<class>/``."""
+    for label in sorted(p.name for p in garbage12.iterdir())[:classes]:
+        (folder / label).mkdir(parents=True)
+        photo = sorted((garbage12 / label).iterdir())[0]
+        (folder / label / photo.name).symlink_to(photo)
 
 
 def wait_for(driver, condition, timeout: float = 15.0):
@@ -246,6 +254,75 @@ def test_a_real_photo_gets_the_loops_label_without_a_record(replay, browser, gar
     browser.find_element("css selector", "#classify-form button").click()
     wait_for(browser, lambda d: d.find_element("id", "classify-error").is_displayed())
     assert browser.find_element("id", "classify-error").text.startswith("cannot decode image: the upload")
+
+
+@pytest.fixture(scope="module")
+def teach_replay(tmp_path_factory, garbage12, browser):
+    """A sorter that replays TEACH_ITEMS real photos and keeps every item's frame (retrain.keep_below 1), beside
+    its page. Yields (settings, the page's URL)."""
+    tmp_path = tmp_path_factory.mktemp("teach")
+    link_photos(tmp_path / "photos", garbage12, TEACH_ITEMS)
+    settings = web_settings(tmp_path)
+    settings = settings.model_copy(update={"retrain": settings.retrain.model_copy(update={"keep_below": 1.0})})
+    live = LiveState(settings.camera.region, settings.camera.source)
+    with WebServer(settings, live) as server, Sorter(settings, observers=[live]) as sorter:
+        sorter.loop.run(max_items=TEACH_ITEMS)
+        yield settings, server.url
+
+
+def test_teach_labels_kept_frames_with_keys_and_undo_and_the_database_holds_exactly_those(teach_replay, browser):
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    settings, url = teach_replay
+    facts = {int(p.stem): json.loads(p.read_text()) for p in settings.retrain_folder.glob("*.json")}
+    assert sorted(facts) == list(range(1, TEACH_ITEMS + 1))  # the sorter kept every item's frame
+    browser.get(url + "#teach")
+
+    def shown() -> int:
+        return int(browser.find_element("id", "teach").get_attribute("data-item") or 0)
+
+    def press(key: str) -> int:
+        """Press a key on the page; the frame shown once the page has moved on."""
+        before = shown()
+        ActionChains(browser).send_keys(key).perform()
+        wait_for(browser, lambda d: shown() != before)
+        return shown()
+
+    wait_for(browser, lambda d: shown())
+    buttons = [(b.get_attribute("data-label"), b.text) for b in browser.find_elements("css selector",
+                                                                                        "#teach-classes button")]
+    assert buttons == [(label, f"{label} {key}") for label, key in zip(LABELS, "1234567890ab", strict=True)]
+    first = shown()
+    assert first == min(facts, key=lambda i: (facts[i]["confidence"], i))  # the least certain first
+    assert browser.find_element("id", "teach-guess").text.startswith(f"{facts[first]['label']}? ")
+    bars = browser.find_elements("css selector", "#teach-bars .bar")
+    assert [b.get_attribute("data-label") for b in bars] == [label for label, _ in facts[first]["top_k"][:3]]
+    frame = browser.find_element("id", "teach-frame")
+    wait_for(browser, lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", frame))
+    assert frame.get_attribute("src").endswith(f"/api/items/{first}/frame.jpg")
+
+    second = press("1")  # first: the first class
+    third = press("n")  # second: not an item
+    assert press("u") == second and second != third  # undone: the second frame again
+    assert press("2") == third  # second: the second class
+    fourth = press(" ")  # third: skipped
+    fifth = press("b")  # fourth: the twelfth class
+    press("n")  # fifth: not an item
+    assert len({first, second, third, fourth, fifth}) == 5
+
+    assert sorted(db_rows(settings, "SELECT item_id, label, who FROM labels")) == sorted([
+        (first, LABELS[0], "operator"), (second, LABELS[1], "operator"), (fourth, LABELS[11], "operator"),
+        (fifth, NOT_ITEM, "operator")])
+    counts = {r.get_attribute("data-label"): int(r.find_elements("tag name", "td")[1].text)
+              for r in browser.find_elements("css selector", "#teach-counts tbody tr")}
+    assert counts == {**dict.fromkeys(LABELS, 0), LABELS[0]: 1, LABELS[1]: 1, LABELS[11]: 1, NOT_ITEM: 1,
+                      "left": TEACH_ITEMS - 4}
+    screenshot(browser, "web-teach.png")
+
+    show(browser, "live")  # the keys do nothing while another tab is shown
+    ActionChains(browser).send_keys("3u").perform()
+    time.sleep(0.5)
+    assert len(db_rows(settings, "SELECT * FROM labels")) == 4
 
 
 @pytest.fixture(scope="module")
@@ -470,3 +547,124 @@ def test_a_request_head_sent_too_slowly_is_cut_off(tmp_path):
             assert 0.3 < time.monotonic() - started < 3
         status, _, _ = request(server.url + "api/health")  # a prompt client is served as before
         assert status == 200 and server.open_connections <= 1
+
+
+def kept_items(settings: Settings, guesses: list[tuple[str, float]]) -> list[int]:
+    """Items recorded and their frames kept, as the sorter does, one per (guess, confidence); their ids."""
+    keeper = FrameKeeper(settings.retrain_folder, keep_below=1.0, max_mb=10)
+    ids = []
+    with Records(settings.records.database) as records:
+        for n, (guess, confidence) in enumerate(guesses):
+            record = ItemRecord(1_700_000_000.0 + n, n, "test", "residual", "none", "rejected", "tiny12.tflite",
+                                label=guess, confidence=confidence, top_k=((guess, confidence), ("trash", 0.05)))
+            ids.append(records.add(record))
+            keeper.keep(ids[-1], Frame(np.full((60, 80, 3), 40 + n, np.uint8), record.time, n, 0.0), record)
+    return ids
+
+
+def send(url: str, method: str, payload: object = None, headers: dict[str, str] | None = None) -> tuple[int, object]:
+    """(status, decoded JSON) of a request with a JSON body."""
+    body = None if payload is None else payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    status, _, answer = request(url, method, body, {"Content-Type": "application/json", **(headers or {})})
+    return status, json.loads(answer)
+
+
+def test_teach_offers_the_unlabelled_kept_frames_least_certain_first_and_spread_over_the_guesses(tmp_path):
+    settings = web_settings(tmp_path)
+    ids = kept_items(settings, [("paper", 0.1), ("paper", 0.2), ("paper", 0.3), ("metal", 0.5), ("battery", 0.4)])
+    with WebServer(settings) as server:
+        teach = get_json(server.url + "api/teach")
+        assert teach["labels"] == list(LABELS) and teach["not_item"] == NOT_ITEM
+        assert [f["id"] for f in teach["frames"]] == [ids[0], ids[4], ids[3], ids[1], ids[2]]
+        assert teach["frames"][0] == {
+            "id": ids[0], "time": 1_700_000_000.0, "guess": "paper", "confidence": 0.1,
+            "top_k": [["paper", 0.1], ["trash", 0.05]], "bin": "residual", "outcome": "rejected", "kept": "uncertain",
+            "frame_url": f"/api/items/{ids[0]}/frame.jpg"}
+        assert teach["counts"] == {"labelled": dict.fromkeys(LABELS, 0), "not_item": 0, "left": 5}
+        assert send(server.url + f"api/teach/{ids[0]}", "POST", {"label": "cardboard", "who": "ann"})[0] == 200
+        assert send(server.url + f"api/teach/{ids[4]}", "POST", {"label": NOT_ITEM})[0] == 200
+        teach = get_json(server.url + "api/teach?limit=2")
+        assert [f["id"] for f in teach["frames"]] == [ids[1], ids[3]]  # paper 0.2, then metal before paper 0.3
+        assert teach["counts"] == {"labelled": {**dict.fromkeys(LABELS, 0), "cardboard": 1}, "not_item": 1, "left": 3}
+        assert request(server.url + "api/teach?limit=501")[0] == 400
+
+
+def test_a_label_needs_a_kept_frame_a_model_class_and_a_small_json_body_and_is_undone(tmp_path):
+    settings = web_settings(tmp_path)
+    item, unkept = kept_items(settings, [("paper", 0.4), ("paper", 0.99)])
+    (settings.retrain_folder / f"{unkept:08d}.jpg").unlink()  # a confident item: no frame kept
+    with WebServer(settings) as server:
+        teach = server.url + f"api/teach/{item}"
+        cases = [
+            ({"label": "plastik"}, 400, "label 'plastik' is neither a label of the model nor 'not-an-item': one of "
+                                        "battery, biological, "),
+            ({"label": 7}, 400, "label 7 is neither"),
+            ({}, 400, "label None is neither"),
+            ({"label": "paper", "who": 7}, 400, "who must be a name of 1 to 64 printable characters, not 7"),
+            ({"label": "paper", "who": "x" * 65}, 400, "who must be a name of 1 to 64"),
+            ({"label": "paper", "who": " "}, 400, "who must be a name of 1 to 64"),
+            ({"label": "paper", "by": "ann"}, 400, "unknown key 'by'"),
+            (["paper"], 400, "the body must be a JSON object"),
+            (b"label=paper", 400, "the body is not JSON"),
+            ({"label": "paper", "who": "x" * 5000}, 413, "body too large: at most 4 KiB"),
+        ]
+        for payload, status, message in cases:
+            got, answer = send(teach, "POST", payload)
+            assert (got, answer["error"][:len(message)]) == (status, message), payload
+        got, _, answer = request(teach, "POST", b'{"label": "paper"}', {"Content-Type": "text/plain"})
+        assert (got, json.loads(answer)["error"]) == (415, "send JSON with Content-Type: application/json")
+        for path, message in ((f"api/teach/{unkept}", f"no kept frame of item {unkept}: only kept frames"),
+                              ("api/teach/99999", "no kept frame of item 99999"), ("api/teach/abc", "no item 'abc'")):
+            got, answer = send(server.url + path, "POST", {"label": "paper"})
+            assert (got, answer["error"][:len(message)]) == (404, message), path
+        assert get_json(server.url + "api/teach/labels") == [] and db_rows(settings, "SELECT * FROM labels") == []
+
+        got, answer = send(teach, "POST", {"label": "paper"})
+        assert got == 200 and answer["id"] == item and answer["label"] == "paper" and answer["who"] == "operator"
+        assert abs(answer["time"] - time.time()) < 60
+        assert send(teach, "POST", {"label": "cardboard", "who": "ann"})[0] == 200  # a second look replaces it
+        assert db_rows(settings, "SELECT item_id, label, who, guess, confidence FROM labels") == [
+            (item, "cardboard", "ann", "paper", 0.4)]
+        assert send(teach, "DELETE") == (200, {"id": item, "removed": True})
+        assert send(teach, "DELETE") == (404, {"error": f"item {item} has no label"})
+        assert db_rows(settings, "SELECT * FROM labels") == []
+
+
+def test_labelling_without_the_token_is_401_and_changes_nothing(tmp_path):
+    token = "s3cret-token-for-the-test"
+    settings = web_settings(tmp_path, token=token)
+    (item,) = kept_items(settings, [("paper", 0.4)])
+    with WebServer(settings) as server:
+        teach = server.url + f"api/teach/{item}"
+        for method, headers in (("POST", {}), ("POST", {"Cookie": "smartbin_token=nope"}),
+                                ("POST", {"Authorization": f"Bearer {token}x"}), ("DELETE", {})):
+            got, answer = send(teach, method, {"label": "paper"}, headers)
+            assert got == 401 and answer["error"].startswith("access token required"), (method, headers)
+        assert db_rows(settings, "SELECT * FROM labels") == []
+        assert send(teach, "POST", {"label": "paper"}, {"Authorization": f"Bearer {token}"})[0] == 200
+        assert send(teach, "DELETE", None, {"Authorization": "Bearer wrong-token"})[0] == 401
+        assert db_rows(settings, "SELECT item_id, label FROM labels") == [(item, "paper")]
+
+
+def test_labels_and_their_frames_outlive_the_retention_of_the_items_and_a_restart(tmp_path):
+    settings = web_settings(tmp_path)
+    ids = kept_items(settings, [("paper", 0.4), ("metal", 0.3), ("battery", 0.2)])
+    with WebServer(settings) as server:
+        for item_id, label in zip(ids, ("cardboard", NOT_ITEM, "battery"), strict=True):
+            assert send(server.url + f"api/teach/{item_id}", "POST", {"label": label})[0] == 200
+    with Records(settings.records.database) as records:
+        while records.prune(before=1e12):  # retention: every item's row goes
+            pass
+    assert db_rows(settings, "SELECT COUNT(*) FROM items") == [(0,)]
+    with WebServer(settings) as server:
+        labels = get_json(server.url + "api/teach/labels")
+        assert [(r["id"], r["label"], r["who"], r["guess"], r["confidence"], r["frame_url"]) for r in labels] == [
+            (ids[0], "cardboard", "operator", "paper", 0.4, f"/api/items/{ids[0]}/frame.jpg"),
+            (ids[1], NOT_ITEM, "operator", "metal", 0.3, f"/api/items/{ids[1]}/frame.jpg"),
+            (ids[2], "battery", "operator", "battery", 0.2, f"/api/items/{ids[2]}/frame.jpg")]
+        assert labels[0]["time"] <= labels[1]["time"] <= labels[2]["time"]
+        status, headers, body = request(server.url + f"api/items/{ids[1]}/frame.jpg")
+        assert status == 200 and headers["content-type"] == "image/jpeg" and body[:2] == b"\xff\xd8"
+        assert request(server.url + f"api/items/{ids[1]}")[0] == 404  # its record is gone, its frame stays
+        assert get_json(server.url + "api/teach")["counts"] == {
+            "labelled": {**dict.fromkeys(LABELS, 0), "cardboard": 1, "battery": 1}, "not_item": 1, "left": 0}

@@ -9,17 +9,24 @@
     GET  /api/items/{id}/frame.jpg  an item's frame kept for retraining
     GET  /api/health                camera frame rate, stage latencies, model and card, uptime, last error
     POST /api/classify              classify an uploaded photo (multipart field ``image``, or the raw image)
+    GET  /api/teach?limit=N         the Teach tab: labels, counts, unlabelled kept frames (default 40, at most 500)
+    GET  /api/teach/labels          every label given on the page, oldest first
+    POST /api/teach/{id}            label a kept frame: JSON ``{"label": CLASS | "not-an-item", "who": NAME}``
+    DELETE /api/teach/{id}          remove its label (undo)
     GET  /api/model ...             the staged candidate, install, roll back (``edge.web.model_api``)
 
 Errors are JSON ``{"error": "one line"}`` with their status: 400 bad request, 401 no token, 404 unknown item or
-frame, 413 upload over ``web.max_upload_mb`` or ``web.max_upload_pixels``, 415 not an image, 422 a model refused,
-503 records or model unavailable.
+frame, 413 upload over ``web.max_upload_mb`` or ``web.max_upload_pixels`` (a label over 4 KiB), 415 not an image
+(a label not sent as JSON), 422 a model refused, 503 records or model unavailable.
 """
 
 from __future__ import annotations
 
+import json
+import reprlib
+import threading
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -40,6 +47,7 @@ from edge.errors import ImageError, ImageTooLarge, ModelError, RecordError, Smar
 from edge.model_card import read_card
 from edge.model_store import ModelStore
 from edge.photo import PhotoClassifier
+from edge.records import NOT_ITEM, Records
 from edge.runtime import interpreter_class
 from edge.web.auth import TokenGate
 from edge.web.model_api import ModelApi, Restart
@@ -49,6 +57,10 @@ from edge.web.state import LiveState
 STATIC = Path(__file__).resolve().parent / "static"
 ASSETS = {"app.js": "text/javascript", "style.css": "text/css"}
 MAX_ITEMS = 500
+MULTIPART_ROOM = 64 * 1024  # an upload may exceed web.max_upload_mb by its multipart framing
+TEACH_FRAMES = 40  # frames /api/teach offers unless asked for another number
+LABEL_CAP = 4 * 1024  # bytes of a label's JSON body
+WHO_MAX = 64  # characters of who labelled
 
 
 class Api:
@@ -65,6 +77,8 @@ class Api:
         self.model = model_facts(settings)
         self.started = live.started if live is not None else time.time()
         self.upload_cap = int(settings.web.max_upload_mb * 1024 * 1024)
+        self._writer: Records | None = None  # the page's own connection for labels, opened at the first label
+        self._write_lock = threading.Lock()
 
     def routes(self) -> list[Route]:
         return [
@@ -78,8 +92,20 @@ class Api:
             Route("/api/items/{item_id}/frame.jpg", self.kept_frame),
             Route("/api/health", self.health),
             Route("/api/classify", self.classify, methods=["POST"]),
+            Route("/api/teach", self.teach),
+            Route("/api/teach/labels", self.labels),
+            Route("/api/teach/{item_id}", self.label, methods=["POST"]),
+            Route("/api/teach/{item_id}", self.unlabel, methods=["DELETE"]),
             *self.models.routes(),
         ]
+
+    def close(self) -> None:
+        """Release the page's model and its connection to the records; safe twice."""
+        self.photos.close()
+        with self._write_lock:
+            writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
 
     def page(self, request: Request) -> Response:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
@@ -159,12 +185,56 @@ class Api:
         })
 
     async def classify(self, request: Request) -> Response:
-        body = await read_capped(request, self.upload_cap)
+        body = await read_capped(request, self.upload_cap + MULTIPART_ROOM, upload_too_large(self.upload_cap))
         if request.headers.get("content-type", "").startswith("multipart/form-data"):
             data, camera_roi = await form_image(request, body, self.upload_cap)
         else:  # the raw image as the body, for scripts: curl --data-binary @photo.jpg
             data, camera_roi = body, request.query_params.get("roi") == "camera"
         return JSONResponse(await run_in_threadpool(self.photos.classify, data, camera_roi))
+
+    def teach(self, request: Request) -> Response:
+        limit = int_param(request, "limit", 1, MAX_ITEMS) or TEACH_FRAMES
+        return JSONResponse(self.view.teach(read_card(self.settings.model.path).labels, limit))
+
+    def labels(self, request: Request) -> Response:
+        return JSONResponse([
+            {"id": row["item_id"], **{key: row[key] for key in ("label", "who", "time", "guess", "confidence")},
+             "frame_url": f"/api/items/{row['item_id']}/frame.jpg"
+             if self.view.kept_frame(row["item_id"]) is not None else None}
+            for row in self.view.labels()])
+
+    async def label(self, request: Request) -> Response:
+        item_id = path_item_id(request)
+        given = await read_json(request, LABEL_CAP)
+        label, who = label_of(given, read_card(self.settings.model.path).labels)
+        return JSONResponse(await run_in_threadpool(self._label, item_id, label, who))
+
+    def _label(self, item_id: int, label: str, who: str) -> dict[str, Any]:
+        if self.view.kept_frame(item_id) is None:
+            raise HTTPException(404, f"no kept frame of item {item_id}: only kept frames can be labelled "
+                                     "(GET /api/teach lists them)")
+        facts = self.view.kept.read().get(item_id, {})
+        when = time.time()
+        with self._write_lock:
+            self._records().set_label(item_id, label, who, when, facts.get("label"), facts.get("confidence"))
+        return {"id": item_id, "label": label, "who": who, "time": when}
+
+    def unlabel(self, request: Request) -> Response:
+        item_id = path_item_id(request)
+        with self._write_lock:
+            removed = self.view.database.exists() and self._records().remove_label(item_id)
+        if not removed:
+            raise HTTPException(404, f"item {item_id} has no label")
+        return JSONResponse({"id": item_id, "removed": True})
+
+    def _records(self) -> Records:
+        """The page's writable connection to the records (for labels only), opened at the first use; call it
+        holding ``_write_lock``. Raises RecordError."""
+        if self._writer is None:
+            if not self.view.database.exists():
+                raise RecordError(f"no item database at {self.view.database}: labels are kept beside the items")
+            self._writer = Records(self.view.database)
+        return self._writer
 
 
 def path_item_id(request: Request) -> int:
@@ -190,18 +260,49 @@ def int_param(request: Request, name: str, low: int, high: int) -> int | None:
     return int(value)
 
 
-async def read_capped(request: Request, cap: int) -> bytes:
-    """The request body, refused with 413 as soon as it is known to exceed ``cap`` bytes."""
-    too_big = HTTPException(413, f"upload too large: at most {cap / 1024 / 1024:g} MB (web.max_upload_mb)")
+def upload_too_large(cap: int) -> str:
+    return f"upload too large: at most {cap / 1024 / 1024:g} MB (web.max_upload_mb)"
+
+
+async def read_capped(request: Request, limit: int, too_large: str) -> bytes:
+    """The request body, refused with 413 ``too_large`` as soon as it is known to exceed ``limit`` bytes."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > cap + 64 * 1024:  # room for the multipart framing
-        raise too_big
+    if declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, too_large)
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
-        if len(body) > cap + 64 * 1024:
-            raise too_big
+        if len(body) > limit:
+            raise HTTPException(413, too_large)
     return bytes(body)
+
+
+async def read_json(request: Request, cap: int) -> Any:
+    """The request's JSON body: 415 unless it is declared JSON (so that no plain form of another site can post
+    it), 413 over ``cap`` bytes, 400 if it does not parse."""
+    if request.headers.get("content-type", "").partition(";")[0].strip().lower() != "application/json":
+        raise HTTPException(415, "send JSON with Content-Type: application/json")
+    body = await read_capped(request, cap, f"body too large: at most {cap // 1024} KiB")
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise HTTPException(400, "the body is not JSON") from None
+
+
+def label_of(given: Any, labels: Sequence[str]) -> tuple[str, str]:
+    """The label and who of a ``POST /api/teach/{id}`` body; 400 for anything else."""
+    if not isinstance(given, dict):
+        raise HTTPException(400, 'the body must be a JSON object: {"label": CLASS, "who": NAME}')
+    unknown = sorted(set(given) - {"label", "who"})
+    if unknown:
+        raise HTTPException(400, f'unknown key {reprlib.repr(unknown[0])}: the body is {{"label", "who"}}')
+    label, who = given.get("label"), given.get("who", "operator")
+    if not isinstance(label, str) or label not in (*labels, NOT_ITEM):
+        raise HTTPException(400, f"label {reprlib.repr(label)} is neither a label of the model nor {NOT_ITEM!r}: "
+                                 f"one of {', '.join(labels)}, {NOT_ITEM}")
+    if not isinstance(who, str) or not 0 < len(who.strip()) <= WHO_MAX or not who.isprintable():
+        raise HTTPException(400, f"who must be a name of 1 to {WHO_MAX} printable characters, not {reprlib.repr(who)}")
+    return label, who.strip()
 
 
 async def form_image(request: Request, body: bytes, cap: int) -> tuple[bytes, bool]:
@@ -219,7 +320,7 @@ async def form_image(request: Request, body: bytes, cap: int) -> tuple[bytes, bo
         if not isinstance(upload, UploadFile):
             raise HTTPException(400, "no photo: send it as the multipart file field 'image'")
         if upload.size is not None and upload.size > cap:
-            raise HTTPException(413, f"upload too large: at most {cap / 1024 / 1024:g} MB (web.max_upload_mb)")
+            raise HTTPException(413, upload_too_large(cap))
         return await upload.read(), form.get("roi") == "camera"
     finally:
         await form.close()
@@ -273,7 +374,7 @@ def create_app(settings: Settings, live: LiveState | None = None, restart: Resta
     """The page and its API over the records of ``settings``. ``live``: the running sorter's state; None for
     ``smartbin web`` on the records alone (no live frame, no camera). ``restart``: restarts the sorter beside
     the page after a model change (None: no sorter here). With ``web.token`` set every request needs it.
-    ``app.state.api.photos`` holds the page's classifier (close it with the app)."""
+    ``app.state.api`` holds the page's classifier and its connection for labels: close it with the app."""
     api = Api(settings, live, restart)
     middleware = [Middleware(TokenGate, token=settings.web.token)] if settings.web.token else []
     app = Starlette(

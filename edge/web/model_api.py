@@ -7,7 +7,8 @@
     POST   /api/model/rollback  {}: back to the version before, the sorter restarted
     DELETE /api/model/staged    the candidate discarded
 
-Writes need the token where the page has one, like every request. A refused model is 422 with one line and
+Writes need the token where the page has one, like every request, and cannot come from another site's form:
+JSON bodies must say so in their Content-Type, a staged upload carries ``X-Smartbin-Client: learn``. A refused model is 422 with one line and
 nothing changed. Beside a running sorter each change restarts it in place (the item in hand is finished, gates
 safe), so that the next items run the new model; on the records alone (``smartbin web``) the sorter's next
 start does.
@@ -35,6 +36,7 @@ from edge.service.model_install import Refused
 
 Restart = Callable[[str], None]
 MAX_JSON = 4096
+CLIENT_HEADER = "X-Smartbin-Client"
 HISTORY = 20
 
 
@@ -130,6 +132,8 @@ async def files(request: Request, body: bytes, cap: int) -> dict[str, tuple[str,
 
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise HTTPException(400, "send a multipart/form-data body (smartbin learn --to does)")
+    if request.headers.get(CLIENT_HEADER) != "learn":  # a form posted by another site cannot set a header
+        raise HTTPException(400, f"send the header '{CLIENT_HEADER}: learn' (smartbin learn --to does)")
     try:
         form = await MultiPartParser(request.headers, chunks(), max_files=3, max_fields=3, max_part_size=cap).parse()
     except MultiPartException as exc:
@@ -146,14 +150,15 @@ async def files(request: Request, body: bytes, cap: int) -> dict[str, tuple[str,
 
 
 async def json_body(request: Request) -> dict[str, Any]:
-    """A small JSON object body ({} when empty); 400 otherwise, 413 over MAX_JSON bytes."""
+    """A small JSON object body; 415 unless sent as JSON (a plain form from another site cannot be), 400 when
+    it is not an object, 413 over MAX_JSON bytes."""
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        raise HTTPException(415, "send the body as JSON (Content-Type: application/json)")
     body = b""
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_JSON:
             raise HTTPException(413, f"request body too large: at most {MAX_JSON} bytes")
-    if not body.strip():
-        return {}
     try:
         value = json.loads(body)
     except ValueError:

@@ -1,8 +1,10 @@
 """Read-only queries of the item database for the web page: one item, recent items, today's counts, purity
-(where truths are known) and throughput, stage latencies, the last error, and where an item's kept frame lies."""
+(where truths are known) and throughput, stage latencies, the last error, where an item's kept frame lies, and
+the Teach tab's frames and labels."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -10,7 +12,8 @@ from typing import Any, TypeVar, get_args
 
 import numpy as np
 
-from edge.records import Outcome, Records, local_midnight
+from edge.records import NOT_ITEM, Outcome, Records, local_midnight
+from edge.retrain import KeptFacts
 from edge.shadow import summary as shadow_summary
 
 T = TypeVar("T")
@@ -32,6 +35,7 @@ class RecordsView:
         self.frames_folder = frames_folder
         self.bins = tuple(bins)
         self.bin_of = dict(bin_of or {})  # class -> bin: what an item of a known truth should have reached
+        self.kept = KeptFacts(frames_folder)
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         if not self.database.exists():
@@ -129,3 +133,41 @@ class RecordsView:
         """The item's frame kept for retraining (``NNNNNNNN.jpg``), if there is one."""
         path = self.frames_folder / f"{item_id:08d}.jpg"
         return path if path.is_file() else None
+
+    def labels(self) -> list[dict[str, Any]]:
+        """Every label given on the page (``Records.labels``), oldest first."""
+        return self._read(Records.labels, [])
+
+    def teach(self, labels: Sequence[str], limit: int) -> dict[str, Any]:
+        """The Teach tab: the model's ``labels``, the labelled items per label, and up to ``limit`` of the kept
+        frames not labelled yet, most useful first (``most_useful``)."""
+        none: tuple[set[int], dict[str, int]] = (set(), {})
+        ids, counts = self._read(lambda records: ({row["item_id"] for row in records.labels()},
+                                                  records.label_counts()), none)
+        left = [(item_id, facts) for item_id, facts in self.kept.read().items() if item_id not in ids]
+        others = {label: n for label, n in counts.items() if label not in labels and label != NOT_ITEM}
+        return {
+            "labels": list(labels),
+            "not_item": NOT_ITEM,
+            "counts": {"labelled": {label: counts.get(label, 0) for label in labels} | others,
+                       "not_item": counts.get(NOT_ITEM, 0), "left": len(left)},
+            "frames": [teach_frame(item_id, facts) for item_id, facts in most_useful(left)[:limit]],
+        }
+
+
+def most_useful(frames: Sequence[tuple[int, dict[str, Any]]]) -> list[tuple[int, dict[str, Any]]]:
+    """Kept frames (item id, facts) in the order worth labelling: the least certain first, spread over the guessed
+    classes (round-robin: each class's least certain frame, then each class's next; the classes in the order of
+    their least certain frame), so that no class comes twice in a row while another is left."""
+    by_guess: dict[str | None, list[tuple[int, dict[str, Any]]]] = {}
+    for frame in sorted(frames, key=lambda frame: (frame[1].get("confidence") or 0.0, frame[0])):
+        by_guess.setdefault(frame[1].get("label"), []).append(frame)
+    return [frame for turn in itertools.zip_longest(*by_guess.values()) for frame in turn if frame is not None]
+
+
+def teach_frame(item_id: int, facts: dict[str, Any]) -> dict[str, Any]:
+    """A kept frame as the Teach tab shows it: the model's guess, its top-k, and where the frame is."""
+    return {"id": item_id, "time": facts.get("time"), "guess": facts.get("label"),
+            "confidence": facts.get("confidence"), "top_k": facts.get("top_k", []), "bin": facts.get("bin"),
+            "outcome": facts.get("outcome"), "kept": facts.get("kept", "uncertain"),
+            "frame_url": f"/api/items/{item_id}/frame.jpg"}

@@ -48,11 +48,12 @@ class WebServer:
         return len(self._server.server_state.connections)
 
     def close(self) -> None:
-        """Stop serving (open requests get up to 2 s), release the port and the page's model; safe twice."""
+        """Stop serving (open requests get up to 2 s), release the port, the page's model and its connection to the
+        records; safe twice."""
         self._server.should_exit = True
         self._thread.join(timeout=5)
         self._socket.close()
-        self.app.state.api.photos.close()
+        self.app.state.api.close()
 
     def __enter__(self) -> WebServer:
         return self

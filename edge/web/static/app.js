@@ -1,8 +1,11 @@
-// smartbin operator page: four tabs over the JSON API (see edge/web/app.py); the visible tab refreshes itself.
+// smartbin operator page: five tabs over the JSON API (see edge/web/app.py); the visible tab refreshes itself.
 "use strict";
 
 const OUTCOMES = ["sorted", "rejected", "late", "too_close", "error"];
-const REFRESH_MS = { live: 1000, today: 5000, health: 5000 };
+const REFRESH_MS = { live: 1000, today: 5000, health: 5000 };  // Teach loads when shown and after each label
+const CLASS_KEYS = [..."1234567890abcdefghijklmopqrtvwxyz"];  // n, s and u are not an item, skip and undo
+const teach = { labels: [], notItem: "not-an-item", left: 0, frames: [], current: null, skipped: new Set(),
+  done: [], busy: false };
 let uploadCapMb = null;
 let timer = null;
 let generation = 0;
@@ -29,7 +32,7 @@ function duration(s) {
 }
 
 async function getJSON(url, options = {}) {
-  const response = await fetch(url, { cache: "no-store", ...options });
+  const response = await fetch(url, { cache: "no-store", credentials: "same-origin", ...options });
   const body = await response.json().catch(() => ({}));
   if (!response.ok) throw new Error(body.error || `${response.status} ${response.statusText}`);
   return body;
@@ -170,7 +173,110 @@ async function classify(event) {
   }
 }
 
-const VIEWS = { live: showLive, today: showToday, health: showHealth };
+async function showTeach(first = null) {
+  const t = await getJSON(`/api/teach?limit=${Math.min(500, 40 + teach.skipped.size)}`);
+  if (t.labels.join("\n") !== teach.labels.join("\n")) classButtons(t.labels);
+  teach.notItem = t.not_item;
+  teach.left = t.counts.left;
+  teach.frames = t.frames.filter((f) => !teach.skipped.has(f.id) && f.id !== first?.id);
+  if (first) teach.frames.unshift(first);  // an undone label: its frame again
+  const names = [...Object.keys(t.counts.labelled), t.not_item, "left"];
+  table($("teach-counts"), ["label", "frames"], [...Object.entries(t.counts.labelled),
+    ["not an item", t.counts.not_item], ["left to label", t.counts.left]].map(([name, n]) => [name, String(n)]));
+  $("teach-counts").querySelectorAll("tbody tr").forEach((row, i) => { row.dataset.label = names[i]; });
+  nextFrame();
+}
+
+function classButtons(labels) {
+  teach.labels = labels;
+  $("teach-classes").replaceChildren(...labels.map((label, i) => el("button", { type: "button", "data-label": label },
+    label, CLASS_KEYS[i] ? " " : null, CLASS_KEYS[i] ? el("kbd", {}, CLASS_KEYS[i]) : null)));
+}
+
+function nextFrame() {
+  const frame = teach.current = teach.frames.shift() ?? null;
+  $("teach").dataset.item = frame ? String(frame.id) : "";
+  $("teach-undo").disabled = teach.done.length === 0;
+  $("teach-frame").hidden = frame === null;
+  $("teach-empty").hidden = frame !== null;
+  if (frame === null) {
+    $("teach-empty").textContent = teach.left
+      ? `the ${teach.left} frames left were all skipped: open the tab again to see them`
+      : "nothing left to label: frames of uncertain items (and a sample of the confident) come as the bin keeps them";
+    $("teach-guess").textContent = $("teach-caption").textContent = "";
+    $("teach-tags").replaceChildren();
+    $("teach-bars").replaceChildren();
+    return;
+  }
+  $("teach-frame").src = frame.frame_url;
+  if (teach.frames.length) new Image().src = teach.frames[0].frame_url;  // the next one, ready when it is shown
+  $("teach-guess").textContent = frame.guess === null ? "not classified" : `${frame.guess}? ${pct(frame.confidence)}`;
+  $("teach-tags").replaceChildren(tag(frame.kept === "sample" ? "sample of the confident" : "uncertain", frame.kept),
+    " ", tag(`bin ${frame.bin}`, "bin"), " ", tag(frame.outcome, frame.outcome));
+  bars($("teach-bars"), frame.top_k.slice(0, 3));
+  $("teach-caption").textContent = `item ${frame.id}, ${stamp(frame.time)}: the model's guess and top-3 beside it`;
+}
+
+async function teachAct(action) {
+  if (teach.busy) return;  // one request at a time: a key held down labels one frame
+  teach.busy = true;
+  $("teach-error").hidden = true;
+  try {
+    await action();
+  } catch (e) {
+    $("teach-error").textContent = e.message;
+    $("teach-error").hidden = false;
+  } finally {
+    teach.busy = false;
+  }
+}
+
+const labelAs = (label) => teachAct(async () => {
+  const frame = teach.current;
+  if (!frame) return;
+  const who = $("teach-who").value.trim();
+  await getJSON(`/api/teach/${frame.id}`, { method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(who ? { label, who } : { label }) });
+  teach.done.push(frame);
+  await showTeach();
+});
+
+const skip = () => teachAct(async () => {
+  if (!teach.current) return;
+  teach.skipped.add(teach.current.id);
+  if (teach.frames.length) nextFrame();
+  else await showTeach();
+});
+
+const undo = () => teachAct(async () => {
+  const frame = teach.done.pop();
+  if (!frame) return;
+  await getJSON(`/api/teach/${frame.id}`, { method: "DELETE" });
+  await showTeach(frame);
+});
+
+function teachKey(event) {
+  if ($("teach").hidden || event.ctrlKey || event.metaKey || event.altKey || event.target.closest("input")) return;
+  const key = event.key.toLowerCase();
+  const i = CLASS_KEYS.indexOf(key);
+  const action = i >= 0 && i < teach.labels.length ? () => labelAs(teach.labels[i])
+    : key === "n" ? () => labelAs(teach.notItem)
+      : key === "s" || key === " " ? skip
+        : key === "u" || key === "backspace" ? undo : null;
+  if (action === null) return;
+  event.preventDefault();
+  action();
+}
+
+function teachClick(event) {
+  const button = event.target.closest("button");
+  if (!button) return;
+  button.blur();  // so that Space skips rather than pressing the button again
+  if (button.dataset.label) labelAs(button.dataset.label);
+  else ({ "teach-skip": skip, "teach-not": () => labelAs(teach.notItem), "teach-undo": undo })[button.id]();
+}
+
+const VIEWS = { live: showLive, today: showToday, health: showHealth, teach: showTeach };
 
 async function refresh(name) {
   try {
@@ -193,12 +299,14 @@ function show() {
   if (!(name in VIEWS)) return;
   const loop = async () => {
     await refresh(name);
-    if (mine === generation) timer = setTimeout(loop, REFRESH_MS[name]);
+    if (mine === generation && name in REFRESH_MS) timer = setTimeout(loop, REFRESH_MS[name]);
   };
   loop();
 }
 
 $("classify-form").addEventListener("submit", classify);
+$("teach").addEventListener("click", teachClick);
+document.addEventListener("keydown", teachKey);
 window.addEventListener("hashchange", show);
 getJSON("/api/health").then((h) => { uploadCapMb = h.upload_cap_mb; }).catch(() => {});
 show();
