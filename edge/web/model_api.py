@@ -8,10 +8,10 @@
     DELETE /api/model/staged    the candidate discarded
 
 Writes need the token where the page has one, like every request, and cannot come from another site's form:
-JSON bodies must say so in their Content-Type, a staged upload carries ``X-Smartbin-Client: learn``. A refused model is 422 with one line and
-nothing changed. Beside a running sorter each change restarts it in place (the item in hand is finished, gates
-safe), so that the next items run the new model; on the records alone (``smartbin web``) the sorter's next
-start does.
+JSON bodies must say so in their Content-Type, a staged upload carries ``X-Smartbin-Client: learn``. A refused
+model is 422 with one line and nothing changed. Beside a running sorter each change restarts it in place (the
+item in hand is finished, gates safe), so that the next items run the new model; on the records alone
+(``smartbin web``) the sorter's next start does.
 """
 
 from __future__ import annotations
