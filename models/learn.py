@@ -7,7 +7,7 @@
    ``models.site_frames`` write), or the labels of a bin's Teach tab fetched from its page (``--from``:
    ``/api/teach/labels``, each frame from ``/api/items/ID/frame.jpg``; "not an item" is left out).
 2. **Held out by item**: frames are grouped into items (a bin's frames are one item each; in a plain folder,
-   frames whose crops look the same, by a 64-bit difference hash, are one item), and a quarter of each class's
+   frames that look the same, by the correlation of 16×16 thumbnails, are one item), and a quarter of each class's
    items (rounded up; none of a class with one item) is kept aside, by a stable hash, for the report and for
    the bin's comparison. Near-identical frames of one item never sit on both sides.
 3. **Fine-tune** (``models.finetune``): ``conv5_block3`` + head on the frozen trunk's features of the site's
@@ -46,7 +46,6 @@ import numpy as np
 from edge.errors import ImageError, SmartbinError
 from edge.images import labelled_images, read_rgb
 from edge.model_card import read_card
-from edge.preprocess import still_input
 from models import finetune
 from models.features import DEFAULT_CACHE
 from models.split import dataset_arguments
@@ -56,7 +55,7 @@ logger = logging.getLogger("models.learn")
 WORK = finetune.WORK / "learn"
 HELD_OUT_SHARE = 0.25
 NOT_AN_ITEM = "not-an-item"
-SAME_ITEM_BITS = 6  # difference hashes this close (of 64 bits) are frames of one item
+SAME_ITEM = 0.92  # thumbnails that correlate more are frames of one item
 TIMEOUT_S = 30.0
 
 
@@ -96,21 +95,23 @@ def folder_frames(folder: Path) -> list[Frame]:
     return frames
 
 
-def difference_hash(path: Path) -> int | None:
-    """A 64-bit difference hash of the crop the model sees of a frame; None if it cannot be read."""
+def thumbnail(path: Path) -> np.ndarray | None:
+    """A frame as a 16×16 grey thumbnail, zero mean and unit length (None if it cannot be read)."""
     try:
-        crop = still_input(read_rgb(path), (224, 224))
+        rgb = read_rgb(path)
     except ImageError:
         return None
-    grey = cv2.resize(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY), (9, 8), interpolation=cv2.INTER_AREA)
-    bits = (grey[:, 1:] > grey[:, :-1]).flatten()
-    return int("".join("1" if b else "0" for b in bits), 2)
+    grey = cv2.resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), (16, 16), interpolation=cv2.INTER_AREA)
+    values = grey.astype(np.float32).ravel()
+    values -= values.mean()
+    return values / max(float(np.linalg.norm(values)), 1e-6)
 
 
 def same_items(paths: list[Path]) -> list[str]:
-    """An item key for each frame: frames whose hashes lie within SAME_ITEM_BITS of each other, directly or
-    through others, are one item (named by its first frame's file name)."""
-    hashes = [difference_hash(p) for p in paths]
+    """An item key for each frame: frames whose thumbnails correlate above SAME_ITEM, directly or through
+    others, are one item (named by its first frame's file name). Joining two items that only look alike errs
+    on the safe side: they are held out or trained on together."""
+    thumbs = [thumbnail(p) for p in paths]
     parent = list(range(len(paths)))
 
     def root(i: int) -> int:
@@ -119,11 +120,12 @@ def same_items(paths: list[Path]) -> list[str]:
             i = parent[i]
         return i
 
-    for i, a in enumerate(hashes):
-        for j in range(i):
-            b = hashes[j]
-            if a is not None and b is not None and (a ^ b).bit_count() <= SAME_ITEM_BITS:
-                parent[root(i)] = root(j)
+    readable = [(i, t) for i, t in enumerate(thumbs) if t is not None]
+    if readable:
+        matrix = np.stack([t for _, t in readable])
+        close = np.argwhere(np.triu(matrix @ matrix.T, 1) > SAME_ITEM)
+        for a, b in close:
+            parent[root(readable[int(a)][0])] = root(readable[int(b)][0])
     return [paths[root(i)].name for i in range(len(paths))]
 
 

@@ -134,7 +134,27 @@ def listing(settings: Settings) -> list[str]:
                      f"{figures(entry):<16}  {model_name(version)}")
     if current is None:
         lines.append(f"* {'(none)':<12}  {'':<19}  {'':<16}  {settings.model.path} (configured or bundled)")
+    staged = store.staged()
+    if staged is not None:
+        lines.append(f"  staged: {staged.name} (from `smartbin learn --to`; runs as the shadow model until installed)")
+    history = store.history()[-HISTORY:]
+    if history:
+        lines.append(f"history (latest {len(history)}):")
+        lines += [f"  {stamp(entry.get('time'))}  {change(entry)}" for entry in history]
     return lines
+
+
+HISTORY = 10  # the latest changes `model list` shows
+
+
+def change(entry: dict[str, object]) -> str:
+    """One history entry as words: 'install 3f2a9c0d1e4b (from 9d1e…, via page)'."""
+    action = str(entry.get("action"))
+    target = entry.get("to") or entry.get("file") or ""
+    extras = [f"from {entry['from']}" if entry.get("from") else "",
+              "automatic" if entry.get("auto") else "", f"via {entry['via']}" if entry.get("via") else ""]
+    said = ", ".join(e for e in extras if e)
+    return f"{action} {target}".strip() + (f" ({said})" if said else "")
 
 
 def model_name(version: Version) -> str:

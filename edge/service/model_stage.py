@@ -20,7 +20,7 @@ from typing import Any
 
 from edge.config import Settings
 from edge.errors import SmartbinError
-from edge.model_card import read_card
+from edge.model_card import read_card, sha256_of
 from edge.model_store import ModelStore
 from edge.records import Records
 from edge.service.model_install import Refused, checked, score
@@ -44,11 +44,17 @@ def stage(settings: Settings, name: str, model: bytes, card: bytes, report: byte
     with tempfile.TemporaryDirectory(prefix="smartbin-stage-") as scratch:
         for file, payload in files.items():
             (Path(scratch) / file).write_bytes(payload)
+        try:
+            sealed = bool(read_card(Path(scratch) / name).extra.get("integrity"))
+        except SmartbinError as exc:
+            raise Refused(f"refused {name}: {exc}") from None
+        if not sealed:  # a model from the network is only run where its card can check it
+            raise Refused(f"refused {name}: its card is not sealed (no integrity section): `smartbin learn` and "
+                          "`python -m convert` write sealed cards")
         sha256 = checked(settings, Path(scratch) / name)
+    if sha256 == sha256_of(settings.model.path):
+        raise Refused(f"refused {name}: it is the model running now ({settings.model.path.name})")
     store = ModelStore(settings.records.database.parent)
-    current = store.current()
-    if current is not None and current.key == sha256[:12]:
-        raise Refused(f"refused {name}: it is the current version already ({current.key})")
     path = store.stage(files)
     store.note({"action": "stage", "via": "page", "file": name, "sha256": sha256})
     return {"file": name, "sha256": sha256, "message": f"{name} staged (sha256 {sha256[:12]}): card, runtime, probe "

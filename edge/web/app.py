@@ -22,7 +22,6 @@ frame, 413 upload over ``web.max_upload_mb`` or ``web.max_upload_pixels`` (a lab
 
 from __future__ import annotations
 
-import json
 import reprlib
 import threading
 import time
@@ -50,6 +49,7 @@ from edge.photo import PhotoClassifier
 from edge.records import NOT_ITEM, Records
 from edge.runtime import interpreter_class
 from edge.web.auth import TokenGate
+from edge.web.bodies import MULTIPART_ROOM, read_capped, read_json
 from edge.web.model_api import ModelApi, Restart
 from edge.web.queries import RecordsView
 from edge.web.state import LiveState
@@ -57,7 +57,6 @@ from edge.web.state import LiveState
 STATIC = Path(__file__).resolve().parent / "static"
 ASSETS = {"app.js": "text/javascript", "style.css": "text/css"}
 MAX_ITEMS = 500
-MULTIPART_ROOM = 64 * 1024  # an upload may exceed web.max_upload_mb by its multipart framing
 TEACH_FRAMES = 40  # frames /api/teach offers unless asked for another number
 LABEL_CAP = 4 * 1024  # bytes of a label's JSON body
 WHO_MAX = 64  # characters of who labelled
@@ -71,7 +70,7 @@ class Api:
         self.live = live
         self.view = RecordsView(settings.records.database, settings.retrain_folder, list(settings.bins),
                                 settings.bin_of())
-        self.models = ModelApi(settings, restart, self.view.shadow, read_capped)
+        self.models = ModelApi(settings, restart, self.view.shadow)
         # beside a running sorter the page's interpreter takes one thread, leaving the cores to the loop
         self.photos = PhotoClassifier(settings, 1 if live is not None else settings.model.threads or None)
         self.model = model_facts(settings)
@@ -262,31 +261,6 @@ def int_param(request: Request, name: str, low: int, high: int) -> int | None:
 
 def upload_too_large(cap: int) -> str:
     return f"upload too large: at most {cap / 1024 / 1024:g} MB (web.max_upload_mb)"
-
-
-async def read_capped(request: Request, limit: int, too_large: str) -> bytes:
-    """The request body, refused with 413 ``too_large`` as soon as it is known to exceed ``limit`` bytes."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise HTTPException(413, too_large)
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise HTTPException(413, too_large)
-    return bytes(body)
-
-
-async def read_json(request: Request, cap: int) -> Any:
-    """The request's JSON body: 415 unless it is declared JSON (so that no plain form of another site can post
-    it), 413 over ``cap`` bytes, 400 if it does not parse."""
-    if request.headers.get("content-type", "").partition(";")[0].strip().lower() != "application/json":
-        raise HTTPException(415, "send JSON with Content-Type: application/json")
-    body = await read_capped(request, cap, f"body too large: at most {cap // 1024} KiB")
-    try:
-        return json.loads(body)
-    except ValueError:
-        raise HTTPException(400, "the body is not JSON") from None
 
 
 def label_of(given: Any, labels: Sequence[str]) -> tuple[str, str]:

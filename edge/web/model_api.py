@@ -16,7 +16,6 @@ item in hand is finished, gates safe), so that the next items run the new model;
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
@@ -33,6 +32,7 @@ from edge.errors import SmartbinError
 from edge.model_store import ModelStore
 from edge.service import model_stage
 from edge.service.model_install import Refused
+from edge.web.bodies import MULTIPART_ROOM, read_capped, read_json
 
 Restart = Callable[[str], None]
 MAX_JSON = 4096
@@ -44,12 +44,11 @@ class ModelApi:
     """The model routes over ``settings``' store; ``restart`` restarts the sorter beside the page (None: no
     sorter here)."""
 
-    def __init__(self, settings: Settings, restart: Restart | None, shadow: Callable[[], dict[str, Any] | None],
-                 read_capped: Callable[..., Any]) -> None:
+    def __init__(self, settings: Settings, restart: Restart | None,
+                 shadow: Callable[[], dict[str, Any] | None]) -> None:
         self.settings = settings
         self.restart = restart
         self.shadow = shadow
-        self.read_capped = read_capped
         self.cap = int(settings.web.max_model_mb * 1024 * 1024)
         self.store = ModelStore(settings.records.database.parent)
 
@@ -76,7 +75,8 @@ class ModelApi:
         })
 
     async def stage(self, request: Request) -> Response:
-        body = await self.read_capped(request, self.cap)
+        body = await read_capped(request, self.cap + MULTIPART_ROOM,
+                                 f"model too large: at most {self.cap / 1024 / 1024:g} MB (web.max_model_mb)")
         parts = await files(request, body, self.cap)
         if "model" not in parts or "card" not in parts:
             raise HTTPException(400, "send the model and its card as the multipart files 'model' and 'card'")
@@ -150,19 +150,8 @@ async def files(request: Request, body: bytes, cap: int) -> dict[str, tuple[str,
 
 
 async def json_body(request: Request) -> dict[str, Any]:
-    """A small JSON object body; 415 unless sent as JSON (a plain form from another site cannot be), 400 when
-    it is not an object, 413 over MAX_JSON bytes."""
-    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-        raise HTTPException(415, "send the body as JSON (Content-Type: application/json)")
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_JSON:
-            raise HTTPException(413, f"request body too large: at most {MAX_JSON} bytes")
-    try:
-        value = json.loads(body)
-    except ValueError:
-        raise HTTPException(400, "the body is not JSON") from None
+    """A small JSON object body (see ``read_json``); 400 unless it is an object."""
+    value = await read_json(request, MAX_JSON)
     if not isinstance(value, dict):
         raise HTTPException(400, "the body must be a JSON object")
     return value

@@ -185,6 +185,63 @@ async function showTeach(first = null) {
     ["not an item", t.counts.not_item], ["left to label", t.counts.left]].map(([name, n]) => [name, String(n)]));
   $("teach-counts").querySelectorAll("tbody tr").forEach((row, i) => { row.dataset.label = names[i]; });
   nextFrame();
+  await showModel();
+}
+
+const share = (v) => (v === null || v === undefined ? "–" : v.toFixed(3));
+
+async function showModel() {
+  const m = model.facts = await getJSON("/api/model");
+  const s = m.staged;
+  const c = s?.compared;
+  const rows = [["running", `${m.current.file}${m.current.version ? ` (version ${m.current.version})` : ""}`]];
+  if (s) {
+    const learnt = s.learn?.site_held_out;
+    rows.push(["candidate", `${s.file} (${(s.sha256 || "?").slice(0, 12)})`]);
+    if (learnt) rows.push(["when learnt", `held-out site items ${learnt.items}: ${share(learnt.before.top1)} → ` +
+      `${share(learnt.after.top1)}; test split ${share(s.learn.test?.before?.top1)} → ${share(s.learn.test?.after?.top1)}`]);
+    rows.push(["labelled frames it did not learn", c === null || c === undefined ? "comparing…"
+      : c.error ? c.error : c.frames ? `${c.frames}: candidate ${share(c.candidate)}, running ${share(c.current)}`
+        : "none yet: label more frames"]);
+    rows.push(["in the shadow", s.shadow ? `${s.shadow.items} items, agreement ${pct(s.shadow.agreement ?? 0)}`
+      : "no item yet"]);
+  }
+  const last = m.history.at(-1);
+  if (last) rows.push(["last change", `${last.action}${last.auto ? " (automatic)" : ""} ${stamp(last.time)}`]);
+  facts($("model-facts"), rows);
+  $("model-install").hidden = $("model-discard").hidden = !s;
+  $("model-rollback").hidden = !m.current.version;
+}
+
+const model = { facts: null };
+
+async function modelAct(path, question, body = {}) {
+  if (!window.confirm(question)) return;
+  try {
+    const done = await getJSON(path, { method: path.endsWith("staged") ? "DELETE" : "POST",
+      headers: { "Content-Type": "application/json" }, body: path.endsWith("staged") ? undefined : JSON.stringify(body) });
+    $("model-message").textContent = `${done.message}${model.facts.restarts ? "; the sorter restarts on it" : ""}`;
+  } catch (e) {
+    $("model-message").textContent = e.message;
+  }
+  setTimeout(() => refresh("teach"), model.facts.restarts ? 3000 : 0);  // the page comes back with the sorter
+}
+
+function modelClick(event) {
+  const s = model.facts?.staged;
+  const c = s?.compared;
+  const figures = c?.frames ? ` On ${c.frames} labelled frames it did not learn: candidate ${share(c.candidate)}, ` +
+    `running ${share(c.current)}.` : " It has not been compared on labelled frames yet.";
+  const actions = {
+    "model-install": () => modelAct("/api/model/install", `Install ${s.file} in place of ${model.facts.current.file}?` +
+      `${figures} Its first items are a trial: it is rolled back by itself if it rejects or fails more.`,
+    { sha256: s.sha256 }),
+    "model-discard": () => modelAct("/api/model/staged", `Discard the candidate ${s.file}?`),
+    "model-rollback": () => modelAct("/api/model/rollback", `Roll back from version ${model.facts.current.version} ` +
+      "to the model that ran before it?"),
+  };
+  const button = event.target.closest("button");
+  if (button && actions[button.id]) actions[button.id]();
 }
 
 function classButtons(labels) {
@@ -270,7 +327,7 @@ function teachKey(event) {
 
 function teachClick(event) {
   const button = event.target.closest("button");
-  if (!button) return;
+  if (!button || button.closest("#model-panel")) return;
   button.blur();  // so that Space skips rather than pressing the button again
   if (button.dataset.label) labelAs(button.dataset.label);
   else ({ "teach-skip": skip, "teach-not": () => labelAs(teach.notItem), "teach-undo": undo })[button.id]();
@@ -306,6 +363,7 @@ function show() {
 
 $("classify-form").addEventListener("submit", classify);
 $("teach").addEventListener("click", teachClick);
+$("model-panel").addEventListener("click", modelClick);
 document.addEventListener("keydown", teachKey);
 window.addEventListener("hashchange", show);
 getJSON("/api/health").then((h) => { uploadCapMb = h.upload_cap_mb; }).catch(() => {});
