@@ -258,7 +258,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     token = read_token(args.token_file)
     if args.source is not None:
         host = urllib.parse.urlsplit(args.source).netloc.replace(":", "_") or "bin"
-        frames = bin_frames(args.source, token, WORK / host)
+        frames = bin_frames(args.source, token, args.work / host)
     else:
         frames = folder_frames(args.frames)
     train, held = hold_out(frames, args.held_out)
@@ -279,7 +279,7 @@ def learn(args: argparse.Namespace, train: list[Frame], held: list[Frame]) -> di
                 len(train), len({f.item for f in held}), len(held))
     split = finetune.SiteFrames([(f.path, labels.index(f.label)) for f in train],
                                 [(f.path, labels.index(f.label)) for f in held])
-    tuned = finetune.run(finetune_args(args, args.frames or WORK), split)
+    tuned = finetune.run(finetune_args(args, args.frames or args.work), split)
     fit = temperature(args.out, args)
     before_test = read_card(args.current).extra.get("validation", {})
     int8 = tuned["int8_site_held_out"]
@@ -368,6 +368,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base", type=Path, default=None, help="model to start from (default: as models.finetune)")
     dataset_arguments(parser)
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help=f"feature cache (default {DEFAULT_CACHE})")
+    parser.add_argument("--work", type=Path, default=WORK, help=f"where a bin's frames are fetched to (default {WORK})")
     parser.add_argument("--held-out", type=float, default=HELD_OUT_SHARE, help="share of each class's items held out")
     parser.add_argument("--epochs", type=int, default=6, help="epochs of the fine-tune")
     parser.add_argument("--mix", type=float, default=3.0, help="original train photos per site frame per epoch")
