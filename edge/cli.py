@@ -1,5 +1,6 @@
-"""The ``smartbin`` command: run, check, classify, gate, safe, bench, tune, frames, status, web. Parses arguments,
-loads settings, hands over; errors become one line on stderr and an exit code (2 for configuration errors)."""
+"""The ``smartbin`` command: run, check, classify, gate, safe, bench, tune, frames, learn, status, web. Parses
+arguments, loads settings, hands over; errors become one line on stderr and an exit code (2 for configuration
+errors)."""
 
 from __future__ import annotations
 

@@ -140,6 +140,10 @@ def local_midnight(now: float | None = None) -> float:
     return moment.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
 
 
+class NotCreatedYet(RecordError):
+    """A database file whose tables are not there yet: the sorter that creates it is still setting it up."""
+
+
 class Records:
     """The item database. ``add`` commits each record before returning."""
 
@@ -151,7 +155,9 @@ class Records:
             if readonly:
                 self._db = sqlite3.connect(f"{self.path.absolute().as_uri()}?mode=ro", uri=True, timeout=10,
                                            check_same_thread=False)
-                self._db.execute("SELECT 1 FROM items LIMIT 1")
+                if not self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'items'").fetchone():
+                    self._db.close()
+                    raise NotCreatedYet(f"item database {self.path} has no items table yet (being created?)")
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._db = sqlite3.connect(self.path, timeout=10, check_same_thread=False)

@@ -306,7 +306,7 @@ def run(args: argparse.Namespace, frames: SiteFrames | None = None) -> dict[str,
                     args.lr, decay_steps=args.epochs * len(dataset), alpha=0.01)),
                 loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.1))
     trained = time.monotonic()
-    history = top.fit(dataset, epochs=args.epochs, verbose=2)
+    history = top.fit(dataset, epochs=args.epochs, verbose=0, callbacks=[training_progress(args.epochs * len(dataset))])
     training_s = time.monotonic() - trained
     after = {"site_held_out": figures(top, held_x, held_y, labels), "test": figures(top, test_x, y["test"], labels)}
 
@@ -337,6 +337,27 @@ def run(args: argparse.Namespace, frames: SiteFrames | None = None) -> dict[str,
     report_path = args.out.with_suffix(".finetune.json")
     report_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report
+
+
+def training_progress(steps: int):  # a Keras callback, built where Keras is imported
+    """A Keras callback that shows the training's batches as a progress line with an ETA, and each epoch's loss."""
+    import keras
+
+    class Callback(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.progress = Progress("training", steps, every=10.0)
+
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            self.progress.advance()
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            logger.info("epoch %d: loss %.4f", epoch + 1, (logs or {}).get("loss", float("nan")))
+
+        def on_train_end(self, logs: dict | None = None) -> None:
+            self.progress.finish()
+
+    return Callback()
 
 
 def held_out_folder(out: Path) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -11,6 +12,9 @@ from edge.config import BUNDLED_MODEL, Settings, load_settings, parse_settings
 
 PROJECT = Path(__file__).resolve().parent.parent
 SHARED_DATA = PROJECT.parent / "shared" / "data" / "garbage12"
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+CHROMIUM_ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--window-size=1200,760")
 
 
 @pytest.fixture(scope="session")
@@ -78,3 +82,23 @@ def tiny_settings(tmp_path: Path, tiny_model: Path) -> Settings:
     records in tmp_path."""
     return make_settings(tmp_path, model={"path": tiny_model}, camera={"fps": 0.0, "width": 320, "height": 240},
                          sorting={"votes": 1}, conveyor={"trigger": "frames"})
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium, headless, driven by its own chromedriver."""
+    if not (CHROMIUM and CHROMEDRIVER):
+        reason = "Debian's chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the browser tests: {reason}")
+        pytest.skip(reason)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in CHROMIUM_ARGS:
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()

@@ -22,7 +22,7 @@ from edge.service import model_install
 from edge.web import WebServer
 from models import learn
 from tests.conftest import PROJECT, TINY_MODEL, make_settings
-from tests.test_web import multipart, request
+from tests.test_web import multipart, request, wait_for
 
 TOKEN = "a-token-of-twenty-chars"
 
@@ -225,3 +225,33 @@ def test_an_upload_over_the_cap_is_413(tmp_path, garbage12):
         body, headers = multipart(b"\0" * (200 * 1024), "model", "tiny12.tflite")
         status, _, _ = request(server.url + "api/model/stage", "POST", body, {**headers, "X-Smartbin-Client": "learn"})
     assert status == 413 and ModelStore(settings.records.database.parent).staged() is None
+
+
+def test_the_page_installs_the_candidate_naming_both_figures_and_rolls_it_back(bin_page, tmp_path, browser):
+    from selenium.webdriver.support.expected_conditions import alert_is_present
+
+    settings, url = bin_page
+    store = ModelStore(settings.records.database.parent)
+    assert upload(url, stage_files(tmp_path))[0] == 200
+    staged = wait_compared(url)
+    browser.get(url + f"?token={TOKEN}#teach")  # the token once; the cookie from then on
+    install = browser.find_element("id", "model-install")
+    wait_for(browser, lambda d: install.is_displayed())
+    facts = browser.find_element("id", "model-facts").text
+    assert "tiny12.tflite" in facts and f"{staged['compared']['frames']}: candidate" in facts
+    install.click()
+    alert = wait_for(browser, alert_is_present())
+    compared = staged["compared"]
+    assert (f"On {compared['frames']} labelled frames it did not learn: candidate {compared['candidate']:.3f}, "
+            f"running {compared['current']:.3f}") in alert.text
+    alert.accept()
+    wait_for(browser, lambda d: store.current() is not None)
+    assert store.current().key == sha256_of(TINY_MODEL)[:12] and store.staged() is None
+    rollback = browser.find_element("id", "model-rollback")
+    wait_for(browser, lambda d: rollback.is_displayed())
+    rollback.click()
+    alert = wait_for(browser, alert_is_present())
+    assert "Roll back from version" in alert.text
+    alert.accept()
+    wait_for(browser, lambda d: store.current() is None)
+    assert [e["action"] for e in store.history()] == ["stage", "install", "rollback"]

@@ -41,9 +41,6 @@ from tests.test_loop import write_config
 from tools.faults import png_bomb
 
 ARTIFACTS = PROJECT / "artifacts"
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-CHROMIUM_ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--window-size=1200,760")
 ITEMS = 12
 TEACH_ITEMS = 8
 
@@ -105,26 +102,6 @@ def web_settings(tmp_path: Path, **web: object) -> Settings:
         tmp_path, model={"path": model}, sorting={"votes": 1},
         camera={"source": str(tmp_path / "photos"), "fps": 2.0, "roi": (0.1, 0.1, 0.8, 0.8)},
         conveyor={"trigger": "frames", "item_pass_s": 0.1, "belt_speed_m_s": 1.0}, web={"port": 0, **web})
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """Debian's chromium, headless, driven by its own chromedriver."""
-    if not (CHROMIUM and CHROMEDRIVER):
-        reason = "Debian's chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)"
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the browser tests: {reason}")
-        pytest.skip(reason)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in CHROMIUM_ARGS:
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    yield driver
-    driver.quit()
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from typing import Any, TypeVar, get_args
 
 import numpy as np
 
-from edge.records import NOT_ITEM, Outcome, Records, local_midnight
+from edge.records import NOT_ITEM, NotCreatedYet, Outcome, Records, local_midnight
 from edge.retrain import KeptFacts
 from edge.shadow import summary as shadow_summary
 
@@ -38,10 +38,7 @@ class RecordsView:
         self.kept = KeptFacts(frames_folder)
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-        if not self.database.exists():
-            return []
-        with Records(self.database, readonly=True) as records:
-            return records.query(sql, params)
+        return self._read(lambda records: records.query(sql, params), [])
 
     def item(self, item_id: int) -> dict[str, Any] | None:
         """One item's row (JSON columns decoded), None if there is no such item."""
@@ -51,7 +48,11 @@ class RecordsView:
     def _read(self, read: Callable[[Records], T], empty: T) -> T:
         if not self.database.exists():
             return empty
-        with Records(self.database, readonly=True) as records:
+        try:
+            records = Records(self.database, readonly=True)
+        except NotCreatedYet:  # the sorter is creating it this very moment
+            return empty
+        with records:
             return read(records)
 
     def recent(self, limit: int) -> list[dict[str, Any]]:

@@ -185,7 +185,7 @@ async function showTeach(first = null) {
     ["not an item", t.counts.not_item], ["left to label", t.counts.left]].map(([name, n]) => [name, String(n)]));
   $("teach-counts").querySelectorAll("tbody tr").forEach((row, i) => { row.dataset.label = names[i]; });
   nextFrame();
-  await showModel();
+  showModel().catch((e) => { $("model-message").textContent = `cannot read the model: ${e.message}`; });  // not awaited: keys stay live
 }
 
 const share = (v) => (v === null || v === undefined ? "–" : v.toFixed(3));
