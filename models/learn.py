@@ -17,9 +17,10 @@
 5. **Report** ``M.learn.json``: held-out site items and top-1 before / after (int8, through the edge's own
    classifier and crop for a frame), test-split top-1 before / after (int8), labelled items per class, the
    items trained on, minutes.
-6. ``--to``: the candidate is uploaded to the bin (``POST /api/model/stage``), which checks it as
-   ``smartbin model install`` does and runs it as its shadow model; the page then shows both models' top-1 on
-   the labelled frames the candidate was not trained on, and installs it or rolls it back.
+6. ``--to``: when it is better (it gains on the held-out site items and the test split falls by at most half a
+   point; ``--force`` stages it anyway), the candidate is uploaded to the bin (``POST /api/model/stage``), which
+   checks it as ``smartbin model install`` does and runs it as its shadow model; the page then shows both
+   models' top-1 on the labelled frames the candidate was not trained on, and installs it or rolls it back.
 """
 
 from __future__ import annotations
@@ -264,6 +265,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     train, held = hold_out(frames, args.held_out)
     report = learn(args, train, held)
     if args.to is not None:
+        if report["verdict"] != "better" and not args.force:
+            raise LearnError(f"not staged on {args.to}: {report['verdict']} (label more items, or --force to stage "
+                             "it anyway)")
         report["staged"] = stage(args.to, token, args.out)
     return report
 
@@ -281,7 +285,7 @@ def learn(args: argparse.Namespace, train: list[Frame], held: list[Frame]) -> di
                                 [(f.path, labels.index(f.label)) for f in held])
     tuned = finetune.run(finetune_args(args, args.frames or args.work), split)
     fit = temperature(args.out, args)
-    before_test = read_card(args.current).extra.get("validation", {})
+    test = {"before": test_top1(args.current, args), "after": test_top1(args.out, args)}
     int8 = tuned["int8_site_held_out"]
     report = {
         "model": args.out.name,
@@ -290,9 +294,8 @@ def learn(args: argparse.Namespace, train: list[Frame], held: list[Frame]) -> di
         "site_held_out": {"items": len({f.item for f in held}), "frames": len(held),
                           "before": {"model": int8["before"]["model"], "top1": int8["before"]["top1"]},
                           "after": {"model": int8["after"]["model"], "top1": int8["after"]["top1"]}},
-        "test": {"images": tuned["int8_test"]["images"],
-                 "before": {"top1": pct(before_test.get("int8_top1_pct")), "images": before_test.get("images")},
-                 "after": {"top1": pct(tuned["int8_test"]["int8_top1_pct"])}},
+        "test": {"images": tuned["int8_test"]["images"], "before": {"top1": test["before"]},
+                 "after": {"top1": test["after"]}},
         "trained_items": sorted({f.item for f in train}),
         "held_out_items": sorted({f.item for f in held}),
         "temperature": fit["temperature"],
@@ -300,13 +303,38 @@ def learn(args: argparse.Namespace, train: list[Frame], held: list[Frame]) -> di
         "cpu_minutes": round((time.process_time() - cpu) / 60, 1),
         "fine_tune": {k: tuned[k] for k in ("recipe", "seconds", "float_from_features")},
     }
+    report["verdict"] = verdict(report)
     args.out.with_suffix(".learn.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report
 
 
-def pct(value: object) -> float | None:
-    """A percentage of the card as a share (96.36 → 0.9636)."""
-    return round(float(value) / 100, 4) if isinstance(value, (int, float)) else None
+MAX_TEST_DROP = 0.005  # a site model may cost the original test split at most half a point
+
+
+def verdict(report: dict[str, Any]) -> str:
+    """'better', or why the new model is not: it must gain on the held-out site items and keep the test split
+    within MAX_TEST_DROP (both int8, both models on the same frames and photos)."""
+    site, test = report["site_held_out"], report["test"]
+    worse = []
+    if site["after"]["top1"] <= site["before"]["top1"]:
+        worse.append(f"held-out site items {site['before']['top1']:.4f} -> {site['after']['top1']:.4f}")
+    if test["after"]["top1"] < test["before"]["top1"] - MAX_TEST_DROP:
+        worse.append(f"test split {test['before']['top1']:.4f} -> {test['after']['top1']:.4f} (more than "
+                     f"{MAX_TEST_DROP * 100:g} pp lower)")
+    return "better" if not worse else "not better: " + "; ".join(worse)
+
+
+def test_top1(model: Path, args: argparse.Namespace) -> float:
+    """Int8 top-1 of ``model`` on the test photos the fine-tune validated on (``--test-photos``)."""
+    from models.evaluate import tflite_probabilities
+    from models.features import ViewSpec
+    from models.split import read_manifest, select
+
+    entries = finetune.every_nth(select(read_manifest(args.manifest), "test"), args.test_photos)
+    labels = list(read_card(model).labels)
+    truth = np.array([labels.index(e.label) for e in entries])
+    probabilities = tflite_probabilities(model, args.data, entries, ViewSpec("test", "clean"), None)
+    return round(float(np.mean(probabilities.argmax(1) == truth)), 4)
 
 
 def read_token(path: Path | None) -> str | None:
@@ -345,6 +373,7 @@ def lines(report: dict[str, Any]) -> list[str]:
         f"test split ({test['images']} photos), int8 top-1: {fmt(test['before']['top1'])} -> "
         f"{fmt(test['after']['top1'])}",
         f"temperature {report['temperature']:.2f}; {report['minutes']:.1f} minutes",
+        f"verdict: {report['verdict']}",
     ]
     if "staged" in report:
         out.append(f"staged on the bin as its shadow model: {report['staged'].get('message', '')}")
@@ -363,6 +392,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="the int8 model to write (card and report beside it)")
     parser.add_argument("--to", metavar="URL", default=None, help="stage the result on this bin as its shadow model")
     parser.add_argument("--token-file", type=Path, default=None, help="a file holding the bin's web.token")
+    parser.add_argument("--force", action="store_true",
+                        help="--to: stage the model even when it is not better (site items, test split)")
     parser.add_argument("--current", type=Path, default=finetune.SHIPPED,
                         help=f"the model the bin runs now (default {finetune.SHIPPED})")
     parser.add_argument("--base", type=Path, default=None, help="model to start from (default: as models.finetune)")

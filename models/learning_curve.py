@@ -65,7 +65,7 @@ def point(args: argparse.Namespace, folder: Path, count: int, train: list[learn.
             "held_out": report["site_held_out"]["items"],
             "before": report["site_held_out"]["before"]["top1"], "after": report["site_held_out"]["after"]["top1"],
             "test_before": report["test"]["before"]["top1"], "test_after": report["test"]["after"]["top1"],
-            "minutes": report["minutes"], "cpu_minutes": report["cpu_minutes"]}
+            "minutes": report["minutes"], "cpu_minutes": report["cpu_minutes"], "verdict": report["verdict"]}
 
 
 def table(rows: list[dict[str, Any]]) -> list[str]:

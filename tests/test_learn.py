@@ -104,6 +104,17 @@ def test_a_bins_labels_come_from_its_page_with_the_token(tmp_path, bin_page):
         learn.bin_frames(url, "not-the-token-at-all", tmp_path / "other")
 
 
+@pytest.mark.parametrize(("site", "test", "said"), [
+    ((0.85, 0.90), (0.9636, 0.9600), "better"),
+    ((0.85, 0.85), (0.9636, 0.9636), "not better: held-out site items 0.8500 -> 0.8500"),
+    ((0.85, 0.95), (0.9636, 0.9553), "not better: test split 0.9636 -> 0.9553 (more than 0.5 pp lower)"),
+])
+def test_a_model_is_better_only_when_it_gains_on_the_site_and_keeps_the_test_split(site, test, said):
+    report = {"site_held_out": {"before": {"top1": site[0]}, "after": {"top1": site[1]}},
+              "test": {"before": {"top1": test[0]}, "after": {"top1": test[1]}}}
+    assert learn.verdict(report) == said
+
+
 def test_an_unreachable_bin_is_one_line(tmp_path, capsys):
     token = tmp_path / "token"
     token.write_text(TOKEN + "\n")
