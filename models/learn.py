@@ -225,6 +225,7 @@ def finetune_args(args: argparse.Namespace, frames_root: Path) -> argparse.Names
         "--frames", str(frames_root), "--current", str(args.current), "--out", str(args.out),
         "--data", str(args.data), "--manifest", str(args.manifest), "--cache", str(args.cache),
         "--epochs", str(args.epochs), "--mix", str(args.mix), "--seed", str(args.seed),
+        "--belt-views", str(args.belt_views),
         "--calibration-count", str(args.calibration_count), "--max-drop", str(args.max_drop),
         *(["--base", str(args.base)] if args.base else []),
         *(["--train-photos", str(args.train_photos)] if args.train_photos else []),
@@ -403,6 +404,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--held-out", type=float, default=HELD_OUT_SHARE, help="share of each class's items held out")
     parser.add_argument("--epochs", type=int, default=6, help="epochs of the fine-tune")
     parser.add_argument("--mix", type=float, default=3.0, help="original train photos per site frame per epoch")
+    parser.add_argument("--belt-views", type=int, default=1, help="belt views of each original photo mixed in")
     parser.add_argument("--seed", type=int, default=0, help="seed of the draws and of dropout")
     parser.add_argument("--train-photos", type=int, default=None, help="train photos used (default all)")
     parser.add_argument("--test-photos", type=int, default=None, help="test photos validated on (default all)")
