@@ -399,3 +399,31 @@ def test_the_watchdogs_sigabrt_logs_every_threads_stack_and_aborts(tmp_path, tin
         assert "every thread's stack" in dump[0] and "Segmentation fault" not in out
         assert any(line.startswith("CRITICAL smartbin.watchdog: MainThread: ") and "in cmd_run" in line
                    for line in dump), out
+
+
+def test_retention_with_keep_days_0_keeps_old_items_by_age_and_says_so(tmp_path, caplog):
+    from edge.service.retention import Retention
+    from tests.test_records import spread_items
+
+    path = tmp_path / "items.db"
+    with Records(path) as records:
+        spread_items(records, 2000)  # from November 2023: older than any age limit
+        full = records.used_bytes()
+    with caplog.at_level(logging.INFO, logger="edge.service.retention"):
+        off = Retention(path, keep_days=0, max_mb=0).start()
+        off.stop()
+        assert off.run_once() == 0
+        capped = Retention(path, keep_days=0, max_mb=full / 2 / 1024 / 1024, interval_s=60).start()
+        deadline = time.monotonic() + 10
+        while not any("deleted" in r.getMessage() for r in caplog.records) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        capped.stop()
+    lines = [r.getMessage() for r in caplog.records]
+    with Records(path, readonly=True) as records:
+        kept = records._db.execute("SELECT COUNT(*), MIN(id) FROM items").fetchone()
+    assert 0 < kept[0] < 2000 and kept[1] == 2001 - kept[0]  # the oldest went, by size alone
+    assert lines[0] == "retention: off (keep_days = 0, max_mb = 0): every item is kept"
+    size = f"the oldest items while they take more than {full / 2 / 1024 / 1024:g} MB"
+    assert lines[1] == f"retention: no age limit (keep_days = 0); {size}"
+    assert lines[2] == f"retention: deleted {2000 - kept[0]} items (no age limit (keep_days = 0); {size}); counts " \
+        "are kept" and not any("0 days" in line for line in lines), lines

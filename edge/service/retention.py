@@ -40,6 +40,20 @@ class Retention:
         """Whether anything can be due: an age limit or a size cap."""
         return bool(self.keep_days) or self.max_bytes is not None
 
+    @property
+    def policy(self) -> str:
+        """What is deleted, in words; ``keep_days`` 0 reads as no age limit, never as "older than 0 days"."""
+        age = f"items older than {self.keep_days:g} days" if self.keep_days else ""
+        size = f"the oldest items while they take more than {self.max_bytes / 1024 / 1024:g} MB" \
+            if self.max_bytes is not None else ""
+        if age and size:
+            return f"{age}, then {size}"
+        if age:
+            return f"{age}; no size cap (max_mb = 0)"
+        if size:
+            return f"no age limit (keep_days = 0); {size}"
+        return "off (keep_days = 0, max_mb = 0): every item is kept"
+
     def run_once(self, now: float | None = None) -> int:
         """Prune until nothing is due (or ``stop``); returns the items deleted. Raises RecordError."""
         before = (time.time() if now is None else now) - self.keep_days * DAY_S if self.keep_days else None
@@ -52,8 +66,7 @@ class Retention:
                 deleted += batch
                 self._stop.wait(PAUSE_S)
         if deleted:
-            logger.info("retention: deleted %d items (older than %g days or over %s); counts are kept", deleted,
-                        self.keep_days, f"{self.max_bytes / 1024 / 1024:g} MB" if self.max_bytes else "no cap")
+            logger.info("retention: deleted %d items (%s); counts are kept", deleted, self.policy)
         return deleted
 
     def _run(self) -> None:
@@ -65,7 +78,8 @@ class Retention:
             self._stop.wait(self.interval_s)
 
     def start(self) -> Retention:
-        """Prune now and every ``interval_s`` in a daemon thread (nothing when disabled)."""
+        """Log the policy, then prune now and every ``interval_s`` in a daemon thread (nothing when disabled)."""
+        logger.info("retention: %s", self.policy)
         if self.enabled and self._thread is None:
             self._thread = threading.Thread(target=self._run, name="retention", daemon=True)
             self._thread.start()
