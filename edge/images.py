@@ -6,10 +6,15 @@ the header's dimensions are read first (JPEG, PNG, BMP, WebP: the formats smartb
 before anything is decoded. A format whose header cannot be read is not decoded at all. A damaged file is
 refused rather than used half decoded: a JPEG without its end marker (cut short), or one that libjpeg warns
 about while decoding (``Corrupt JPEG data …``, captured instead of reaching stderr). OpenCV's own log is off.
+
+A labelled folder has one sub-folder per class. A sub-folder that is a symbolic link back up to the folder or
+above it (``loop -> .``: its photos would be read again as a class named ``loop``) or a loop of links is no class:
+skipped with one warning. A link to a folder elsewhere is a class (a data set linked in place).
 """
 
 from __future__ import annotations
 
+import logging
 import struct
 from pathlib import Path
 
@@ -18,6 +23,8 @@ import numpy as np
 
 from edge.errors import ImageError, ImageTooLarge
 from edge.native import captured_stderr
+
+logger = logging.getLogger(__name__)
 
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # no "[ERROR:0@…]" lines: errors are ours
 
@@ -114,7 +121,30 @@ def list_images(folder: str | Path) -> list[Path]:
     return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def class_folders(root: str | Path) -> list[Path]:
+    """The class sub-folders of ``root``, sorted by name; a link back up or a loop of links skipped with a warning."""
+    root = Path(root)
+    top = root.resolve()
+    folders = []
+    for sub in sorted(root.iterdir()):
+        if not sub.is_symlink():
+            if sub.is_dir():
+                folders.append(sub)
+            continue
+        try:
+            target = sub.resolve(strict=True)
+        except FileNotFoundError:  # a dangling link: nothing there
+            continue
+        except (OSError, RuntimeError):  # Python 3.11 and 3.12 raise RuntimeError on a loop, 3.13 OSError
+            logger.warning("skipped folder %s: a loop of symbolic links, not a class", sub)
+            continue
+        if top.is_relative_to(target):
+            logger.warning("skipped folder %s: a symbolic link back up to %s, not a class", sub, target)
+        elif target.is_dir():
+            folders.append(sub)
+    return folders
+
+
 def labelled_images(root: str | Path) -> list[tuple[Path, str]]:
     """(image, label) pairs of a folder with one sub-folder per class, the sub-folder's name as label."""
-    root = Path(root)
-    return [(image, sub.name) for sub in sorted(p for p in root.iterdir() if p.is_dir()) for image in list_images(sub)]
+    return [(image, sub.name) for sub in class_folders(root) for image in list_images(sub)]

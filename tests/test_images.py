@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from edge.errors import ImageError, ImageTooLarge
-from edge.images import MAX_PIXELS, decode, image_size, read_rgb
+from edge.images import MAX_PIXELS, decode, image_size, labelled_images, read_rgb
 from tools.faults import png_bomb
 
 
@@ -37,3 +37,25 @@ def test_small_images_decode_and_unknown_formats_are_not_decoded(tmp_path):
         decode(b"GIF89a" + b"\0" * 100)
     with pytest.raises(ImageError, match="cannot decode image"):
         read_rgb(tmp_path / "missing.jpg")
+
+
+def test_symbolic_links_back_up_or_in_a_loop_are_no_class_and_warn_once_each(tmp_path, caplog):
+    photos = tmp_path / "photos"
+    elsewhere = tmp_path / "elsewhere" / "metal"
+    for folder in (photos / "glass", elsewhere):
+        folder.mkdir(parents=True)
+        cv2.imwrite(str(folder / "a.png"), np.zeros((4, 4, 3), np.uint8))
+    cv2.imwrite(str(photos / "flat.png"), np.zeros((4, 4, 3), np.uint8))
+    (photos / "loop").symlink_to(".", target_is_directory=True)
+    (photos / "up").symlink_to("..", target_is_directory=True)
+    (photos / "glass" / "back").symlink_to("..", target_is_directory=True)  # inside a class: not listed
+    (photos / "metal").symlink_to(elsewhere, target_is_directory=True)  # a data set linked in place: a class
+    (photos / "x").symlink_to("y")
+    (photos / "y").symlink_to("x")
+    (photos / "gone").symlink_to("nothing")
+    assert labelled_images(photos) == [(photos / "glass" / "a.png", "glass"), (photos / "metal" / "a.png", "metal")]
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        f"skipped folder {photos / 'loop'}: a symbolic link back up to {photos}, not a class",
+        f"skipped folder {photos / 'up'}: a symbolic link back up to {tmp_path}, not a class",
+        f"skipped folder {photos / 'x'}: a loop of symbolic links, not a class",
+        f"skipped folder {photos / 'y'}: a loop of symbolic links, not a class"]

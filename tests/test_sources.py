@@ -47,6 +47,17 @@ def test_folder_replay_with_labels_and_an_unreadable_file(tmp_path):
     assert [p.name for p in source.skipped] == ["broken.jpg"]
 
 
+def test_a_link_back_up_in_a_replayed_folder_is_no_class_and_its_photos_are_replayed_once(tmp_path, caplog):
+    (tmp_path / "paper").mkdir()
+    for name in ("flat.png", "paper/a.png"):
+        cv2.imwrite(str(tmp_path / name), np.full((20, 30, 3), 200, np.uint8))
+    (tmp_path / "loop").symlink_to(".", target_is_directory=True)
+    frames = frames_of(FolderSource(tmp_path))
+    assert [f.truth for f in frames] == [None, "paper"]
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        f"skipped folder {tmp_path / 'loop'}: a symbolic link back up to {tmp_path}, not a class"]
+
+
 def test_real_photo_folder(garbage12, tmp_path):
     frames = frames_of(FolderSource(garbage12 / "battery"), limit=3)
     assert len(frames) == 3 and all(f.rgb.shape == (255, 255, 3) for f in frames)
