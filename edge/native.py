@@ -1,6 +1,7 @@
-"""Native concerns: what native libraries write straight to file descriptor 2 (LiteRT's INFO lines, libjpeg's
-warnings), captured instead of reaching the terminal or the journal, where every error would become several
-lines; and handing back the pages of a mapped model file the runtime no longer reads."""
+"""Native concerns: what the TFLite runtime writes straight to file descriptor 2 while an interpreter is built
+(LiteRT's INFO lines), captured instead of reaching the terminal or the journal; and handing back the pages of
+a mapped model file the runtime no longer reads. Images are not decoded under the capture: their decoders
+report damage per call (``edge.images``), so other threads' lines are never taken for an image's."""
 
 from __future__ import annotations
 
