@@ -298,7 +298,7 @@ class WebSettings(Section):
         20_000_000, ge=1, le=100_000_000, description="largest photo 'classify a photo' decodes, in pixels"
     )
     max_model_mb: float = Field(64.0, gt=0, le=1000, description="largest model `smartbin learn --to` may stage, MB")
-    max_connections: int = Field(32, ge=2, le=1000, description="open connections at most (oldest idle closed)")
+    max_connections: int = Field(32, ge=2, le=1000, description="connections served at once (more: answered 503)")
     request_timeout_s: float = Field(10.0, ge=0.1, le=600, description="time to send a request head")
 
     @model_validator(mode="after")

@@ -16,6 +16,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -505,12 +506,87 @@ def test_a_flood_of_silent_connections_is_bounded_and_the_page_still_answers(tmp
     settings = web_settings(tmp_path, max_connections=8, request_timeout_s=5.0)
     with WebServer(settings) as server:
         held: list[int] = []
-        assert faults.flood(server.url, 300, 0.5, "", during=lambda: held.append(server.open_connections))
+        refused: list[int] = []
+
+        def count() -> None:
+            held.append(server.open_connections)
+            refused.append(server.refused_connections)
+
+        assert faults.flood(server.url, 300, 0.5, "", during=count)
         out = capsys.readouterr().out
         assert held[0] <= 8 and int(re.search(r"(\d+) closed by the server", out).group(1)) > 0, out
+        assert refused[0] <= 8 * 8  # over the limit: answered 503 if they ever send, the oldest silent closed
         assert "GET /api/health during the flood: 200" in out
         assert faults.main(["bomb", server.url]) == 0  # the script as an operator runs it
         assert "413" in capsys.readouterr().out
+
+
+def upload(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, http.client.HTTPMessage, bytes] | str:
+    """(status, headers, body) of a POST to /api/classify, or the error that left it without an answer."""
+    try:
+        status, answer_headers, answer = request(url + "api/classify", "POST", body, headers)
+    except OSError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return status, answer_headers, answer
+
+
+def concurrent_uploads(url: str, n: int, body: bytes, headers: dict[str, str]) -> list:
+    """``upload`` from ``n`` threads started together."""
+    start = threading.Barrier(n)
+    results: list = [None] * n
+
+    def one(i: int) -> None:
+        start.wait()
+        results[i] = upload(url, body, headers)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return results
+
+
+def is_busy_answer(result: object, limit: int = 4) -> bool:
+    """A 503 with Retry-After and a one-line JSON reason, the request's body read first."""
+    if not isinstance(result, tuple) or result[0] != 503:
+        return False
+    error = json.loads(result[2])["error"]
+    return result[1].get("Retry-After") == "1" and error.startswith(f"busy: {limit} connections served at once") and \
+        "\n" not in error
+
+
+def test_uploads_over_the_connection_limit_get_503_with_retry_after_and_never_a_reset(tmp_path, garbage12):
+    settings = web_settings(tmp_path, max_connections=4, request_timeout_s=5.0)
+    body, headers = multipart(sorted((garbage12 / "paper").iterdir())[0].read_bytes())
+    with WebServer(settings) as server:
+        parts = urlsplit(server.url)
+        held = []
+        for _ in range(4):  # the limit taken by uploads in progress (their bodies half sent)
+            sock = socket.create_connection((parts.hostname, parts.port), timeout=20)
+            sock.sendall(f"POST /api/classify HTTP/1.1\r\nHost: x\r\nContent-Type: {headers['Content-Type']}\r\n"
+                         f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:1000])
+            held.append(sock)
+        results = concurrent_uploads(server.url, 30, body, headers)  # under the 8 × 4 open refused at most
+        assert all(is_busy_answer(r) for r in results), [r for r in results if not is_busy_answer(r)][:3]
+        status, _, answer = request(server.url + "api/health")  # answered over the limit too
+        assert status == 200 and "uptime_s" in json.loads(answer)
+        for sock in held:  # the uploads in progress are served as if nothing happened
+            sock.sendall(body[1000:])
+            response = http.client.HTTPResponse(sock)
+            response.begin()
+            assert response.status == 200 and json.loads(response.read())["label"]
+            sock.close()
+
+
+def test_200_concurrent_uploads_against_32_connections_each_get_an_http_answer(tmp_path, garbage12):
+    settings = web_settings(tmp_path)  # web.max_connections: the default 32
+    body, headers = multipart(sorted((garbage12 / "white-glass").iterdir())[0].read_bytes())
+    with WebServer(settings) as server:
+        results = concurrent_uploads(server.url, 200, body, headers)  # issue #42: 163 of them were reset
+        assert not [r for r in results if isinstance(r, str)]  # no reset, no time-out
+        statuses = [r[0] for r in results]
+        assert set(statuses) == {200, 503} and all(is_busy_answer(r, 32) for r in results if r[0] == 503), statuses
 
 
 def test_a_request_head_sent_too_slowly_is_cut_off(tmp_path):

@@ -17,7 +17,8 @@
 
 Errors are JSON ``{"error": "one line"}`` with their status: 400 bad request, 401 no token, 404 unknown item or
 frame, 413 upload over ``web.max_upload_mb`` or ``web.max_upload_pixels`` (a label over 4 KiB), 415 not an image
-(a label not sent as JSON), 422 a model refused, 503 records or model unavailable.
+(a label not sent as JSON), 422 a model refused, 503 records or model unavailable (or the port busy:
+``edge.web.bounds``).
 """
 
 from __future__ import annotations

@@ -12,11 +12,13 @@ import uvicorn
 from edge.config import Settings
 from edge.errors import PortError
 from edge.web.app import create_app
-from edge.web.bounds import bounded_protocol
+from edge.web.bounds import bounded_protocol, counts
 from edge.web.model_api import Restart
 from edge.web.state import LiveState
 
 logger = logging.getLogger(__name__)
+
+HEALTH = "/api/health"  # served even on a connection over the limit
 
 
 class WebServer:
@@ -33,9 +35,9 @@ class WebServer:
         self.url = f"http://[{bound_host}]:{bound_port}/" if ":" in bound_host else f"http://{bound_host}:{bound_port}/"
         self.app = create_app(settings, live, restart)
         web = settings.web
-        config = uvicorn.Config(self.app, http=bounded_protocol(web.max_connections, web.request_timeout_s),
-                                ws="none", loop="asyncio", lifespan="off", log_config=None, log_level="warning",
-                                access_log=False, timeout_graceful_shutdown=2, backlog=128)
+        http = bounded_protocol(web.max_connections, web.request_timeout_s, always_served=HEALTH)
+        config = uvicorn.Config(self.app, http=http, ws="none", loop="asyncio", lifespan="off", log_config=None,
+                                log_level="warning", access_log=False, timeout_graceful_shutdown=2, backlog=128)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, name="web",
                                         daemon=True)
@@ -44,8 +46,13 @@ class WebServer:
 
     @property
     def open_connections(self) -> int:
-        """Connections open now (bounded by ``web.max_connections``)."""
-        return len(self._server.server_state.connections)
+        """Connections served now (bounded by ``web.max_connections``)."""
+        return counts(self._server.server_state.connections)[0]
+
+    @property
+    def refused_connections(self) -> int:
+        """Connections open now over the limit, their requests answered 503 (``edge.web.bounds``)."""
+        return counts(self._server.server_state.connections)[1]
 
     def close(self) -> None:
         """Stop serving (open requests get up to 2 s), release the port, the page's model and its connection to the
