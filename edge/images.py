@@ -93,7 +93,7 @@ def _jpeg_size(head: bytes) -> tuple[int, int] | None:
     return None
 
 
-def jpeg_orientation(head: bytes) -> int:
+def _jpeg_orientation(head: bytes) -> int:
     """The EXIF orientation (1 to 8) in the first bytes of a JPEG; 1 (as stored) when there is none."""
     for marker, at in _jpeg_segments(head):
         if marker == 0xDA:  # start of scan: no metadata after it
@@ -116,7 +116,7 @@ def _tiff_orientation(tiff: bytes) -> int:
     return 1
 
 
-def oriented(rgb: np.ndarray, orientation: int) -> np.ndarray:
+def _oriented(rgb: np.ndarray, orientation: int) -> np.ndarray:
     """``rgb`` turned upright for its EXIF ``orientation``, as OpenCV's ``imdecode`` does (C-contiguous)."""
     if orientation >= 5:  # 5 to 8: rows and columns swapped, then flipped as 1 to 4
         rgb, orientation = rgb.transpose(1, 0, 2), orientation - 4
@@ -157,7 +157,7 @@ def _decode_jpeg(data: bytes, name: str) -> np.ndarray:
         rgb = simplejpeg.decode_jpeg(data, colorspace="RGB", strict=True)
     except ValueError as exc:
         raise ImageError(f"cannot decode image: {name} (damaged: {exc})") from None
-    return oriented(rgb, jpeg_orientation(data[:HEADER_BYTES]))
+    return _oriented(rgb, _jpeg_orientation(data[:HEADER_BYTES]))
 
 
 def _check_png(data: bytes, name: str) -> None:
