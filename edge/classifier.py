@@ -84,22 +84,24 @@ class CardInput:
 class Classifier(CardInput):
     """A ``.tflite`` model with its card (``NAME.json`` beside it), ready to classify uint8 RGB images.
 
-    ``threads``: CPU threads for the interpreter (default: all cores). Fails at construction with a one-line
-    ModelError if the model is missing or corrupt, the card is missing or sealed for another file or label
-    order (``edge.integrity``), or the card does not fit the model.
+    ``threads``: CPU threads for the interpreter (default: all cores). ``allow_unsealed``: accept a card without
+    an ``integrity`` section, with a warning (default: refuse it). Fails at construction with a one-line
+    ModelError if the model is missing, the card is missing, unsealed or sealed for another file or label order
+    (``edge.integrity``, checked before the runtime reads the file), the runtime cannot load it, or the card
+    does not fit the model.
     """
 
-    def __init__(self, model_path: str | Path, threads: int | None = None) -> None:
+    def __init__(self, model_path: str | Path, threads: int | None = None, allow_unsealed: bool = False) -> None:
         self.path = Path(model_path)
         if not self.path.is_file():
             raise ModelError(f"model not found: {self.path}")
         self.card: ModelCard = read_card(self.path)
+        self.sha256: str | None = check_file(self.path, self.card, allow_unsealed)
         self._interpreter, self.runtime, self.runtime_log = load_interpreter(self.path, threads)
         self.threads = threads
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
         self._check_against_card()
-        self.sha256 = check_file(self.path, self.card)
 
     @property
     def input_quantization(self) -> tuple[float, int]:
