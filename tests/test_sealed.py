@@ -98,6 +98,36 @@ def test_row_2_an_unsealed_card_with_weights_zeroed_is_refused_by_check_and_run_
     assert f"{tiny_model}: its card has no integrity section" in model_line and SEAL_HINT in model_line
 
 
+def zero_bytes(model, start, length=8):
+    data = bytearray(model.read_bytes())
+    data[start:start + length] = bytes(length)
+    model.write_bytes(bytes(data))
+
+
+def test_row_2_with_allow_unsealed_a_model_the_runtime_loads_but_cannot_run_is_named_at_check_and_run(tmp_path,
+                                                                                                       tiny_model):
+    """8 bytes of the fixture's flatbuffer tables zeroed at 264: a weight tensor loses its data; the runtime
+    loads the file and fails at invoke. It used to pass `smartbin check` and kill `smartbin run` with a
+    traceback (and later items logged as 'the item records could not be written')."""
+    zero_bytes(tiny_model, 264)
+    with pytest.raises(ModelCardError, match="sha256 differs"):  # sealed: refused at the card
+        Classifier(tiny_model)
+    rewrite_card(tiny_model, unseal)
+    config = config_for(tmp_path, tiny_model, allow_unsealed=True)
+    error = one_line(smartbin("run", "--config", str(config), "--max-items", "3"),
+                     "tiny12.tflite: the runtime failed to run the model: Input tensor 1 lacks data")
+    assert "record" not in error and not (tmp_path / "state" / "items.db").exists()
+    checked = smartbin("check", "--config", str(config))
+    assert checked.returncode == 1 and "model    FAIL tiny12.tflite: the runtime failed to run" in checked.stdout
+
+
+def test_a_damaged_model_without_its_output_tensor_is_one_line(tiny_model):
+    zero_bytes(tiny_model, 1928)  # the fixture's subgraph loses its output list
+    rewrite_card(tiny_model, unseal)
+    with pytest.raises(ModelError, match="1 inputs and 0 outputs, expected one of each"):
+        Classifier(tiny_model, allow_unsealed=True)
+
+
 def test_row_3_an_unsealed_card_with_two_labels_swapped_sorts_nothing_unless_allowed(tmp_path, tiny_model):
     rewrite_card(tiny_model, unseal)
     rewrite_card(tiny_model, swap("battery", "trash"))
