@@ -77,7 +77,7 @@ def write_sealed(model: Path, update: dict[str, Any] | None = None) -> dict[str,
     card = json.loads(card_path(model).read_text(encoding="utf-8")) | (update or {})
     integrity = file_integrity(model, card["labels"])
     write_json(card | {"integrity": integrity}, card_path(model))  # the classifier checks the file against it
-    with Classifier(model, threads=1) as classifier:
+    with Classifier(model, threads=None) as classifier:  # all cores: the outputs do not depend on the threads
         sealed = card | {"integrity": integrity | {"probe": probe_entry(classifier)}}
     write_json(sealed, card_path(model))
     return sealed
