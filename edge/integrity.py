@@ -146,37 +146,46 @@ def check_probe(classifier: ImageClassifier) -> str:
     probe = integrity.get("probe") if isinstance(integrity, dict) else None
     if not isinstance(probe, dict):
         return "no reference output in the card: probe skipped"
-    name = classifier.path.name
-    v1 = probe.get("pattern") == PROBE_V1
-    images = [{"seed": 0, "output": probe.get("output")}] if v1 else probe.get("images")
-    if not isinstance(images, list) or not images:
-        raise ModelCardError(f"{name}: the card's probe has no images (pattern {probe.get('pattern')!r})")
-    tolerance = float(probe.get("tolerance", PROBE_TOLERANCE))
-    largest = 0.0
-    for image in images:
-        largest = max(largest, _compare(classifier, int(image.get("seed", -1)), image.get("output"), tolerance))
+    images, tolerance, alike = read_probe(probe, classifier.path.name)
+    largest = max(_compare(classifier, seed, reference, tolerance) for seed, reference in images)
     summary = f"probe output matches the card on {len(images)} image(s) (largest difference {largest:.3f})"
-    if v1:
+    if probe.get("pattern") == PROBE_V1:
         return summary + f"; a one-image probe ({PROBE_V1}) may not tell two labels apart: `{SEAL_HINT}` reseals"
-    alike = probe.get("alike") or []
     pairs = len(classifier.labels) * (len(classifier.labels) - 1) // 2
     if not alike:
         return summary + f"; it tells all {pairs} label pairs apart"
     more = f" and {len(alike) - 1} more" if len(alike) > 1 else ""
-    return summary + f"; it tells {pairs - len(alike)} of {pairs} label pairs apart ({'/'.join(alike[0])}{more} alike)"
+    return summary + f"; it tells {pairs - len(alike)} of {pairs} label pairs apart ({alike[0]}{more} alike)"
 
 
-def _compare(classifier: ImageClassifier, seed: int, reference: Any, tolerance: float) -> float:
+def read_probe(probe: dict[str, Any], name: str) -> tuple[list[tuple[int, dict[str, Any]]], float, list[str]]:
+    """The card's probe as (seed, reference output) pairs, its tolerance and its alike pairs ('a/b'); a
+    ``smartbin.probe/1`` probe is seed 0's output. Raises ModelCardError if it is malformed."""
+    entries = [{"seed": 0, "output": probe.get("output")}] if probe.get("pattern") == PROBE_V1 else probe.get("images")
+    tolerance, alike = probe.get("tolerance", PROBE_TOLERANCE), probe.get("alike", [])
+    images: list[tuple[int, dict[str, Any]]] = []
+    for entry in entries if isinstance(entries, list) else []:
+        seed, output = (entry.get("seed"), entry.get("output")) if isinstance(entry, dict) else (None, None)
+        if type(seed) is int and seed >= 0 and isinstance(output, dict):
+            images.append((seed, output))
+    pairs = [pair for pair in alike if isinstance(pair, list) and all(isinstance(a, str) for a in pair)] \
+        if isinstance(alike, list) else None
+    if (not images or len(images) != len(entries or []) or pairs is None or len(pairs) != len(alike)
+            or type(tolerance) not in (int, float) or not 0 <= tolerance <= 1):
+        raise ModelCardError(f"{name}: the card's probe is malformed (pattern {probe.get('pattern')!r}): "
+                             f"`{SEAL_HINT}` reseals it")
+    return images, float(tolerance), ["/".join(pair) for pair in pairs]
+
+
+def _compare(classifier: ImageClassifier, seed: int, reference: dict[str, Any], tolerance: float) -> float:
     """Probe image ``seed`` against the card's output for it; the largest difference. Raises ModelError."""
     name = classifier.path.name
-    if seed < 0 or not isinstance(reference, dict):
-        raise ModelCardError(f"{name}: the card's probe image is malformed (seed and output expected)")
     try:
         output = probe_output(classifier, seed)
     except (RuntimeError, ValueError) as exc:
         raise ModelError(f"{name}: the probe invoke failed: {exc}") from None
-    if set(reference) != set(output):
-        raise ModelCardError(f"{name}: the card's probe output names other labels")
+    if set(reference) != set(output) or not all(type(v) in (int, float) for v in reference.values()):
+        raise ModelCardError(f"{name}: the card's probe output names other labels or is not numbers")
     worst = max(output, key=lambda label: abs(output[label] - reference[label]))
     difference = abs(output[worst] - reference[worst])
     if not difference <= tolerance:  # NaN too

@@ -225,3 +225,23 @@ def test_model_install_refuses_an_unsealed_card_unless_allowed(tmp_path, tiny_mo
              "refused tiny12.tflite", SEAL_HINT)
     allowed = load_settings(config_for(tmp_path, BUNDLED_MODEL, True))
     assert "installed as version" in model_install.install(allowed, tiny_model, None)[-2]
+
+
+@pytest.mark.parametrize("damage", ["seed", "images", "tolerance", "value"])
+def test_a_malformed_probe_in_the_card_is_one_line(tmp_path, tiny_model, damage):
+    def change(card):
+        probe = card["integrity"]["probe"]
+        if damage == "seed":
+            probe["images"][1]["seed"] = "x"
+        elif damage == "images":
+            probe["images"] = {}
+        elif damage == "tolerance":
+            probe["tolerance"] = "0.1"
+        else:
+            probe["images"][0]["output"]["trash"] = None
+
+    rewrite_card(tiny_model, change)
+    with Classifier(tiny_model) as classifier, pytest.raises(ModelCardError, match="the card's probe"):
+        check_probe(classifier)
+    one_line(smartbin("run", "--config", str(config_for(tmp_path, tiny_model)), "--max-items", "1"),
+             "tiny12.tflite: the card's probe")
