@@ -13,9 +13,10 @@ with two labels swapped is one line, before anything is sorted. A card without t
 ``[model] allow_unsealed`` says otherwise. ``check_probe`` (``smartbin check`` and every start) runs the probe
 images (fixed synthetic patterns, ``probe_pixels``) and compares the output, label by label, with the card's:
 a runtime that computes something else is caught, and so is a card whose labels were swapped and its
-``labels_sha256`` recomputed: sealing picks the images so that every two labels differ by more than the
-tolerance on one of them (pairs no candidate image separates are listed as ``alike``). A card sealed with the
-one-image ``smartbin.probe/1`` is still checked, with a note to reseal it.
+``labels_sha256`` recomputed: sealing picks the images (``probe_entry``, from ``PROBE_CANDIDATES`` seeds) so
+that every two labels differ by more than tolerance + ``PROBE_MARGIN`` on one of them (pairs no candidate
+separates are listed as ``alike``). A card sealed with the one-image ``smartbin.probe/1`` (seed 0) is still
+checked, with a note to reseal it.
 """
 
 from __future__ import annotations
