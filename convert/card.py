@@ -73,11 +73,11 @@ def write_json(data: dict[str, Any], path: Path) -> None:
 
 def write_sealed(model: Path, update: dict[str, Any] | None = None) -> dict[str, Any]:
     """Rewrite ``model``'s card with ``update`` and a fresh ``integrity`` section (file digests, then the probe
-    output of the model loaded with that card); return the card."""
+    images that tell its labels apart and their outputs, from the model loaded with that card); return the card."""
     card = json.loads(card_path(model).read_text(encoding="utf-8")) | (update or {})
     integrity = file_integrity(model, card["labels"])
     write_json(card | {"integrity": integrity}, card_path(model))  # the classifier checks the file against it
-    with Classifier(model, threads=1) as classifier:
+    with Classifier(model, threads=None) as classifier:  # all cores: the outputs do not depend on the threads
         sealed = card | {"integrity": integrity | {"probe": probe_entry(classifier)}}
     write_json(sealed, card_path(model))
     return sealed

@@ -53,7 +53,7 @@ class Sorter:
         self._stack = ExitStack()
         try:
             self.classifier: ImageClassifier = classifier or self._stack.enter_context(
-                Classifier(settings.model.path, threads=settings.model.threads or None)
+                Classifier(settings.model.path, settings.model.threads or None, settings.model.allow_unsealed)
             )
             settings.check_labels(self.classifier.labels)
             logger.debug("%s: %s", self.classifier.path.name, check_probe(self.classifier))

@@ -9,9 +9,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from edge.errors import ModelCardError, ModelError
-from edge.integrity import check_file
+from edge.integrity import check_file, probe_pixels, sealed
 from edge.model_card import ModelCard, read_card
-from edge.runtime import load_interpreter
+from edge.runtime import first_line, load_interpreter
 
 
 @dataclass(frozen=True)
@@ -84,22 +84,29 @@ class CardInput:
 class Classifier(CardInput):
     """A ``.tflite`` model with its card (``NAME.json`` beside it), ready to classify uint8 RGB images.
 
-    ``threads``: CPU threads for the interpreter (default: all cores). Fails at construction with a one-line
-    ModelError if the model is missing or corrupt, the card is missing or sealed for another file or label
-    order (``edge.integrity``), or the card does not fit the model.
+    ``threads``: CPU threads for the interpreter (default: all cores). ``allow_unsealed``: accept a card without
+    an ``integrity`` section, with a warning (default: refuse it). Fails at construction with a one-line
+    ModelError if the model is missing, the card is missing, unsealed or sealed for another file or label order
+    (``edge.integrity``, checked before the runtime reads the file), the runtime cannot load it, or the card
+    does not fit the model.
     """
 
-    def __init__(self, model_path: str | Path, threads: int | None = None) -> None:
+    def __init__(self, model_path: str | Path, threads: int | None = None, allow_unsealed: bool = False) -> None:
         self.path = Path(model_path)
         if not self.path.is_file():
             raise ModelError(f"model not found: {self.path}")
         self.card: ModelCard = read_card(self.path)
+        self.sha256: str | None = check_file(self.path, self.card, allow_unsealed)
         self._interpreter, self.runtime, self.runtime_log = load_interpreter(self.path, threads)
         self.threads = threads
-        self._input = self._interpreter.get_input_details()[0]
-        self._output = self._interpreter.get_output_details()[0]
+        inputs, outputs = self._interpreter.get_input_details(), self._interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelError(f"{self.path}: {len(inputs)} inputs and {len(outputs)} outputs, expected one of each "
+                             "(a damaged or foreign model)")
+        self._input, self._output = inputs[0], outputs[0]
         self._check_against_card()
-        self.sha256 = check_file(self.path, self.card)
+        if not sealed(self.card):  # nothing to compare with: at least it runs (ModelError naming it if not)
+            self.probabilities(probe_pixels(self.card.input.height, self.card.input.width))
 
     @property
     def input_quantization(self) -> tuple[float, int]:
@@ -131,7 +138,7 @@ class Classifier(CardInput):
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
         """Class probabilities (float32, summing to ~1) for one uint8 RGB image of the model's input size."""
         self.set_input(pixels)
-        self.interpreter.invoke()
+        self.invoke()
         return self.output()
 
     def set_input(self, pixels: np.ndarray) -> None:
@@ -148,8 +155,12 @@ class Classifier(CardInput):
         return Prediction(self.probabilities(pixels), self.labels)
 
     def invoke(self) -> None:
-        """Run the interpreter on whatever input is set (for benchmarking the bare invoke)."""
-        self.interpreter.invoke()
+        """Run the interpreter on whatever input is set. Raises ModelError, naming the model, if the runtime
+        fails on it (a damaged model it loaded: e.g. ``Input tensor 1 lacks data``)."""
+        try:
+            self.interpreter.invoke()
+        except (RuntimeError, ValueError) as exc:
+            raise ModelError(f"{self.path.name}: the runtime failed to run the model: {first_line(exc)}") from None
 
     def _quantize_input(self, pixels: np.ndarray) -> np.ndarray:
         scale, zero_point = self.input_quantization

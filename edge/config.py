@@ -40,6 +40,9 @@ class Section(BaseModel):
 class ModelSettings(Section):
     path: Path = Field(BUNDLED_MODEL, description="the .tflite model; its card NAME.json must lie beside it")
     threads: int = Field(0, ge=0, le=MAX_THREADS, description="interpreter threads; 0 = all cores")
+    allow_unsealed: bool = Field(False, description="run a model whose card has no integrity section (its file "
+                                 "and labels unchecked, with a warning); false = refuse it (`python -m "
+                                 "convert.seal` seals a card)")
     shadow: Path | None = Field(None, description="a candidate model that classifies each item too, while the "
                                 "sorter is idle, for comparison (its card beside it); unset = none")
     trial_items: int = Field(200, ge=0, le=1_000_000,

@@ -50,7 +50,8 @@ class PhotoClassifier:
         started = time.perf_counter()
         with self._lock:
             if self._classifier is None or self._decider is None:
-                self._classifier = Classifier(self.settings.model.path, threads=self.threads)
+                model = self.settings.model
+                self._classifier = Classifier(model.path, self.threads, model.allow_unsealed)
                 self._decider = decider_for(self.settings, self._classifier.labels,
                                             self._classifier.card.temperature, TOP_K)
             classifier, decider = self._classifier, self._decider

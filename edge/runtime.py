@@ -41,6 +41,12 @@ def runtime_version(module_name: str) -> str:
         return package
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of what the native runtime said (its messages run over several lines), or the error's type."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def load_interpreter(model_path: str | Path, threads: int | None = None) -> tuple[Any, str, list[str]]:
     """Build and allocate an interpreter for ``model_path`` with ``threads`` CPU threads (default: all cores).
 
@@ -55,8 +61,7 @@ def load_interpreter(model_path: str | Path, threads: int | None = None) -> tupl
             interpreter = cls(model_path=str(path), num_threads=threads or os.cpu_count() or 1)
             interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelError(f"model unreadable: {path}: {first_line}") from None
+            raise ModelError(f"model unreadable: {path}: {first_line(exc)}") from None
     for line in log:
         logger.log(logging.DEBUG if line.startswith("INFO: ") else logging.WARNING, "%s: %s", path.name, line)
     released = release_mapped_file(path)  # XNNPACK packed the weights at allocation: the file's copy is idle

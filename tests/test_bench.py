@@ -254,7 +254,7 @@ def test_bad_input_is_a_one_line_error(tmp_path, tiny_model, photos):
     card = json.loads(tiny_model.with_suffix(".json").read_text())
     tiny_model.with_suffix(".json").write_text(json.dumps({**card, "labels": card["labels"][:11]}))
     one_line_error(*bench("--model", str(tiny_model), "--images", str(photos), "--out", str(out)),
-                   "its card lists 11 labels")
+                   "labels are not in the order the model was sealed with")
     one_line_error(*bench("--model", str(TINY_MODEL), "--images", str(photos), "--out", str(out),
                           "--split-manifest", str(tmp_path / "none.csv")), "split manifest not found")
     assert not out.exists()  # nothing written on failure

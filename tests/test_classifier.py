@@ -9,6 +9,7 @@ from edge.classifier import Classifier, Prediction
 from edge.errors import ModelCardError, ModelError
 from edge.integrity import check_probe
 from edge.model_card import read_card
+from tests.conftest import TINY_MODEL
 
 
 def test_loads_model_and_card_and_returns_probabilities(tiny_model):
@@ -45,18 +46,24 @@ def test_missing_card(tiny_model):
 
 
 def test_corrupt_model_is_one_line(tiny_model):
+    """An unsealed card (allowed) beside a file the runtime cannot read: the runtime's first line."""
+    rewrite_card(tiny_model, lambda c: c.pop("integrity"))
     tiny_model.write_bytes(b"\x00" * 1000)
     with pytest.raises(ModelError) as info:
-        Classifier(tiny_model)
+        Classifier(tiny_model, allow_unsealed=True)
     assert "model unreadable" in str(info.value) and "\n" not in str(info.value)
 
 
 def test_labels_not_matching_outputs(tiny_model):
-    card = json.loads(tiny_model.with_suffix(".json").read_text())
-    card["labels"] = card["labels"][:11]
-    tiny_model.with_suffix(".json").write_text(json.dumps(card))
-    with pytest.raises(ModelCardError, match="12 outputs but its card lists 11 labels"):
+    def shorten(card):
+        card["labels"] = card["labels"][:11]
+
+    rewrite_card(tiny_model, shorten)  # sealed: its label digest no longer matches
+    with pytest.raises(ModelCardError, match="labels are not in the order the model was sealed with"):
         Classifier(tiny_model)
+    rewrite_card(tiny_model, lambda c: c.pop("integrity"))  # unsealed: the runtime's outputs tell
+    with pytest.raises(ModelCardError, match="12 outputs but its card lists 11 labels"):
+        Classifier(tiny_model, allow_unsealed=True)
 
 
 def test_input_size_not_matching_card(tiny_model):
@@ -158,7 +165,7 @@ def test_the_probe_output_must_match_the_cards(tiny_model):
         assert check_probe(classifier).startswith("probe output matches the card")
 
     def wrong_reference(card):
-        output = card["integrity"]["probe"]["output"]
+        output = card["integrity"]["probe"]["images"][0]["output"]
         output["trash"], output["battery"] = output["battery"], output["trash"]
 
     rewrite_card(tiny_model, wrong_reference)
@@ -166,11 +173,16 @@ def test_the_probe_output_must_match_the_cards(tiny_model):
         check_probe(classifier)
 
 
-def test_an_unsealed_card_still_loads_with_a_warning(tiny_model, caplog):
+def test_an_unsealed_card_is_refused_unless_allowed_then_loads_with_a_warning(tiny_model, caplog):
     rewrite_card(tiny_model, lambda c: c.pop("integrity"))
-    with Classifier(tiny_model) as classifier:
+    with pytest.raises(ModelCardError) as info:
+        Classifier(tiny_model)
+    assert str(info.value) == (f"{tiny_model}: its card has no integrity section, so the file cannot be checked: "
+                               f"seal it with `python -m convert.seal {tiny_model}` (a model and card you know to "
+                               "be right), or set [model] allow_unsealed = true")
+    with Classifier(tiny_model, allow_unsealed=True) as classifier:
         assert check_probe(classifier) == "no reference output in the card: probe skipped"
-    assert "its card has no integrity section" in caplog.text
+    assert "its card has no integrity section: the file is not checked ([model] allow_unsealed" in caplog.text
 
 
 def test_seal_writes_what_the_edge_checks(tiny_model):
@@ -180,7 +192,8 @@ def test_seal_writes_what_the_edge_checks(tiny_model):
     assert seal_main([str(tiny_model)]) == 0
     card = json.loads(tiny_model.with_suffix(".json").read_text())
     assert card["integrity"]["tflite_bytes"] == tiny_model.stat().st_size
-    assert card["integrity"]["probe"]["pattern"] == "smartbin.probe/1"
+    assert card["integrity"]["probe"]["pattern"] == "smartbin.probe/2"
+    assert card == json.loads(TINY_MODEL.with_suffix(".json").read_text())  # the fixture is sealed by this tool
     with Classifier(tiny_model) as classifier:
         assert check_probe(classifier).startswith("probe output matches")
 
@@ -188,7 +201,9 @@ def test_seal_writes_what_the_edge_checks(tiny_model):
 def test_check_names_a_corrupt_model_and_runs_the_probe_on_a_good_one(tiny_settings, tiny_model):
     from edge.service.checks import check_model
 
-    assert check_model(tiny_settings).endswith("probe output matches the card (largest difference 0.000)")
+    assert check_model(tiny_settings).endswith("probe output matches the card on 6 image(s) (largest difference "
+                                               "0.000); it tells 62 of 66 label pairs apart (biological/cardboard "
+                                               "and 3 more alike)")
     rewrite_card(tiny_model, lambda c: c["integrity"].update(tflite_sha256="0" * 64))
     with pytest.raises(ModelCardError, match="sha256 differs"):
         check_model(tiny_settings)

@@ -139,6 +139,8 @@ def test_a_gate_named_like_a_gate_kind_keeps_its_name_and_further_errors_are_cou
         ("conveyor", "item_pass_s = nan", "conveyor.item_pass_s: Input should be a finite number"),
         ("conveyor", "item_pass_s = 1979-05-27", "conveyor.item_pass_s: Input should be a valid number"),
         ("model", "threads = 100000", "model.threads"),
+        ("model", 'allow_unsealed = "true"', "model.allow_unsealed: Input should be a valid boolean"),
+        ("model", "allow_unsealed = 1", "model.allow_unsealed: Input should be a valid boolean"),
         ("retrain", "max_mb = 1e308", "retrain.max_mb"),
         ("retrain", 'enabled = "yes"', "retrain.enabled: Input should be a valid boolean"),
         ("web", "max_upload_mb = 1e308", "web.max_upload_mb"),

@@ -35,7 +35,7 @@ def attempt(check: Callable[[Settings], str], settings: Settings) -> tuple[bool,
 
 
 def check_model(settings: Settings) -> str:
-    with Classifier(settings.model.path, threads=settings.model.threads or None) as classifier:
+    with Classifier(settings.model.path, settings.model.threads or None, settings.model.allow_unsealed) as classifier:
         settings.check_labels(classifier.labels)
         probe = check_probe(classifier)
         width, height = classifier.input_size

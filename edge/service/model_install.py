@@ -46,10 +46,13 @@ class Score:
         return f"top-1 {self.top1:.3f} ({self.correct} of {self.frames})"
 
 
-def checked(settings: Settings, model: Path) -> str:
-    """Load ``model`` as the sorter would and check it against the config; its sha256. Raises Refused."""
+def checked(settings: Settings, model: Path, allow_unsealed: bool | None = None) -> str:
+    """Load ``model`` as the sorter would (an unsealed card only with ``allow_unsealed``, default
+    ``[model] allow_unsealed``) and check it against the config; its sha256. Raises Refused."""
+    if allow_unsealed is None:
+        allow_unsealed = settings.model.allow_unsealed
     try:
-        with Classifier(model, threads=1) as classifier:
+        with Classifier(model, 1, allow_unsealed) as classifier:
             check_probe(classifier)
             settings.check_labels(classifier.labels)
             assert classifier.sha256 is not None

@@ -20,6 +20,7 @@ from typing import Any
 
 from edge.config import Settings
 from edge.errors import SmartbinError
+from edge.integrity import sealed
 from edge.model_card import read_card, sha256_of
 from edge.model_store import ModelStore
 from edge.records import Records
@@ -45,13 +46,13 @@ def stage(settings: Settings, name: str, model: bytes, card: bytes, report: byte
         for file, payload in files.items():
             (Path(scratch) / file).write_bytes(payload)
         try:
-            sealed = bool(read_card(Path(scratch) / name).extra.get("integrity"))
+            candidate = read_card(Path(scratch) / name)
         except SmartbinError as exc:
             raise Refused(f"refused {name}: {exc}") from None
-        if not sealed:  # a model from the network is only run where its card can check it
+        if not sealed(candidate):  # a model from the network is only run where its card can check it
             raise Refused(f"refused {name}: its card is not sealed (no integrity section): `smartbin learn` and "
-                          "`python -m convert` write sealed cards")
-        sha256 = checked(settings, Path(scratch) / name)
+                          "`python -m convert` write sealed cards ([model] allow_unsealed does not apply here)")
+        sha256 = checked(settings, Path(scratch) / name, allow_unsealed=False)
     if sha256 == sha256_of(settings.model.path):
         raise Refused(f"refused {name}: it is the model running now ({settings.model.path.name})")
     store = ModelStore(settings.records.database.parent)
@@ -155,7 +156,7 @@ def install_staged(settings: Settings, sha256: str) -> str:
     if not sha256 or facts.get("sha256") != sha256:
         raise Refused(f"refused: the staged model is {str(facts.get('sha256'))[:12]}, not {sha256[:12]!r} (reload "
                       "the page)")
-    checked(settings, model)
+    checked(settings, model, allow_unsealed=False)
     current = store.current()
     compared = facts.get("compared") or {}
     version = store.add(model, sha256)
