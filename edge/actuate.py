@@ -6,10 +6,24 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from edge.plan import Planner, State
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GateFault:
+    """A gate that could not be driven: its name, what it said, and when (``time.monotonic()`` and Unix time)."""
+
+    gate: str
+    error: str
+    at: float
+    time: float
+
+    def __str__(self) -> str:
+        return self.error
 
 
 class GateScheduler:
@@ -24,7 +38,9 @@ class GateScheduler:
         self.apply = apply
         self.clock = clock
         self.actuations = 0
-        self.failure: Exception | None = None  # what stopped the thread: a gate that could not be driven
+        self.failure: GateFault | None = None  # what stopped the thread: a gate that could not be driven
+        self._driving: str | None = None  # the gate being driven now
+        self._unsafe: set[str] = set()  # gates already reported as not driven safe
         self._applied: dict[str, State | None] = dict.fromkeys(planner.places)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="gate-scheduler", daemon=True)
@@ -37,7 +53,8 @@ class GateScheduler:
         try:
             self._drive()
         except Exception as exc:  # a gate driver failed: nothing is driven any more, every gate safe
-            self.failure = exc
+            self.failure = GateFault(self._driving or "?", str(exc), time.monotonic(), time.time())
+            self._unsafe.add(self.failure.gate)  # this line says it: no second one for its way back to safe
             logger.error("gate failure, no more items into gates: %s", exc)
             self._all_safe()
 
@@ -46,6 +63,7 @@ class GateScheduler:
             now = self.clock()
             for gate, state in self.planner.state_at(now).items():
                 if state != self._applied[gate]:
+                    self._driving = gate
                     self.apply(gate, state)
                     self._applied[gate] = state
                     self.actuations += state is not None
@@ -62,12 +80,18 @@ class GateScheduler:
             self.planner.changed.notify_all()
         if self._thread.is_alive():
             self._thread.join(timeout=2.0)
+            if self._thread.is_alive():  # a gate driver that hangs: the gates are driven safe from here anyway
+                logger.error("gate thread still driving %s after 2 s; driving every gate safe beside it",
+                             self._driving)
         self._all_safe()
 
     def _all_safe(self) -> None:
+        """Every gate safe; a gate that cannot be is logged in one line, once."""
         for gate in self._applied:
             try:
                 self.apply(gate, None)
                 self._applied[gate] = None
             except Exception as exc:
-                logger.error("gate %s could not be driven safe: %s", gate, exc)
+                if gate not in self._unsafe:
+                    logger.error("gate %s could not be driven safe: %s", gate, exc)
+                self._unsafe.add(gate)
