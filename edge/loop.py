@@ -153,6 +153,7 @@ class SortingLoop:
         self._dead_frames = 0
         self.join_s = WORKER_JOIN_S
         self._in_flight: dict[int, tuple[float, ItemRecord]] = {}  # id → (its tail past its gate, record)
+        self._fault_marked: GateFault | None = None  # the gate failure whose items are marked (once)
         self._failed_observers: set[int] = set()  # observers that raised (logged once each)
         self._worker: threading.Thread | None = None  # the sorting thread while it runs
         self._worker_lock = threading.Lock()
@@ -252,7 +253,8 @@ class SortingLoop:
                                      stopped_by(exc))
                 finally:
                     self._busy_since = None
-            if (fault := self.gate_failure()) is not None:
+            if (fault := self.gate_failure()) is not None and fault is not self._fault_marked:
+                self._fault_marked = fault
                 self._gate_failed(fault)
         finally:
             with self._worker_lock:
