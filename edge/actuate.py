@@ -12,6 +12,8 @@ from edge.plan import Planner, State
 
 logger = logging.getLogger(__name__)
 
+FINISH_S = 6.0  # at most this long at a stop for items on their way to pass their gates (< TimeoutStopSec - 20 s)
+
 
 @dataclass(frozen=True)
 class GateFault:
@@ -72,6 +74,19 @@ class GateScheduler:
                 if not self._stop.is_set():
                     wait = 0.5 if upcoming is None else min(0.5, max(0.0, upcoming - self.clock()))
                     self.planner.changed.wait(wait)
+
+    def finish(self, timeout_s: float = FINISH_S) -> None:
+        """Wait, at most ``timeout_s``, until the holds already booked are over, so that the items on their way
+        pass their gates before ``stop`` drives them safe. No wait where the gate thread failed or never ran."""
+        if self.failure is not None or not self._thread.is_alive():
+            return
+        with self.planner.lock:
+            wait = max((h.returns for h in self.planner.holds), default=0.0) - self.clock()
+        if wait > timeout_s:
+            logger.warning("stopping: items on their way to their gates for %.1f s more; gates safe in %g s", wait,
+                           timeout_s)
+        if wait > 0:
+            time.sleep(min(wait, timeout_s))
 
     def stop(self) -> None:
         """Stop the thread (bounded wait) and leave every gate safe; safe to call twice."""

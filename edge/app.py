@@ -33,9 +33,9 @@ class Sorter:
     """Everything a running bin holds. Build with ``Sorter(settings)``, use as a context manager.
 
     Start-up order fails fast on what is cheapest to check: the model and its card, labels against bins,
-    the gates (to their safe position), the record database, the camera, the item trigger. ``close()`` puts
-    the gates safe first, then releases the camera, and closes the classifier and the database once no sorting
-    thread uses them, whatever failed. ``source``,
+    the gates (to their safe position), the record database, the camera, the item trigger. ``close()`` lets the
+    items on their way pass their gates (up to 6 s), puts the gates safe, then releases the camera, and closes
+    the classifier and the database once no sorting thread uses them, whatever failed. ``source``,
     ``pin_factory`` and ``classifier`` replace what the settings would build (tests, benchmarks: a replay
     source, gpiozero's ``MockFactory``, ``edge.fakes.FakeClassifier``). ``camera_wait_s``: how long a live
     camera that is not there at start is waited for (the service: a camera that comes back after a restart).
@@ -82,7 +82,8 @@ class Sorter:
             self._stack.callback(self.stream.stop)
             self.planner = planner_for(settings, self.gates)
             self.scheduler = GateScheduler(self.planner, self.gates.apply)
-            self._stack.callback(self.scheduler.stop)  # runs first on close: every gate safe
+            self._stack.callback(self.scheduler.stop)  # every gate safe, once
+            self._stack.callback(self.scheduler.finish)  # runs first on close: the items on their way pass
             self.loop = SortingLoop(
                 self.stream.start(),
                 ItemTracker(trigger, votes, settings.conveyor.absent_frames),

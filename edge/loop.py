@@ -298,7 +298,7 @@ class SortingLoop:
                          len(hit), ", ".join(map(str, hit)))
         for observer in self.observers:
             if isinstance(observer, GateFaultObserver):
-                self._tell(observer, "gate fault", observer.on_gate_fault, fault, hit)
+                self._tell(observer, observer.on_gate_fault, fault, hit)
 
     def _unsorted(self, item: Item, error: str) -> ItemRecord:
         """The ``error`` record of an item that is not classified (the records failed): the default bin."""
@@ -418,18 +418,18 @@ class SortingLoop:
             logger.info("%s", describe(item_id, record))
         for observer in self.observers:
             if frame is not None and isinstance(observer, FrameObserver):
-                self._tell(observer, "item frame", observer.on_item_frame, item_id, frame)
-            self._tell(observer, "item", observer.on_item, item_id, record)
+                self._tell(observer, observer.on_item_frame, item_id, frame)
+            self._tell(observer, observer.on_item, item_id, record)
 
-    def _tell(self, observer: Observer, what: str, call: Callable[..., None], *args: object) -> None:
+    def _tell(self, observer: Observer, call: Callable[..., None], *args: object) -> None:
         """Call an observer; one that raises is logged once (its error is not the item's) and told on."""
         try:
             call(*args)
         except Exception as exc:
             if id(observer) not in self._failed_observers:
                 self._failed_observers.add(id(observer))
-                logger.error("observer %s failed on an %s: %s: %s", type(observer).__name__, what,
-                             type(exc).__name__, exc)
+                logger.error("observer %s raised in %s: %s: %s (not logged again)", type(observer).__name__,
+                             call.__name__, type(exc).__name__, exc)
 
     def _flush_held(self, failure: list[BaseException]) -> None:
         """At the end of a run: write what is held, or log it and fail the run."""

@@ -351,7 +351,8 @@ def test_an_observer_that_raises_is_one_line_and_the_items_are_still_recorded(ti
                                                 observers=[Failing(), counter]) as sorter:
         tally = sorter.loop.run()
     assert tally.items == 3 and [r["outcome"] for r in rows(tiny_settings)] == ["sorted"] * 3
-    assert [r.message for r in caplog.records] == ["observer Failing failed on an item: RuntimeError: observer broke"]
+    assert [r.message for r in caplog.records] == [
+        "observer Failing raised in on_item: RuntimeError: observer broke (not logged again)"]
 
 
 def sorting_threads():
@@ -403,3 +404,20 @@ def test_close_beside_a_hung_sorting_thread_leaves_it_the_records_until_it_ends(
     assert [r["outcome"] for r in rows(tiny_settings)] == ["sorted"]  # the item in hand got its record
     with pytest.raises(AttributeError):
         sorter.records.total()  # and the thread closed the records as it ended
+
+
+def test_the_items_on_their_way_at_the_end_of_a_run_reach_their_gates_before_the_gates_go_safe(tiny_settings):
+    from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+    from tests.test_gates import duty
+
+    pins = MockFactory(pin_class=MockPWMPin)
+    glass = FakeClassifier(LABELS, one_hot("green-glass"))
+    with Sorter(paced(tiny_settings), source=Frames([picture(0)]), pin_factory=pins, classifier=glass) as sorter:
+        sorter.loop.run()  # the one item is recorded at once; its flap moves 0.55 s after it crossed the line
+        assert [s.state for s in pins.pin(18).states if s.state] == [pytest.approx(duty(0))]  # not moved yet
+        started = time.monotonic()
+    assert 0.3 < time.monotonic() - started < 3  # the close waited for the flap's hold, no longer
+    flap = [s.state for s in pins.pin(18).states if s.state]
+    assert flap[1] == pytest.approx(duty(-60)) and flap[-1] == pytest.approx(duty(0))  # moved for it, then safe
+    assert [(r["bin"], r["outcome"]) for r in rows(tiny_settings)] == [("glass", "sorted")]
