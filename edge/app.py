@@ -33,8 +33,9 @@ class Sorter:
     """Everything a running bin holds. Build with ``Sorter(settings)``, use as a context manager.
 
     Start-up order fails fast on what is cheapest to check: the model and its card, labels against bins,
-    the gates (to their safe position), the record database, the camera, the item trigger. ``close()`` puts
-    the gates safe first, then releases the camera and closes the database, whatever failed. ``source``,
+    the gates (to their safe position), the record database, the camera, the item trigger. ``close()`` lets the
+    items on their way pass their gates (up to 6 s), puts the gates safe, then releases the camera, and closes
+    the classifier and the database once no sorting thread uses them, whatever failed. ``source``,
     ``pin_factory`` and ``classifier`` replace what the settings would build (tests, benchmarks: a replay
     source, gpiozero's ``MockFactory``, ``edge.fakes.FakeClassifier``). ``camera_wait_s``: how long a live
     camera that is not there at start is waited for (the service: a camera that comes back after a restart).
@@ -50,23 +51,24 @@ class Sorter:
         camera_wait_s: float = 0.0,
     ) -> None:
         self.settings = settings
-        self._stack = ExitStack()
+        self._stack = ExitStack()  # the gates, the camera, the trigger, the threads that drive them
+        self._used = ExitStack()  # what the sorting thread uses: the classifier, the records, the shadow model
         try:
-            self.classifier: ImageClassifier = classifier or self._stack.enter_context(
+            self.classifier: ImageClassifier = classifier or self._used.enter_context(
                 Classifier(settings.model.path, settings.model.threads or None, settings.model.allow_unsealed)
             )
             settings.check_labels(self.classifier.labels)
             logger.debug("%s: %s", self.classifier.path.name, check_probe(self.classifier))
             self.pin_factory = pin_factory or make_pin_factory(settings.gpio.pin_factory)
             self.gates = self._stack.enter_context(GateBank(settings, self.pin_factory))
-            self.records = self._stack.enter_context(Records(settings.records.database))
+            self.records = self._used.enter_context(Records(settings.records.database))
             remember_gates(settings)
             keeper = self._keeper()
             shadow = None
             if settings.model.shadow is not None:  # a candidate beside the live model: fails here if broken
-                shadow = Shadow(settings.model.shadow, settings.records.database, lambda: self.loop.busy(),
+                shadow = Shadow(settings.model.shadow, settings.records.database, self._busy,
                                 settings.camera.region, settings.camera.crop)
-                self._stack.callback(shadow.close)
+                self._used.callback(shadow.close)
                 logger.info("shadow model %s beside the live one, while the sorter is idle",
                             shadow.classifier.path.name)
             self.source = source or open_source(settings)
@@ -80,7 +82,8 @@ class Sorter:
             self._stack.callback(self.stream.stop)
             self.planner = planner_for(settings, self.gates)
             self.scheduler = GateScheduler(self.planner, self.gates.apply)
-            self._stack.callback(self.scheduler.stop)  # runs first on close: every gate safe
+            self._stack.callback(self.scheduler.stop)  # every gate safe, once
+            self._stack.callback(self.scheduler.finish)  # runs first on close: the items on their way pass
             self.loop = SortingLoop(
                 self.stream.start(),
                 ItemTracker(trigger, votes, settings.conveyor.absent_frames),
@@ -125,9 +128,21 @@ class Sorter:
             return BeamTrigger(conveyor.beam_pin, conveyor.beam_bounce_s, self.pin_factory)
         return None
 
+    def _busy(self) -> bool:
+        loop: SortingLoop | None = getattr(self, "loop", None)  # None while starting
+        return loop is not None and loop.busy()
+
     def close(self) -> None:
-        """Gates safe, stop the camera, close the database; safe to call twice."""
+        """Gates safe, stop the camera; then the classifier and the database are closed, at once, or by a sorting
+        thread still busy with an item as it ends (never under it); safe to call twice."""
         self._stack.close()
+        used, self._used = self._used, ExitStack()
+        loop: SortingLoop | None = getattr(self, "loop", None)  # None: it failed to start
+        if loop is None:
+            used.close()
+        elif not loop.release(used.close):
+            logger.error("the sorting thread is still busy with an item: the classifier and the records are "
+                         "closed when it ends")
 
     def __enter__(self) -> Sorter:
         return self

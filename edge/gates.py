@@ -54,6 +54,7 @@ class GateBank:
         self.routes = {name: Route(spec.gate, spec.angle) for name, spec in settings.bins.items()}
         self._devices: dict[str, AngularServo | OutputDevice] = {}
         self._safe_angles: dict[str, float] = {}
+        self.broken: dict[str, str] = {}  # gate → the first error it gave (a failed gate stays listed)
         try:
             for name, gate in settings.gates.items():
                 self._devices[name] = self._build(name, gate, pin_factory)
@@ -87,6 +88,7 @@ class GateBank:
             else:
                 device.on()
         except Exception as exc:
+            self.broken.setdefault(gate, str(exc))
             self.safe()
             raise GateError(f"gate {gate} failed: {exc}") from None
 
@@ -101,12 +103,13 @@ class GateBank:
         return route
 
     def safe(self) -> None:
-        """Every gate to its safe position; never raises (it is what error paths call)."""
+        """Every gate to its safe position; never raises (it is what error paths call). A gate that fails is
+        logged in one line, once: it is tried again at every call, quietly."""
         for name, device in self._devices.items():
             try:
                 self._set_safe(name, device)
-            except Exception:
-                logger.exception("gate %s could not return to its safe position", name)
+            except Exception as exc:
+                self._broke(name, exc, "could not return to its safe position")
 
     def _set_safe(self, name: str, device: AngularServo | OutputDevice) -> None:
         if isinstance(device, AngularServo):
@@ -114,12 +117,21 @@ class GateBank:
         else:
             device.off()
 
+    def _broke(self, name: str, exc: Exception, what: str) -> None:
+        if name not in self.broken:
+            logger.error("gate %s %s: %s", name, what, exc)
+        self.broken.setdefault(name, str(exc))
+
     def close(self) -> None:
-        """Safe position, then release the pins; safe to call twice."""
+        """Safe position, then release the pins (a broken gate's pin too, as far as it goes); safe to call twice,
+        never raises."""
         self.safe()
         devices, self._devices = self._devices, {}
-        for device in devices.values():
-            device.close()
+        for name, device in devices.items():
+            try:
+                device.close()
+            except Exception as exc:
+                self._broke(name, exc, "could not be released")
 
     def __enter__(self) -> GateBank:
         return self

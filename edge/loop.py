@@ -7,6 +7,11 @@ item's arrival, by the scheduler thread that executes the planner's bookings. If
 wait for the classifier, a live camera's newest items are recorded ``late`` without classifying (their frames
 are dropped), while a replay waits. If the sorting thread is stuck on one item for ``stuck_s``, observers stop
 hearing of frames, so that the service's watchdog (which pings on frames) restarts a hung sorter.
+
+Each stage catches its own errors and records them against the item in hand (outcome ``error``, the stage and
+the error named); only a record that cannot be written stops the sorting thread. A gate that fails marks the
+records of the items still on their way past the gates ``error`` too, naming the gate. The sorting thread owns
+what it uses until it ends: ``release`` closes the classifier and the records only once it has.
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol, runtime_checkable
 
+from edge.actuate import GateFault
 from edge.classifier import ImageClassifier
 from edge.decision import Decider, Decision
 from edge.errors import DeadFrame, GateError, ModelError, RecordError
@@ -57,6 +63,14 @@ class FrameObserver(Observer, Protocol):
         """The item's best-centred frame, just before ``on_item`` for the same item (sorting thread)."""
 
 
+@runtime_checkable
+class GateFaultObserver(Observer, Protocol):
+    """An observer that wants to hear of a gate failure (the web page's health)."""
+
+    def on_gate_fault(self, fault: GateFault, items: list[int]) -> None:
+        """A gate failed; ``items``: the records marked ``error`` for it (sorting thread, at the end of the run)."""
+
+
 @dataclass
 class Tally:
     """Items per (bin, outcome): a loop's tally counts every item since the loop was built, over all its runs."""
@@ -69,6 +83,11 @@ class Tally:
 
     def add(self, record: ItemRecord) -> None:
         self.counts[(record.bin, record.outcome)] += 1
+
+    def amend(self, old: ItemRecord, new: ItemRecord) -> None:
+        """Count ``old`` (counted before) as ``new`` instead."""
+        self.counts[(old.bin, old.outcome)] -= 1
+        self.add(new)
 
     def summary(self) -> str:
         outcomes, bins = Counter[str](), Counter[str]()
@@ -83,10 +102,11 @@ class SortingLoop:
     """Sorts items until the stream ends, ``max_items`` are recorded, or ``stop`` is set (then the item in hand
     is finished and recorded).
 
-    An item that fails (dead frame, model error) is recorded with outcome ``error`` and rides to the default
-    bin. Records the database refuses for a while (disk full, locked) are held and written later; any other
-    failure to write a record stops the loop (the records not written are logged as JSON so the journal keeps
-    them).
+    An item that fails (dead frame, model error, any error of a stage) is recorded with outcome ``error`` and
+    rides to the default bin. Records the database refuses for a while (disk full, locked) are held and written
+    later; any other failure to write a record stops the loop (the records not written are logged as JSON so the
+    journal keeps them). ``join_s``: how long the end of a run waits for the sorting thread to finish the items
+    in hand.
     """
 
     def __init__(
@@ -104,7 +124,7 @@ class SortingLoop:
         keeper: FrameKeeper | None = None,
         backlog: int = 8,
         stuck_s: float = 20.0,
-        gate_failure: Callable[[], Exception | None] = lambda: None,
+        gate_failure: Callable[[], GateFault | None] = lambda: None,
         shadow: Shadow | None = None,
     ) -> None:
         self.stream = stream
@@ -131,6 +151,13 @@ class SortingLoop:
         self.tally = Tally()
         self._numbers = itertools.count()
         self._dead_frames = 0
+        self.join_s = WORKER_JOIN_S
+        self._in_flight: dict[int, tuple[float, ItemRecord]] = {}  # id → (its tail past its gate, record)
+        self._fault_marked: GateFault | None = None  # the gate failure whose items are marked (once)
+        self._failed_observers: set[int] = set()  # observers that raised (logged once each)
+        self._worker: threading.Thread | None = None  # the sorting thread while it runs
+        self._worker_lock = threading.Lock()
+        self._after_worker: list[Callable[[], None]] = []  # closers it runs as it ends (``release``)
 
     def run(self, max_items: int | None = None, stop: threading.Event | None = None) -> Tally:
         """Sort items; returns the loop's tally (every item since it was built). Raises what stopped the sorting
@@ -142,6 +169,8 @@ class SortingLoop:
         self._pending = pending
         failure: list[BaseException] = []
         worker = threading.Thread(target=self._sort_items, args=(pending, failure), name="sorting", daemon=True)
+        with self._worker_lock:
+            self._worker = worker
         worker.start()
         found = 0
         try:
@@ -166,9 +195,9 @@ class SortingLoop:
                 pending.put(item)
         finally:
             pending.put(None)
-            worker.join(timeout=WORKER_JOIN_S)
+            worker.join(timeout=self.join_s)
             if worker.is_alive():  # classifying or writing hangs: the records it holds cannot be saved from here
-                logger.error("sorting thread still busy %g s after the end of the run; leaving it", WORKER_JOIN_S)
+                logger.error("sorting thread still busy %g s after the end of the run; leaving it", self.join_s)
             elif not failure:
                 self._flush_held(failure)
         if failure:
@@ -176,6 +205,16 @@ class SortingLoop:
         if (broken := self.gate_failure()) is not None:
             raise GateError(f"gate failure: {broken}")
         return self.tally
+
+    def release(self, close: Callable[[], None]) -> bool:
+        """Close what the sorting thread uses (``close``): now if no sorting thread runs (True), else as that
+        thread ends (False), so that nothing is closed under it."""
+        with self._worker_lock:
+            if self._worker is not None:
+                self._after_worker.append(close)
+                return False
+        close()
+        return True
 
     def busy(self) -> bool:
         """Whether an item is in hand or waiting for the sorting thread (a shadow model waits for neither)."""
@@ -198,27 +237,71 @@ class SortingLoop:
         return Item([item.first], item.t_line, [0.0], shed=True, passing_s=item.passing_s)
 
     def _sort_items(self, pending: queue.Queue[Item | None], failure: list[BaseException]) -> None:
-        while (item := pending.get()) is not None:
-            if failure:  # the loop is stopping for a failed write: the item rides to the default bin
-                record = self._unsorted(item, "not sorted: the item records could not be written")
-                logger.error("unsaved record: %s", record.to_json())
-                continue
-            self._busy_since = time.monotonic()
+        try:
+            while (item := pending.get()) is not None:
+                if failure:  # the loop is stopping for a failure: the item rides to the default bin
+                    record = self._unsorted(item, f"not sorted: {stopped_by(failure[0])}")
+                    logger.error("unsaved record: %s", record.to_json())
+                    continue
+                self._busy_since = time.monotonic()
+                try:
+                    self._sort_one(item)
+                except BaseException as exc:
+                    failure.append(exc)
+                    if not isinstance(exc, RecordError):  # not a stage's error: a fault of the loop itself
+                        logger.error("sorting stopped at the item of frame %d: %s", item.first.number,
+                                     stopped_by(exc))
+                finally:
+                    self._busy_since = None
+            if (fault := self.gate_failure()) is not None and fault is not self._fault_marked:
+                self._fault_marked = fault
+                self._gate_failed(fault)
+        finally:
+            with self._worker_lock:
+                self._worker, closers, self._after_worker = None, self._after_worker, []
+            for close in closers:
+                close()
+
+    def _sort_one(self, item: Item) -> None:
+        """Sort one item, write its record, keep its frame and offer it to the shadow model."""
+        record, plan = self.sort(item)
+        best = item.best(1)[0]
+        item_id = self._commit(record, best)
+        if item_id is None:
+            return
+        if record.bin != self.planner.default_bin:  # a gate must move for it: in flight until its tail passed
+            tail = plan.hold.end if plan.hold is not None else plan.arrival + self.planner.passing(item.passing_s) / 2
+            now = time.monotonic()
+            self._in_flight = {i: f for i, f in self._in_flight.items() if f[0] > now}
+            self._in_flight[item_id] = (tail, record)
+        if self.keeper is not None and not item.shed:
+            self.keeper.keep(item_id, best, record)
+        if self.shadow is not None and record.label is not None:
+            self.shadow.offer(item_id, item.best(self.votes), record.label)
+
+    def _gate_failed(self, fault: GateFault) -> None:
+        """Mark ``error`` the records of the items that were still on their way past the gates when ``fault``
+        happened (every gate is safe since: they ride to the default bin, or wherever the failed gate is stuck)."""
+        hit = sorted(i for i, (tail, _) in self._in_flight.items() if tail > fault.at)
+        for item_id in hit:
+            record = self._in_flight.pop(item_id)[1]
+            error = f"gate failure: {fault} (on its way to {record.bin})"
+            amended = replace(record, outcome="error", error=error)
             try:
-                record = self.sort(item)
-                best = item.best(1)[0]
-                item_id = self._commit(record, best)
-                if self.keeper is not None and not item.shed and item_id is not None:
-                    self.keeper.keep(item_id, best, record)
-                if self.shadow is not None and item_id is not None and record.label is not None:
-                    self.shadow.offer(item_id, item.best(self.votes), record.label)
-            except BaseException as exc:
-                failure.append(exc)
-            finally:
-                self._busy_since = None
+                self.records.amend(item_id, "error", error)
+            except RecordError as exc:
+                logger.error("unsaved record: %s (%s)", amended.to_json(), exc)
+                continue
+            self.tally.amend(record, amended)
+        if hit:
+            logger.error("gate %s failed with %d item(s) on their way: item %s recorded error", fault.gate,
+                         len(hit), ", ".join(map(str, hit)))
+        for observer in self.observers:
+            if isinstance(observer, GateFaultObserver):
+                self._tell(observer, observer.on_gate_fault, fault, hit)
 
     def _unsorted(self, item: Item, error: str) -> ItemRecord:
-        """The ``error`` record of an item that is not classified (records or gates failed): the default bin."""
+        """The ``error`` record of an item that is not classified (the records failed): the default bin."""
         plan = self.planner.pass_through(next(self._numbers), item.t_line, time.monotonic(), "error", item.passing_s)
         return self._record(item, [], {}, None, plan, error)
 
@@ -232,8 +315,9 @@ class SortingLoop:
         self._dead_frames += 1
         return True
 
-    def sort(self, item: Item) -> ItemRecord:
-        """Classify, decide and book the gates for one item; returns its record (not yet written)."""
+    def sort(self, item: Item) -> tuple[ItemRecord, Plan]:
+        """Classify, decide and book the gates for one item; returns its record (not yet written) and its plan.
+        A stage that fails makes the record ``error`` (``"classify failed: ValueError: …"``), never raises."""
         frames = item.best(self.votes)
         latency: dict[str, float] = {}
         clock = time.perf_counter()
@@ -249,26 +333,37 @@ class SortingLoop:
         if item.shed:
             plan = self.planner.pass_through(next(self._numbers), item.t_line, time.monotonic(),
                                              passing_s=item.passing_s)
-            return self._record(item, [], {"since_line": (time.monotonic() - item.t_line) * 1000}, None, plan, None)
-        if (broken := self.gate_failure()) is not None:  # the gates are safe and stay so: the default bin
-            return self._unsorted(item, f"gate failure: {broken}")
+            return self._record(item, [], {"since_line": (time.monotonic() - item.t_line) * 1000}, None, plan,
+                                None), plan
+        if (fault := self.gate_failure()) is not None:  # the gates are safe and stay so: nothing booked
+            plan = Plan("error", self.planner.default_bin, item.t_line)
+            return self._record(item, [], {}, None, plan, f"gate failure: {fault}"), plan
+        stage = "preprocess"
         try:
             if any(is_dead(f.rgb) for f in frames):
                 raise DeadFrame("dead frame (no picture from the camera)")
             pixels = vote_inputs(frames, self.classifier.input_size, self.roi, self.crop)
-            lap("preprocess")
+            lap(stage)
+            stage = "classify"
             predictions = [self.classifier.classify(p) for p in pixels]
-            lap("classify")
+            lap(stage)
+            stage = "decide"
             decision = self.decider.decide(predictions)
-            lap("decide")
+            lap(stage)
+            stage = "plan"
+            plan = self.planner.plan(next(self._numbers), decision.bin, item.t_line, time.monotonic(),
+                                     item.passing_s)
         except (DeadFrame, ModelError) as exc:
             error = str(exc)
-        wanted = decision.bin if decision is not None else self.planner.default_bin
-        plan = self.planner.plan(next(self._numbers), wanted, item.t_line, time.monotonic(), item.passing_s)
+        except Exception as exc:  # any other error of a stage: this item's, recorded against it
+            error = f"{stage} failed: {type(exc).__name__}: {exc}"
+        if error is not None:
+            plan = self.planner.pass_through(next(self._numbers), item.t_line, time.monotonic(), "error",
+                                             item.passing_s)
         lap("plan")
         latency["total"] = sum(latency.values())
         latency["since_line"] = (time.monotonic() - item.t_line) * 1000
-        return self._record(item, frames, latency, decision, plan, error)
+        return self._record(item, frames, latency, decision, plan, error), plan
 
     def _record(self, item: Item, frames: list[Frame], latency: dict[str, float], decision: Decision | None,
                 plan: Plan, error: str | None) -> ItemRecord:
@@ -323,8 +418,18 @@ class SortingLoop:
             logger.info("%s", describe(item_id, record))
         for observer in self.observers:
             if frame is not None and isinstance(observer, FrameObserver):
-                observer.on_item_frame(item_id, frame)
-            observer.on_item(item_id, record)
+                self._tell(observer, observer.on_item_frame, item_id, frame)
+            self._tell(observer, observer.on_item, item_id, record)
+
+    def _tell(self, observer: Observer, call: Callable[..., None], *args: object) -> None:
+        """Call an observer; one that raises is logged once (its error is not the item's) and told on."""
+        try:
+            call(*args)
+        except Exception as exc:
+            if id(observer) not in self._failed_observers:
+                self._failed_observers.add(id(observer))
+                logger.error("observer %s raised in %s: %s: %s (not logged again)", type(observer).__name__,
+                             call.__name__, type(exc).__name__, exc)
 
     def _flush_held(self, failure: list[BaseException]) -> None:
         """At the end of a run: write what is held, or log it and fail the run."""
@@ -340,6 +445,13 @@ class SortingLoop:
     def _log_unsaved(self) -> None:
         for unsaved in self.held.unsaved():
             logger.error("unsaved record: %s", unsaved.to_json())
+
+
+def stopped_by(exc: BaseException) -> str:
+    """Why the sorting thread stopped, as the records of the items after it say."""
+    if isinstance(exc, RecordError):
+        return "the item records could not be written"
+    return f"the sorting thread failed: {type(exc).__name__}: {exc}"
 
 
 def describe(item_id: int | None, record: ItemRecord) -> str:

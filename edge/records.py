@@ -210,6 +210,22 @@ class Records:
             self._checkpoint()
         return cursor.lastrowid
 
+    def amend(self, item_id: int, outcome: Outcome, error: str) -> None:
+        """Change the outcome and error of item ``item_id`` after the fact (a gate that failed under it), its day's
+        counts with it. Raises RecordError."""
+        try:
+            with self._db:
+                row = self._db.execute("SELECT date(time, 'unixepoch', 'localtime'), bin, outcome FROM items "
+                                       "WHERE id = ?", (item_id,)).fetchone()
+                if row is None:
+                    return
+                self._db.execute("UPDATE items SET outcome = ?, error = ? WHERE id = ?", (outcome, error, item_id))
+                self._db.execute("UPDATE daily SET items = items - 1 WHERE day = ? AND bin = ? AND outcome = ?", row)
+                self._db.execute("INSERT INTO daily VALUES (?, ?, ?, 1) ON CONFLICT (day, bin, outcome) "
+                                 "DO UPDATE SET items = items + 1", (row[0], row[1], outcome))
+        except sqlite3.Error as exc:
+            raise RecordError(f"cannot amend item record {item_id} in {self.path}: {exc}") from None
+
     def add_shadow(self, item_id: int, model: str, sha256: str, label: str, confidence: float, agree: bool) -> None:
         """Write what a shadow model said of item ``item_id``. Raises RecordError."""
         try:

@@ -131,9 +131,10 @@ def test_a_gate_that_fails_mid_run_stops_sorting_into_gates_and_ends_the_run(tmp
         records = sorter.records.recent(50)[::-1]
         assert not sorter.gates.devices["pusher"].value  # the gates that still work are safe
     assert len(records) < 12  # the run ended at the failure, not after its 12 items
-    errors = [r for r in records if r["outcome"] == "error"]  # items decided after it, if any
-    assert all(r["bin"] == settings.default_bin and r["gate_action"] == "none"
-               and r["error"].startswith("gate failure: ") for r in errors)
+    errors = [r for r in records if r["outcome"] == "error"]  # items on their way at the failure, or decided after
+    assert all(r["error"].startswith("gate failure: gate flap failed: ") for r in errors)
+    assert all(r["error"].endswith(f"(on its way to {r['bin']})")
+               or (r["bin"] == settings.default_bin and r["gate_action"] == "none") for r in errors)
     assert all(r["outcome"] != "error" for r in records[: len(records) - len(errors)])  # none sorted after them
 
 

@@ -1,5 +1,7 @@
 """Gates on gpiozero's real mock pins: the pin states a sort produces."""
 
+import logging
+
 import pytest
 from gpiozero import AngularServo
 from gpiozero.pins.mock import MockFactory, MockPWMPin
@@ -13,6 +15,24 @@ def duty(angle: float, min_angle=-90.0, max_angle=90.0, min_pw=0.001, max_pw=0.0
     """PWM duty cycle at 50 Hz for a servo angle."""
     pulse = min_pw + (angle - min_angle) / (max_angle - min_angle) * (max_pw - min_pw)
     return pulse * 50
+
+
+def dying_pins(*names: str):
+    """gpiozero's mock pins (PWM-capable), where the pins named (e.g. "GPIO18") raise ``OSError("I2C bus
+    error")`` on every write once the returned ``die()`` is called: a servo board that died. (factory, die)"""
+
+    class DyingPin(MockPWMPin):
+        dead = False
+
+        def _set_state(self, value):
+            if DyingPin.dead and self.info.name in names:
+                raise OSError("I2C bus error")
+            super()._set_state(value)
+
+    def die():
+        DyingPin.dead = True
+
+    return MockFactory(pin_class=DyingPin), die
 
 
 @pytest.fixture
@@ -73,3 +93,19 @@ def test_auto_factory_is_mock_off_a_pi(monkeypatch, tmp_path):
 def test_unavailable_factory_is_one_line(monkeypatch):
     with pytest.raises(GateError, match="'nosuch' unavailable"):
         make_pin_factory("nosuch")
+
+
+def test_a_gate_that_dies_is_one_line_once_the_others_go_safe_and_close_never_raises(settings, caplog):
+    pins, die = dying_pins("GPIO18", "GPIO23")
+    gates = GateBank(settings, pins)
+    gates.set_route("hazardous")  # the pusher on
+    die()
+    with caplog.at_level(logging.DEBUG, logger="edge.gates"):
+        with pytest.raises(GateError, match=r"^gate flap failed: I2C bus error$"):
+            gates.apply("flap", -60.0)  # the caller reports this one; the bank then finds the pusher stuck on
+        gates.safe()
+        gates.close()
+        gates.close()
+    assert gates.broken == {"flap": "I2C bus error", "pusher": "I2C bus error"}
+    assert [(r.levelname, r.message, r.exc_info) for r in caplog.records] == [
+        ("ERROR", "gate pusher could not return to its safe position: I2C bus error", None)]

@@ -7,6 +7,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -14,11 +15,12 @@ import pytest
 
 from edge.app import Sorter
 from edge.config import DEFAULT_CONFIG, load_settings, parse_settings
-from edge.errors import ConfigError, ModelError, RecordError
+from edge.errors import ConfigError, GateError, ModelError, RecordError
 from edge.fakes import FakeClassifier
 from edge.sources import FrameSource
 from edge.sources.folder import FolderSource
 from tests.conftest import LABELS, make_settings, threshold_rule
+from tests.test_gates import dying_pins
 
 
 class Frames(FrameSource):
@@ -225,23 +227,26 @@ def test_sigterm_finishes_the_item_leaves_gates_safe_and_records_committed(tmp_p
 
 
 def test_a_hung_sorting_thread_stops_the_frame_reports_that_feed_the_watchdog(tiny_settings):
-    import threading
-
-    release = threading.Event()
+    release, stop = threading.Event(), threading.Event()
     hung = FakeClassifier(LABELS, hold=release)  # every classify waits for the release
     counter = FrameCounter()
-    frames = (picture(n % 5) for n in range(10_000))
-    with Sorter(tiny_settings, source=Frames(frames), observers=[counter], classifier=hung) as sorter:
+    source = Frames(picture(n % 5) for n in range(10_000))
+    source.live = True  # frames keep coming (no backlog bound) while the sorting thread hangs
+    with Sorter(tiny_settings, source=source, observers=[counter], classifier=hung) as sorter:
         sorter.loop.stuck_s = 0.2
         sorter.stream.period = 0.01
-        runner = threading.Thread(target=sorter.loop.run, kwargs={"max_items": 3})
+        runner = threading.Thread(target=sorter.loop.run, kwargs={"stop": stop})
         runner.start()
         time.sleep(0.6)
-        seen = counter.frames
+        seen, left = counter.frames, len(source.images)
         time.sleep(0.4)
         assert counter.frames == seen  # stuck: no more frame reports, so no watchdog pings
+        assert len(source.images) < left and hung.calls == 1 and seen > 0  # though frames are read still
         release.set()
+        time.sleep(0.3)
+        stop.set()
         runner.join(10)
+    assert not runner.is_alive() and counter.frames > seen  # released: frames reported again
 
 
 def test_cli_classify_prints_one_line_per_photo_and_fails_only_at_the_end(tmp_path, tiny_model, garbage12):
@@ -265,8 +270,6 @@ def test_cli_classify_prints_one_line_per_photo_and_fails_only_at_the_end(tmp_pa
 
 
 def test_a_retrain_folder_under_a_file_is_one_line_and_nothing_is_left_running(tmp_path, tiny_settings):
-    import threading
-
     (tmp_path / "file").write_text("x")
     settings = tiny_settings.model_copy(update={
         "retrain": tiny_settings.retrain.model_copy(update={"folder": tmp_path / "file" / "uncertain"})})
@@ -274,3 +277,147 @@ def test_a_retrain_folder_under_a_file_is_one_line_and_nothing_is_left_running(t
     with pytest.raises(ConfigError, match=r"^retrain.folder: cannot use .*file/uncertain: Not a directory$"):
         Sorter(settings)
     assert {t.name for t in threading.enumerate() if t.is_alive()} <= before  # no simulator or frame thread
+
+
+def one_hot(label: str) -> list[float]:
+    return [1.0 if name == label else 0.0 for name in LABELS]
+
+
+def paced(settings, fps: float = 4.0):
+    """``settings`` with frames read at ``fps`` (one item each) on a 1 m/s belt: the flap 0.9 s after the line."""
+    return settings.model_copy(update={
+        "camera": settings.camera.model_copy(update={"fps": fps}),
+        "conveyor": settings.conveyor.model_copy(update={"belt_speed_m_s": 1.0, "item_pass_s": 0.1})})
+
+
+def test_a_gate_that_fails_under_items_on_their_way_marks_their_records_in_one_line(tiny_settings, caplog):
+    settings = paced(tiny_settings)
+    pins, die = dying_pins("GPIO18")  # the flap's servo board dies before it first moves
+    glass = FakeClassifier(LABELS, one_hot("green-glass"))
+    with Sorter(settings, source=Frames(picture(n) for n in range(12)), pin_factory=pins,
+                classifier=glass) as sorter:
+        die()
+        with caplog.at_level(logging.INFO), pytest.raises(GateError, match=r"^gate failure: gate flap failed: "
+                                                                             r"I2C bus error$"):
+            sorter.loop.run()
+        tally = sorter.loop.tally
+        assert not sorter.gates.devices["pusher"].value and sorter.gates.broken == {"flap": "I2C bus error"}
+    records = rows(settings)
+    failed = "gate failure: gate flap failed: I2C bus error"
+    on_way = [r for r in records if r["error"] == f"{failed} (on its way to glass)"]
+    after = [r for r in records if r["error"] == failed]
+    assert on_way and on_way == records[:len(on_way)] and after == records[len(on_way):]  # none left sorted
+    assert all(r["outcome"] == "error" and r["bin"] == "glass" and r["gate_action"] == "flap→-60°" for r in on_way)
+    assert all(r["outcome"] == "error" and r["bin"] == "residual" and r["gate_action"] == "none" for r in after)
+    daily = sqlite3.connect(settings.records.database).execute(
+        "SELECT bin, outcome, items FROM daily WHERE items > 0 ORDER BY bin").fetchall()
+    assert daily == [("glass", "error", len(on_way))] + ([("residual", "error", len(after))] if after else [])
+    assert +tally.counts == {("glass", "error"): len(on_way), **({("residual", "error"): len(after)} if after else {})}
+    assert not [r for r in caplog.records if r.exc_info]  # no traceback
+    errors = [r.message for r in caplog.records if r.levelno >= logging.ERROR]
+    ids = ", ".join(str(r["id"]) for r in on_way)
+    assert errors == ["gate failure, no more items into gates: gate flap failed: I2C bus error",
+                      f"gate flap failed with {len(on_way)} item(s) on their way: item {ids} recorded error"]
+
+
+def test_a_stage_error_is_that_items_error_record_and_the_items_after_it_sort(tiny_settings, caplog):
+    def script(call):
+        if call == 1:
+            raise ValueError("tensor of the wrong shape")
+        return one_hot("trash")
+
+    with caplog.at_level(logging.INFO), Sorter(tiny_settings, source=Frames(picture(n) for n in range(4)),
+                                               classifier=FakeClassifier(LABELS, script)) as sorter:
+        tally = sorter.loop.run()
+    assert [(r["outcome"], r["bin"], r["error"]) for r in rows(tiny_settings)] == [
+        ("sorted", "residual", None), ("error", "residual", "classify failed: ValueError: tensor of the wrong shape"),
+        ("sorted", "residual", None), ("sorted", "residual", None)]
+    assert tally.items == 4
+    lines = [r.message for r in caplog.records if "tensor of the wrong shape" in r.message]
+    assert len(lines) == 1 and lines[0].startswith("item 2 frame 1: ? → residual [error] none")
+    assert not any("could not be written" in r.message or r.exc_info for r in caplog.records)
+
+
+class Failing(FrameCounter):
+    """An observer that raises on every item (a broken page or publisher)."""
+
+    def on_item(self, item_id, record):
+        raise RuntimeError("observer broke")
+
+
+def test_an_observer_that_raises_is_one_line_and_the_items_are_still_recorded(tiny_settings, caplog):
+    counter = FrameCounter()
+    with caplog.at_level(logging.ERROR), Sorter(tiny_settings, source=Frames(picture(n) for n in range(3)),
+                                                observers=[Failing(), counter]) as sorter:
+        tally = sorter.loop.run()
+    assert tally.items == 3 and [r["outcome"] for r in rows(tiny_settings)] == ["sorted"] * 3
+    assert [r.message for r in caplog.records] == [
+        "observer Failing raised in on_item: RuntimeError: observer broke (not logged again)"]
+
+
+def sorting_threads():
+    return [t for t in threading.enumerate() if t.name == "sorting"]
+
+
+def test_stop_with_an_item_in_hand_finishes_and_records_it_before_anything_closes(tiny_settings, caplog):
+    release, stop = threading.Event(), threading.Event()
+    held = FakeClassifier(LABELS, one_hot("trash"), hold=release)
+    with caplog.at_level(logging.INFO), Sorter(tiny_settings, source=Frames(picture(n) for n in range(200)),
+                                               classifier=held) as sorter:
+        sorter.stream.period = 0.01
+        runner = threading.Thread(target=sorter.loop.run, kwargs={"stop": stop})
+        runner.start()
+        deadline = time.monotonic() + 10
+        while held.calls == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        stop.set()  # the first item is in the classifier: a SIGTERM now
+        time.sleep(0.3)
+        assert runner.is_alive() and sorting_threads()  # the end of the run waits for the item in hand
+        release.set()
+        runner.join(10)
+        assert not runner.is_alive() and not sorting_threads()
+        tally = sorter.loop.tally
+    records = rows(tiny_settings)
+    assert records and tally.items == len(records) == held.calls  # every item found was classified and recorded
+    assert {r["outcome"] for r in records} == {"sorted"}
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+
+
+def test_close_beside_a_hung_sorting_thread_leaves_it_the_records_until_it_ends(tiny_settings, caplog):
+    release, stop = threading.Event(), threading.Event()
+    held = FakeClassifier(LABELS, one_hot("trash"), hold=release)
+    sorter = Sorter(tiny_settings, source=Frames(picture(n) for n in range(3)), classifier=held)
+    sorter.loop.join_s = 0.2  # the end of the run gives up on the item in hand this soon
+    stop.set()
+    with caplog.at_level(logging.ERROR):
+        sorter.loop.run(max_items=1)  # the classifier holds the one item
+        sorter.close()  # gates safe, camera closed; not the records, which the sorting thread still uses
+    assert [r.message for r in caplog.records] == [
+        "sorting thread still busy 0.2 s after the end of the run; leaving it",
+        "the sorting thread is still busy with an item: the classifier and the records are closed when it ends"]
+    assert sorter.records.total() == 0 and sorting_threads()
+    release.set()
+    deadline = time.monotonic() + 10
+    while sorting_threads() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not sorting_threads()
+    assert [r["outcome"] for r in rows(tiny_settings)] == ["sorted"]  # the item in hand got its record
+    with pytest.raises(AttributeError):
+        sorter.records.total()  # and the thread closed the records as it ended
+
+
+def test_the_items_on_their_way_at_the_end_of_a_run_reach_their_gates_before_the_gates_go_safe(tiny_settings):
+    from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+    from tests.test_gates import duty
+
+    pins = MockFactory(pin_class=MockPWMPin)
+    glass = FakeClassifier(LABELS, one_hot("green-glass"))
+    with Sorter(paced(tiny_settings), source=Frames([picture(0)]), pin_factory=pins, classifier=glass) as sorter:
+        sorter.loop.run()  # the one item is recorded at once; its flap moves 0.55 s after it crossed the line
+        assert [s.state for s in pins.pin(18).states if s.state] == [pytest.approx(duty(0))]  # not moved yet
+        started = time.monotonic()
+    assert 0.3 < time.monotonic() - started < 3  # the close waited for the flap's hold, no longer
+    flap = [s.state for s in pins.pin(18).states if s.state]
+    assert flap[1] == pytest.approx(duty(-60)) and flap[-1] == pytest.approx(duty(0))  # moved for it, then safe
+    assert [(r["bin"], r["outcome"]) for r in rows(tiny_settings)] == [("glass", "sorted")]

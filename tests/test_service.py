@@ -23,7 +23,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from edge.app import Sorter
 from edge.config import MetricsSettings, load_settings
-from edge.errors import CameraStalled
+from edge.errors import CameraStalled, GateError
+from edge.fakes import FakeClassifier
 from edge.records import ItemRecord, Records
 from edge.service import unit as service
 from edge.service.logs import JournalFormatter, is_journal
@@ -32,9 +33,9 @@ from edge.service.notify import Notifier, ServiceWatch
 from edge.service.serve import serve
 from edge.service.status import database_for
 from edge.sources import FrameSource
-from tests.conftest import PROJECT
-from tests.test_gates import duty
-from tests.test_loop import Frames, picture, run_cli, write_config
+from tests.conftest import LABELS, PROJECT
+from tests.test_gates import duty, dying_pins
+from tests.test_loop import Frames, one_hot, paced, picture, run_cli, write_config
 
 UNIT = PROJECT / "systemd" / "smartbin.service"
 INSTALL = PROJECT / "systemd" / "install.sh"
@@ -427,3 +428,26 @@ def test_retention_with_keep_days_0_keeps_old_items_by_age_and_says_so(tmp_path,
     assert lines[1] == f"retention: no age limit (keep_days = 0); {size}"
     assert lines[2] == f"retention: deleted {2000 - kept[0]} items (no age limit (keep_days = 0); {size}); counts " \
         "are kept" and not any("0 days" in line for line in lines), lines
+
+
+def test_a_failed_gate_shows_on_the_health_page_with_the_items_it_failed(tiny_settings):
+    from edge.web import LiveState, WebServer
+    from tests.test_web import get_json
+
+    settings = paced(tiny_settings).model_copy(update={"web": tiny_settings.web.model_copy(update={"port": 0})})
+    pins, die = dying_pins("GPIO18")
+    live = LiveState(settings.camera.region, "frames")
+    with WebServer(settings, live) as server, Sorter(
+            settings, source=Frames(picture(n) for n in range(12)), observers=[live], pin_factory=pins,
+            classifier=FakeClassifier(LABELS, one_hot("green-glass"))) as sorter:
+        assert get_json(server.url + "api/health")["gate_fault"] is None
+        die()
+        started = time.time()
+        with pytest.raises(GateError):
+            sorter.loop.run()
+        health = get_json(server.url + "api/health")
+        amended = [r["id"] for r in sorter.records.in_order() if r["error"].endswith("(on its way to glass)")]
+    fault = health["gate_fault"]
+    assert fault["gate"] == "flap" and fault["error"] == "gate flap failed: I2C bus error"
+    assert started <= fault["time"] <= time.time() and fault["items"] == amended and amended
+    assert health["last_error"]["error"].startswith("gate failure: gate flap failed: I2C bus error")

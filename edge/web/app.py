@@ -181,6 +181,7 @@ class Api:
             "shadow": self.view.shadow(),
             "records": {"database": str(self.view.database), "items": self.view.total()},
             "last_error": self.view.last_error(),
+            "gate_fault": None if live is None else live.gate_fault,
             "upload_cap_mb": self.settings.web.max_upload_mb,
         })
 

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -16,6 +17,9 @@ from edge.frame_rate import FrameRate
 from edge.preprocess import Box, CropMode, Roi, model_box
 from edge.records import ItemRecord
 from edge.sources import Frame
+
+if TYPE_CHECKING:
+    from edge.actuate import GateFault
 
 JPEG_WIDTH = 640  # the live frame is scaled down to this width (never up)
 ROI_COLOUR = (255, 160, 0)  # RGB: amber
@@ -31,7 +35,8 @@ class LiveItem:
 
 
 class LiveState:
-    """Loop observer (a ``FrameObserver``) for the web page. ``source`` names the camera on the health page."""
+    """Loop observer (a ``FrameObserver`` and ``GateFaultObserver``) for the web page. ``source`` names the camera
+    on the health page; ``gate_fault`` is the gate failure of this run, if any."""
 
     def __init__(self, roi: Roi | None, source: str, clock: Callable[[], float] = time.monotonic,
                  crop: CropMode = "roi") -> None:
@@ -45,6 +50,7 @@ class LiveState:
         self._latest: LiveItem | None = None
         self._pending: tuple[int, Frame] | None = None
         self._jpeg: tuple[int, bytes] | None = None
+        self.gate_fault: dict[str, Any] | None = None
 
     def on_frame(self, frame: Frame) -> None:
         with self._lock:
@@ -59,6 +65,9 @@ class LiveState:
         frame = pending[1] if pending is not None and pending[0] == item_id else None
         with self._lock:
             self._latest = LiveItem(item_id, record, frame)
+
+    def on_gate_fault(self, fault: GateFault, items: list[int]) -> None:
+        self.gate_fault = {"gate": fault.gate, "error": fault.error, "time": fault.time, "items": items}
 
     @property
     def latest(self) -> LiveItem | None:
