@@ -84,9 +84,9 @@ class SortingLoop:
     is finished and recorded).
 
     An item that fails (dead frame, model error) is recorded with outcome ``error`` and rides to the default
-    bin. Records the database refuses for a while (disk full, locked) are held and written later; any other
-    failure to write a record stops the loop (the records not written are logged as JSON so the journal keeps
-    them).
+    bin. Records the database refuses for a while (disk full, locked) are held (``held``) and written later, or
+    spilled at the end of the run where ``held`` has a spill file; any other failure to write a record stops the
+    loop (the records not written are logged as JSON so the journal keeps them).
     """
 
     def __init__(
@@ -106,6 +106,7 @@ class SortingLoop:
         stuck_s: float = 20.0,
         gate_failure: Callable[[], Exception | None] = lambda: None,
         shadow: Shadow | None = None,
+        held: HeldRecords | None = None,
     ) -> None:
         self.stream = stream
         self.tracker = tracker
@@ -113,7 +114,7 @@ class SortingLoop:
         self.decider = decider
         self.planner = planner
         self.records = records
-        self.held = HeldRecords(records)
+        self.held = held or HeldRecords(records)
         self.roi = roi
         self.crop = crop
         self.votes = votes
@@ -327,12 +328,14 @@ class SortingLoop:
             observer.on_item(item_id, record)
 
     def _flush_held(self, failure: list[BaseException]) -> None:
-        """At the end of a run: write what is held, or log it and fail the run."""
+        """At the end of a run: write what is held, else spill it, else log it and fail the run."""
         try:
             for item_id, record in self.held.flush():
                 self._written(item_id, record, None)
         except RecordError as exc:
             failure.append(exc)
+        if self.held.held and not failure and self.held.spill_held():
+            return
         if self.held.held:
             failure.append(RecordError(f"{self.held.held} item records could not be written"))
             self._log_unsaved()

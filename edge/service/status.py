@@ -4,10 +4,8 @@ last items, read from the item database without writing to it."""
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import fields
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from edge.config import Settings, load_settings
 from edge.errors import ConfigError, RecordError
@@ -58,7 +56,7 @@ def report(database: Path, last: int, unit: UnitState | None, now: float | None 
         lines.append(f"model      {rolled}")
     if recent:
         lines.append(f"last {len(recent)} items:")
-        lines += [f"  {clock(row['time'])} {describe(row['id'], as_record(row))}" for row in recent]
+        lines += [f"  {clock(row['time'])} {describe(row['id'], ItemRecord.from_row(row))}" for row in recent]
     return lines
 
 
@@ -66,9 +64,3 @@ def clock(t: float) -> str:
     """Local date and time of a Unix time."""
     return datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S")
 
-
-def as_record(row: dict[str, Any]) -> ItemRecord:
-    """An ``items`` row (JSON decoded) as an ItemRecord."""
-    values = {f.name: row[f.name] for f in fields(ItemRecord) if f.name in row}  # an older table lacks some
-    values["top_k"] = tuple(tuple(pair) for pair in values["top_k"])
-    return ItemRecord(**values)
