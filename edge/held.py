@@ -19,6 +19,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import time
 from collections import deque
 from collections.abc import Callable
@@ -67,7 +68,11 @@ class HeldRecords:
         """Write ``record`` after any held ones, or hold it. Raises RecordError for a failure that is not
         transient, or when more than ``limit`` records are held (every record is then in ``unsaved()``)."""
         self._held.append(record)
-        written = self._write() if self._retry_at is None or self.clock() >= self._retry_at else []
+        if self._retry_at is None or self.clock() >= self._retry_at:
+            written = self._write()
+        else:
+            written = []
+            self._save_state()
         if len(self._held) > self.limit:
             raise RecordError(f"{len(self._held)} item records held and the database still refuses them")
         return written
@@ -95,6 +100,7 @@ class HeldRecords:
         logger.warning("%d held item records spilled to %s (the database refuses them: %s); taken back at the next "
                        "start", len(self._held), self.spill, self.refusal)
         self._held.clear()
+        self._save_state()
         return True
 
     def take_back(self) -> list[tuple[int, ItemRecord]]:
@@ -139,14 +145,16 @@ class HeldRecords:
                 raise
             if self.refusal is None:
                 self._since = time.time()
-                logger.warning("%s; %s: holding item records in memory until it takes them again, sorting goes on",
-                               exc, "disk full" if disk_full(exc) else "database busy")
+                logger.warning("%s; %s: holding item records in memory (%d held, at most %d) until it takes them "
+                               "again, sorting goes on", exc, "disk full" if disk_full(exc) else "database busy",
+                               len(self._held), self.limit)
             self.refusal = exc
             self._retry_at = self.clock() + self.retry_s
             self._save_state()
             return written
         if self.refusal is not None:
-            logger.warning("item database writable again: %d held records written", len(written))
+            logger.warning("item database writable again: %d held records written after %.0f s", len(written),
+                           time.time() - (self._since or time.time()))
             self.refusal = self._retry_at = self._since = None
             self._save_state()
         return written
@@ -160,26 +168,29 @@ class HeldRecords:
         self.records.checkpoint()
 
     def _save_state(self) -> None:
-        """``held.json`` beside the spill file while records are held; none once they are written."""
+        """``held.json`` beside the spill file while records are held; none once they are written or spilled."""
         if self.spill is None:
             return
         state = self.spill.with_name(STATE_NAME)
         with contextlib.suppress(OSError):
-            if self.refusal is None:
+            if not self._held:
                 state.unlink(missing_ok=True)
             else:
-                replace_text(state, json.dumps({**self.state(), "pid": os.getpid(), "time": time.time()}))
+                replace_text(state, json.dumps({**self.state(), "pid": os.getpid(), "time": time.time()}),
+                             sync=False)  # at every held item: a reader's view, not a record
 
 
-def replace_text(path: Path, text: str) -> None:
-    """Write ``path`` whole or not at all: a temporary file beside it, synced, renamed over it. Raises OSError."""
+def replace_text(path: Path, text: str, sync: bool = True) -> None:
+    """Write ``path`` whole or not at all: a temporary file beside it, synced (``sync``), renamed over it. Raises
+    OSError."""
     path.parent.mkdir(parents=True, exist_ok=True)
     part = path.with_name(path.name + ".part")
     try:
         with part.open("w", encoding="utf-8") as out:
             out.write(text)
             out.flush()
-            os.fsync(out.fileno())
+            if sync:
+                os.fsync(out.fileno())
         os.replace(part, path)
     except OSError:
         part.unlink(missing_ok=True)
@@ -202,3 +213,33 @@ def spilled(spill: Path) -> int:
             return sum(1 for _ in lines)
     except OSError:
         return 0
+
+
+def disk_state(folder: Path, spill: Path | None) -> dict[str, Any]:
+    """The disk fields of the health page, the telemetry and ``smartbin status``: MB free in ``folder`` (the
+    records'), whether a running sorter finds the disk full and how many records it holds (its ``held.json``),
+    and how many wait in the spill file for the next start."""
+    state = read_state(spill) if spill is not None else None
+    if state is not None and not running(state.get("pid")):
+        state = None  # that sorter has ended: what it held was spilled, or logged
+    try:
+        free_mb: float | None = round(shutil.disk_usage(folder).free / 1024 / 1024, 1)
+    except OSError:
+        free_mb = None
+    return {"free_mb": free_mb, "full": bool(state and state.get("disk_full")),
+            "held": int(state.get("held", 0)) if state else 0, "held_since": state.get("since") if state else None,
+            "refused": state.get("error") if state else None, "spilled": spilled(spill) if spill else 0,
+            "spill": None if spill is None else str(spill)}
+
+
+def running(pid: Any) -> bool:
+    """Whether process ``pid`` is there (one of another user's counts)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True

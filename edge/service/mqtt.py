@@ -10,7 +10,8 @@ Topics (``PREFIX/BIN_ID/...``, payloads JSON with ``"schema": 1``):
   de-duplicates by ``(bin_id, id)``. ``resend`` (``{"from": id}``, from a consumer that found a gap, see
   ``edge.fleet.gaps``): the cursor moves back and the items are sent again from there.
 - ``telemetry``: retained, every ``mqtt.telemetry_s``: frame rate, latency, today's counts, CPU temperature and
-  throttling (where the Pi exposes them), free disk, uptime, starts.
+  throttling (where the Pi exposes them), free disk, whether it is full and the item records held meanwhile
+  (``edge.held``), uptime, starts.
 - Home Assistant discovery under ``homeassistant/``, re-sent when Home Assistant announces itself on
   ``homeassistant/status``.
 
@@ -25,7 +26,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import shutil
 import socket
 import threading
 import time
@@ -39,6 +39,7 @@ from edge import __version__
 from edge.config import MqttSettings, Settings
 from edge.errors import ConfigError, RecordError
 from edge.frame_rate import FrameRate
+from edge.held import disk_state
 from edge.model_store import ModelStore
 from edge.records import ItemRecord, Records
 from edge.sources import Frame
@@ -309,7 +310,9 @@ class MqttPublisher:
         error = self.view.last_error()
         fps = self.rate.fps()
         recent_error = error is not None and time.time() - error["time"] < 3600
-        problem = ModelStore(self.database.parent).auto_rollback() or (
+        disk = disk_state(self.database.parent, self.settings.records.spill_file)
+        full = f"disk full: {disk['held']} item records held in memory" if disk["full"] else None
+        problem = full or ModelStore(self.database.parent).auto_rollback() or (
             ("error within the hour: " + str(error["error"])) if recent_error and error else
             ("no camera frames" if time.time() - self.started > 30 and fps == 0 else None))
         return {
@@ -318,7 +321,8 @@ class MqttPublisher:
             "latency_ms": self.view.latency().get("total", {"items": 0}),
             "today": {key: counts[key] for key in ("total", "bins", "outcomes")},
             "cpu_temp_c": cpu_temperature(), "throttled": throttled(),
-            "disk_free_mb": round(shutil.disk_usage(self.database.parent).free / 1024 / 1024),
+            "disk_free_mb": None if disk["free_mb"] is None else round(disk["free_mb"]),
+            "disk_full": disk["full"], "records_held": disk["held"],
             "problem": problem,
             "last_item": {key: recent[0][key] for key in ("id", "time", "label", "bin", "outcome")} if recent else None,
             "last_error": error,
