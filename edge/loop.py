@@ -341,6 +341,9 @@ class SortingLoop:
             self._log_unsaved()
 
     def _log_unsaved(self) -> None:
+        """The held records of a run that fails: to the spill file, else one JSON line each in the log."""
+        if self.held.spill_held():
+            return
         for unsaved in self.held.unsaved():
             logger.error("unsaved record: %s", unsaved.to_json())
 

@@ -2,6 +2,7 @@
 
 import logging
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -9,6 +10,7 @@ from edge.app import Sorter
 from edge.errors import RecordError
 from edge.held import HeldRecords, read_state, spilled
 from edge.records import Records
+from edge.service.unit import RUNTIME
 from tests.test_loop import Frames, picture, rows
 from tests.test_records import record
 
@@ -163,3 +165,25 @@ def test_held_records_stay_held_where_the_spill_file_cannot_be_written(tmp_path,
         assert not held.spill_held() and held.held == 2
     assert "cannot spill 2 held item records" in caplog.records[-1].getMessage()
     records.close()
+
+
+def test_a_run_that_fails_with_records_held_spills_them_for_the_next_start(tmp_path, tiny_settings, caplog):
+    spill = tmp_path / "run" / "held-records.jsonl"
+    settings = tiny_settings.model_copy(update={"records": tiny_settings.records.model_copy(update={"spill": spill})})
+    disk = DiskFills(full=3, free=False)
+    with Sorter(settings, source=Frames(picture(n) for n in range(30)), observers=[disk]) as sorter:
+        disk.sorter = sorter
+        sorter.loop.held.limit = 5
+        with caplog.at_level(logging.WARNING), pytest.raises(RecordError, match="6 item records held"):
+            sorter.loop.run()
+    unsaved = [r for r in caplog.records if r.message.startswith("unsaved record: ")]  # items after the failure
+    assert spilled(spill) == 6 and len(unsaved) + len(rows(settings)) + 6 == 30
+    with Sorter(settings, source=Frames(picture(n) for n in range(30, 32))) as sorter:  # space again: taken back
+        sorter.loop.run()
+    assert not spill.exists() and len(rows(settings)) == 30 - len(unsaved) + 2
+
+
+def test_the_unit_keeps_a_runtime_directory_for_the_spill_file_across_stops():
+    unit = (Path(__file__).parent.parent / "systemd" / "smartbin.service").read_text().splitlines()
+    assert {f"RuntimeDirectory={RUNTIME.name}", "RuntimeDirectoryPreserve=yes"} <= set(unit)  # what status reads
+    assert RUNTIME.parent == Path("/run")
