@@ -128,7 +128,7 @@ class HeldRecords:
         return written
 
     def state(self) -> dict[str, Any]:
-        """What is held and why, for the health page and the metrics."""
+        """What is held, since when and why (what ``held.json`` says)."""
         return {"held": len(self._held), "disk_full": self.disk_full, "since": self._since,
                 "error": None if self.refusal is None else str(self.refusal)}
 
@@ -157,6 +157,8 @@ class HeldRecords:
                            time.time() - (self._since or time.time()))
             self.refusal = self._retry_at = self._since = None
             self._save_state()
+            if self.spill is not None:  # what was taken back from it and held since is written now
+                self.spill.unlink(missing_ok=True)
         return written
 
     def _room(self) -> None:

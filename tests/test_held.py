@@ -187,3 +187,23 @@ def test_the_unit_keeps_a_runtime_directory_for_the_spill_file_across_stops():
     unit = (Path(__file__).parent.parent / "systemd" / "smartbin.service").read_text().splitlines()
     assert {f"RuntimeDirectory={RUNTIME.name}", "RuntimeDirectoryPreserve=yes"} <= set(unit)  # what status reads
     assert RUNTIME.parent == Path("/run")
+
+
+def test_records_taken_back_onto_a_disk_still_full_are_written_when_it_frees_and_the_spill_file_goes(tmp_path):
+    records = Records(tmp_path / "items.db")
+    spill = tmp_path / "run" / "held-records.jsonl"
+    spill.parent.mkdir()
+    spill.write_text("".join(record(n).to_json() + "\n" for n in range(3)))
+    records._db.execute(f"PRAGMA max_page_count = {records._db.execute('PRAGMA page_count').fetchone()[0]}")
+    with pytest.raises(RecordError, match="SQLITE_FULL"):  # full to the last page
+        for n in range(100, 200):
+            records.add(record(n))
+    before = records.total()
+    clock = Clock()
+    held = HeldRecords(records, retry_s=5.0, clock=clock, spill=spill)
+    assert held.take_back() == [] and held.held == 3 and spill.exists()  # still full: kept, in case of a kill
+    records._db.execute("PRAGMA max_page_count = 100000")
+    clock.now += 5
+    assert [r.frame for _, r in held.add(record(3))] == [0, 1, 2, 3] and records.total() == before + 4
+    assert not spill.exists() and read_state(spill) is None
+    records.close()
