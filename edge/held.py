@@ -7,10 +7,11 @@ records are held, a write is tried at most every ``retry_s`` seconds, so that a 
 every item wait out the lock timeout; before a try on a full disk, ``make_space`` frees what it can (the kept
 frames that are not labelled) and the WAL is checkpointed and cut.
 
-With a ``spill`` file (on another file system: the unit's runtime directory), the records still held at the
-end of a run are written there (``spill_held``), and ``take_back`` at the next start writes them to the database
-(each record's uid makes that idempotent). While records are held, ``held.json`` beside it says how many and why
-(``smartbin status`` reads it).
+With a ``spill`` file (on another file system: the unit's runtime directory), each record is appended to it as
+it is held (a kill loses none), the file is rewritten to what is still held at the end of a run (``spill_held``),
+and ``take_back`` at the next start writes them to the database (each record's uid makes that idempotent: the
+file may also hold records written since); it goes once every held record is written. While records are held,
+``held.json`` beside it says how many and why (``smartbin status`` and the health page read it).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class HeldRecords:
         self._held: deque[ItemRecord] = deque()
         self._since: float | None = None  # Unix time of the first refusal of this hold
         self._retry_at: float | None = None  # set while the database refuses records
+        self._journal_failed = False  # the spill file refused an appended record (said once)
 
     @property
     def held(self) -> int:
@@ -73,6 +75,8 @@ class HeldRecords:
         else:
             written = []
             self._save_state()
+        if self._held and self._held[-1] is record:
+            self._journal(record)
         if len(self._held) > self.limit:
             raise RecordError(f"{len(self._held)} item records held and the database still refuses them")
         return written
@@ -156,10 +160,28 @@ class HeldRecords:
             logger.warning("item database writable again: %d held records written after %.0f s", len(written),
                            time.time() - (self._since or time.time()))
             self.refusal = self._retry_at = self._since = None
+            self._journal_failed = False
             self._save_state()
             if self.spill is not None:  # what was taken back from it and held since is written now
                 self.spill.unlink(missing_ok=True)
         return written
+
+    def _journal(self, record: ItemRecord) -> None:
+        """Append a record just held to the spill file (synced), so that a kill loses none; a failure is one
+        warning a hold (the record stays held in memory)."""
+        if self.spill is None:
+            return
+        try:
+            self.spill.parent.mkdir(parents=True, exist_ok=True)
+            with self.spill.open("a", encoding="utf-8") as out:
+                out.write(record.to_json() + "\n")
+                out.flush()
+                os.fsync(out.fileno())
+        except OSError as exc:
+            if not self._journal_failed:
+                logger.warning("cannot append held item records to %s: %s (they are held in memory)", self.spill,
+                               exc.strerror or exc)
+            self._journal_failed = True
 
     def _room(self) -> None:
         """Before a try on a full disk: the kept frames give way, the WAL is checkpointed and cut."""
@@ -223,14 +245,15 @@ def disk_state(folder: Path, spill: Path | None) -> dict[str, Any]:
     and how many wait in the spill file for the next start."""
     state = read_state(spill) if spill is not None else None
     if state is not None and not running(state.get("pid")):
-        state = None  # that sorter has ended: what it held was spilled, or logged
+        state = None  # that sorter has ended: what it held waits in the spill file
     try:
         free_mb: float | None = round(shutil.disk_usage(folder).free / 1024 / 1024, 1)
     except OSError:
         free_mb = None
     return {"free_mb": free_mb, "full": bool(state and state.get("disk_full")),
             "held": int(state.get("held", 0)) if state else 0, "held_since": state.get("since") if state else None,
-            "refused": state.get("error") if state else None, "spilled": spilled(spill) if spill else 0,
+            "refused": state.get("error") if state else None,
+            "spilled": spilled(spill) if spill and not state else 0,  # while a sorter holds them: "held"
             "spill": None if spill is None else str(spill)}
 
 
