@@ -14,6 +14,7 @@ from edge.config import Settings
 from edge.decision import decider_for
 from edge.errors import ConfigError
 from edge.gates import GateBank
+from edge.held import HeldRecords
 from edge.integrity import check_probe
 from edge.loop import Observer, SortingLoop
 from edge.pins import make_pin_factory
@@ -98,6 +99,7 @@ class Sorter:
                 keeper=keeper,
                 gate_failure=lambda: self.scheduler.failure,
                 shadow=shadow,
+                held=self._held(keeper),
             )
             self.scheduler.start()
         except BaseException:
@@ -115,6 +117,16 @@ class Sorter:
                                lambda: {row["item_id"] for row in self.records.labels()})
         except OSError as exc:
             raise ConfigError(f"retrain.folder: cannot use {folder}: {exc.strerror or exc}") from None
+
+    def _held(self, keeper: FrameKeeper | None) -> HeldRecords:
+        """The records' hold: spilled where the settings say, taken back now; kept frames give way on a full disk
+        where they share the database's file system."""
+        database = self.records.path.parent
+        same_disk = keeper is not None and keeper.folder.stat().st_dev == database.stat().st_dev
+        held = HeldRecords(self.records, spill=self.settings.records.spill_file,
+                           make_space=keeper.give_way if keeper is not None and same_disk else None)
+        held.take_back()
+        return held
 
     def _trigger(self) -> Trigger | None:
         conveyor = self.settings.conveyor

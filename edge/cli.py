@@ -296,9 +296,10 @@ def cmd_frames(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
-    from edge.service.status import database_for, report
+    from edge.service.status import database_for, report, spill_for
 
-    print("\n".join(report(database_for(settings, args.config is not None), args.last, unit_state())))
+    given = args.config is not None
+    print("\n".join(report(database_for(settings, given), args.last, unit_state(), spill=spill_for(settings, given))))
     return 0
 
 

@@ -260,6 +260,10 @@ class RecordSettings(Section):
     )
     keep_days: float = Field(90.0, ge=0, le=36500, description="items older than this are deleted; 0 = kept")
     max_mb: float = Field(2000.0, ge=0, le=1_000_000, description="the oldest items go above this size; 0 = no cap")
+    spill: Path | None = Field(
+        None, description="where records held at a stop (disk full) wait for the next start, on another file system; "
+        "unset = $RUNTIME_DIRECTORY/held-records.jsonl (systemd), else none (they are logged)"
+    )
 
     @property
     def database(self) -> Path:
@@ -271,6 +275,14 @@ class RecordSettings(Section):
             return Path(state.split(":")[0]) / "items.db"
         base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
         return Path(base) / "smartbin" / "items.db"
+
+    @property
+    def spill_file(self) -> Path | None:
+        """Where held records go at a stop, None where there is no such place."""
+        if self.spill is not None:
+            return self.spill
+        runtime = os.environ.get("RUNTIME_DIRECTORY")
+        return Path(runtime.split(":")[0]) / "held-records.jsonl" if runtime else None
 
 
 class RetrainSettings(Section):
@@ -527,7 +539,8 @@ def resolve_paths(settings: Settings, base: Path) -> Settings:
             "model": settings.model.model_copy(update={"path": absolute(settings.model.path),
                                                        "shadow": absolute(settings.model.shadow)}),
             "simulator": settings.simulator.model_copy(update={"items": absolute(settings.simulator.items)}),
-            "records": settings.records.model_copy(update={"path": absolute(settings.records.path)}),
+            "records": settings.records.model_copy(update={"path": absolute(settings.records.path),
+                                                           "spill": absolute(settings.records.spill)}),
             "retrain": settings.retrain.model_copy(update={"folder": absolute(settings.retrain.folder)}),
             "mqtt": settings.mqtt.model_copy(update={key: absolute(getattr(settings.mqtt, key)) for key in
                                                      ("ca_file", "cert_file", "key_file", "password_file")}),

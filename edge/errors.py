@@ -13,7 +13,8 @@
     ├── GateError                           a gate device could not be set up or driven
     ├── ServiceRunning                      the smartbin service holds the camera / gates asked for
     ├── PortError (OSError)                 the web or metrics port cannot be bound (busy: a restart may help)
-    └── RecordError (OSError)               the item database cannot be written (e.g. disk full)
+    └── RecordError (OSError)               the item database cannot be written or read (e.g. disk full);
+                                            carries SQLite's error name and whether it may pass (``transient``)
 """
 
 
@@ -79,4 +80,11 @@ class PortError(SmartbinError, OSError):
 
 
 class RecordError(SmartbinError, OSError):
-    """An item record could not be written."""
+    """The item database could not be written or read. ``code``: SQLite's error name (``SQLITE_FULL``,
+    ``SQLITE_BUSY_SNAPSHOT``, ...) where SQLite gave one; ``transient``: whether the failure may clear by itself
+    (a full disk, a lock, an I/O error), so that what failed is worth trying again later."""
+
+    def __init__(self, message: str, code: str | None = None, transient: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.transient = transient

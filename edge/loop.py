@@ -103,10 +103,10 @@ class SortingLoop:
     is finished and recorded).
 
     An item that fails (dead frame, model error, any error of a stage) is recorded with outcome ``error`` and
-    rides to the default bin. Records the database refuses for a while (disk full, locked) are held and written
-    later; any other failure to write a record stops the loop (the records not written are logged as JSON so the
-    journal keeps them). ``join_s``: how long the end of a run waits for the sorting thread to finish the items
-    in hand.
+    rides to the default bin. Records the database refuses for a while (disk full, locked) are held (``held``)
+    and written later, or spilled at the end of the run where ``held`` has a spill file; any other failure to
+    write a record stops the loop (the records not written are logged as JSON so the journal keeps them).
+    ``join_s``: how long the end of a run waits for the sorting thread to finish the items in hand.
     """
 
     def __init__(
@@ -126,6 +126,7 @@ class SortingLoop:
         stuck_s: float = 20.0,
         gate_failure: Callable[[], GateFault | None] = lambda: None,
         shadow: Shadow | None = None,
+        held: HeldRecords | None = None,
     ) -> None:
         self.stream = stream
         self.tracker = tracker
@@ -133,7 +134,7 @@ class SortingLoop:
         self.decider = decider
         self.planner = planner
         self.records = records
-        self.held = HeldRecords(records)
+        self.held = held or HeldRecords(records)
         self.roi = roi
         self.crop = crop
         self.votes = votes
@@ -432,17 +433,22 @@ class SortingLoop:
                              call.__name__, type(exc).__name__, exc)
 
     def _flush_held(self, failure: list[BaseException]) -> None:
-        """At the end of a run: write what is held, or log it and fail the run."""
+        """At the end of a run: write what is held, else spill it, else log it and fail the run."""
         try:
             for item_id, record in self.held.flush():
                 self._written(item_id, record, None)
         except RecordError as exc:
             failure.append(exc)
+        if self.held.held and not failure and self.held.spill_held():
+            return
         if self.held.held:
             failure.append(RecordError(f"{self.held.held} item records could not be written"))
             self._log_unsaved()
 
     def _log_unsaved(self) -> None:
+        """The held records of a run that fails: to the spill file, else one JSON line each in the log."""
+        if self.held.spill_held():
+            return
         for unsaved in self.held.unsaved():
             logger.error("unsaved record: %s", unsaved.to_json())
 

@@ -1,10 +1,12 @@
 """Item records: one durable row per item in SQLite (WAL, synchronous=FULL, committed before the next item).
 
 A crash or ``kill -9`` loses no committed record: each item is its own transaction, and WAL keeps the file
-readable after an interrupted write. Counts (all time, per day, bin and outcome) come from the ``daily``
-aggregates, which a trigger keeps and which outlive the items: ``prune`` deletes old items (retention) in small
-batches without touching them, nor the operator's ``labels`` of kept frames. A new database vacuums
-incrementally, so pruned pages are handed back.
+readable after an interrupted write. Each record carries a random ``uid``: writing the same record twice (taken
+back from a spill file, ``edge.held``) leaves one row. A failure is a RecordError with SQLite's error name and a
+``transient`` flag (full, busy, locked, I/O: worth trying again; corrupt, read-only, schema: not). Counts (all
+time, per day, bin and outcome) come from the ``daily`` aggregates, which a trigger keeps and which outlive the
+items: ``prune`` deletes old items (retention) in small batches without touching them, nor the operator's
+``labels`` of kept frames. A new database vacuums incrementally, so pruned pages are handed back.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import contextlib
 import json
 import sqlite3
 import time
-from dataclasses import asdict, dataclass, field
+import uuid
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -43,8 +46,9 @@ CREATE TABLE IF NOT EXISTS items (
     reason      TEXT,               -- why this bin: top, cost, quarantine, below threshold (NULL: not decided)
     expected_cost REAL,             -- the chosen bin's expected cost under [costs] (NULL: threshold rule)
     model_sha256 TEXT,              -- the model file's sha256 (NULL: a fake classifier or an older release)
-    passing_s   REAL                -- seconds the item took to pass a point of the belt, as the trigger measured
+    passing_s   REAL,               -- seconds the item took to pass a point of the belt, as the trigger measured
                                     -- it (NULL: not measured; a gate held for conveyor.item_pass_s)
+    uid         TEXT                -- the record's own random id (unique; NULL: an older release's record)
 );
 CREATE INDEX IF NOT EXISTS items_time ON items (time);
 -- The latest error in O(log n), however long ago it was.
@@ -90,10 +94,28 @@ CREATE TRIGGER IF NOT EXISTS items_daily AFTER INSERT ON items BEGIN
     ON CONFLICT (day, bin, outcome) DO UPDATE SET items = items + 1;
 END;
 """
-SCHEMA_VERSION = 5  # 1: the daily aggregates (a database of version 0 gets them counted from its items once)
+SCHEMA_VERSION = 6  # 1: the daily aggregates (a database of version 0 gets them counted from its items once)
 # 2: the decision's reason and expected cost; 3: the model's sha256; 4: the item's measured passing time
-# (columns added to an older table); 5: the operator's labels (a table an older database gains)
-ADDED_COLUMNS = {"reason": "TEXT", "expected_cost": "REAL", "model_sha256": "TEXT", "passing_s": "REAL"}
+# (columns added to an older table); 5: the operator's labels (a table an older database gains); 6: the uid
+ADDED_COLUMNS = {"reason": "TEXT", "expected_cost": "REAL", "model_sha256": "TEXT", "passing_s": "REAL",
+                 "uid": "TEXT"}
+UID_INDEX = "CREATE UNIQUE INDEX IF NOT EXISTS items_uid ON items (uid)"  # after the upgrade: needs the column
+# SQLite's primary result codes of a failure that may clear by itself: a full disk, a lock, an I/O error
+TRANSIENT_CODES = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR})
+
+
+def database_error(what: str, exc: sqlite3.Error) -> RecordError:
+    """A RecordError for ``what`` failing with ``exc``: its message with SQLite's error name, its ``code``, and
+    ``transient`` from the primary result code (not from the message's text)."""
+    code: int | None = getattr(exc, "sqlite_errorcode", None)
+    name: str | None = getattr(exc, "sqlite_errorname", None)
+    return RecordError(f"{what}: {exc}" + (f" ({name})" if name else ""), name,
+                       code is not None and code & 0xFF in TRANSIENT_CODES)
+
+
+def disk_full(exc: RecordError) -> bool:
+    """Whether a failure is what a full disk gives: SQLite's FULL, or an I/O error (writing the WAL)."""
+    return exc.code is not None and exc.code.startswith(("SQLITE_FULL", "SQLITE_IOERR"))
 
 
 @dataclass(frozen=True)
@@ -118,6 +140,7 @@ class ItemRecord:
     expected_cost: float | None = None
     model_sha256: str | None = None
     passing_s: float | None = None
+    uid: str = field(default_factory=lambda: uuid.uuid4().hex)  # the same record written twice: one row
 
     @property
     def seen(self) -> str:
@@ -125,8 +148,19 @@ class ItemRecord:
         return f"{self.label} {self.confidence:.2f}" if self.label is not None else "?"
 
     def to_json(self) -> str:
-        """The record as one JSON line (what is logged if the database cannot take it)."""
+        """The record as one JSON line (what is logged, or spilled, if the database cannot take it)."""
         return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> ItemRecord:
+        """An ``items`` row (JSON decoded) or a ``to_json`` line's object as a record; keys it does not know (the
+        row's id) are left out, those it lacks (an older table's) take their defaults. Raises TypeError, ValueError
+        for an object that is not a record."""
+        values = {f.name: row[f.name] for f in fields(cls) if f.name in row}
+        values["top_k"] = tuple((str(label), float(p)) for label, p in values.get("top_k", ()))
+        if values.get("uid") is None:
+            values.pop("uid", None)
+        return cls(**values)
 
 
 PRUNE_BATCH = 500  # items deleted per transaction: a few milliseconds, so an item's write never waits long
@@ -168,7 +202,12 @@ class Records:
                 self._db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
                 self._db.executescript(SCHEMA)
                 self._upgrade()
-        except (OSError, sqlite3.Error) as exc:
+                self._db.execute(UID_INDEX)
+        except sqlite3.Error as exc:
+            raise database_error(f"cannot open item database {self.path}", exc) from None
+        except RecordError:
+            raise  # NotCreatedYet, as it is
+        except OSError as exc:
             raise RecordError(f"cannot open item database {self.path}: {exc}") from None
 
     def _upgrade(self) -> None:
@@ -194,17 +233,20 @@ class Records:
         return bool(self._db.execute("PRAGMA user_version").fetchone()[0] >= 1)
 
     def add(self, record: ItemRecord) -> int:
-        """Write and commit one record; returns its id. Raises RecordError (e.g. disk full)."""
+        """Write and commit one record; returns its id (the id it has already where a record of its ``uid`` is
+        there: nothing is written twice). Raises RecordError (e.g. disk full)."""
         row = asdict(record)
         row["top_k"] = json.dumps(record.top_k)
         row["latency_ms"] = json.dumps(record.latency_ms)
         columns = ", ".join(row)
         try:
             with self._db:
-                cursor = self._db.execute(f"INSERT INTO items ({columns}) VALUES ({', '.join('?' * len(row))})",
-                                          tuple(row.values()))
+                cursor = self._db.execute(f"INSERT INTO items ({columns}) VALUES ({', '.join('?' * len(row))}) "
+                                          "ON CONFLICT (uid) DO NOTHING", tuple(row.values()))
+                if cursor.rowcount == 0:
+                    return int(self._db.execute("SELECT id FROM items WHERE uid = ?", (record.uid,)).fetchone()[0])
         except sqlite3.Error as exc:
-            raise RecordError(f"cannot write item record to {self.path}: {exc}") from None
+            raise database_error(f"cannot write item record to {self.path}", exc) from None
         assert cursor.lastrowid is not None
         if cursor.lastrowid % CHECKPOINT_EVERY == 0:
             self._checkpoint()
@@ -233,7 +275,7 @@ class Records:
                 self._db.execute("INSERT OR REPLACE INTO shadow VALUES (?, ?, ?, ?, ?, ?)",
                                  (item_id, model, sha256, label, confidence, int(agree)))
         except sqlite3.Error as exc:
-            raise RecordError(f"cannot write a shadow result to {self.path}: {exc}") from None
+            raise database_error(f"cannot write a shadow result to {self.path}", exc) from None
 
     def set_label(self, item_id: int, label: str, who: str, when: float, guess: str | None,
                   confidence: float | None) -> None:
@@ -243,7 +285,7 @@ class Records:
                 self._db.execute("INSERT OR REPLACE INTO labels VALUES (?, ?, ?, ?, ?, ?)",
                                  (item_id, label, who, when, guess, confidence))
         except sqlite3.Error as exc:
-            raise RecordError(f"cannot write the label of item {item_id} to {self.path}: {exc}") from None
+            raise database_error(f"cannot write the label of item {item_id} to {self.path}", exc) from None
 
     def remove_label(self, item_id: int) -> bool:
         """Remove item ``item_id``'s label (undo); whether it had one. Raises RecordError."""
@@ -251,7 +293,7 @@ class Records:
             with self._db:
                 return self._db.execute("DELETE FROM labels WHERE item_id = ?", (item_id,)).rowcount > 0
         except sqlite3.Error as exc:
-            raise RecordError(f"cannot remove the label of item {item_id} from {self.path}: {exc}") from None
+            raise database_error(f"cannot remove the label of item {item_id} from {self.path}", exc) from None
 
     def labels(self) -> list[dict[str, Any]]:
         """Every label (item_id, label, who, time, guess, confidence), oldest first. Raises RecordError."""
@@ -268,17 +310,24 @@ class Records:
             if not self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'labels'").fetchone():
                 return []
             return self.query(sql)
+        except RecordError as exc:
+            raise RecordError(f"cannot read the labels of {self.path}: {exc}", exc.code, exc.transient) from None
         except sqlite3.Error as exc:
-            raise RecordError(f"cannot read the labels of {self.path}: {exc}") from None
+            raise database_error(f"cannot read the labels of {self.path}", exc) from None
 
-    def _checkpoint(self) -> None:
+    def _checkpoint(self, mode: Literal["PASSIVE", "TRUNCATE"] = "PASSIVE") -> None:
         """Copy the WAL into the database without waiting for readers (PASSIVE), so that the WAL is reused
         (and cut to ``WAL_LIMIT_BYTES``) rather than growing to SQLite's 1000-page auto-checkpoint and beyond
-        while a reader (the web page, ``status``) holds it."""
+        while a reader (the web page, ``status``) holds it. TRUNCATE also cuts the WAL file to nothing (the
+        room a full disk needs before a held record is tried again)."""
         try:
-            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self._db.execute(f"PRAGMA wal_checkpoint({mode})")
         except sqlite3.Error:
             pass  # a busy checkpoint is retried at the next interval; the record itself is committed
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database and cut it to nothing, as far as readers allow; never raises."""
+        self._checkpoint("TRUNCATE")
 
     def recent(self, limit: int = 10) -> list[dict[str, Any]]:
         """The latest ``limit`` records, newest first, as dicts (JSON columns decoded)."""
@@ -308,9 +357,10 @@ class Records:
         return {(b, o): n for b, o, n in rows}
 
     def counter(self, name: str) -> int | None:
-        """A durable counter (e.g. a consumer's last delivered item id), None if it was never set."""
-        row = self._db.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
-        return None if row is None else int(row[0])
+        """A durable counter (e.g. a consumer's last delivered item id), None if it was never set. Raises
+        RecordError."""
+        rows = self.query("SELECT value FROM counters WHERE name = ?", (name,))
+        return None if not rows else int(rows[0]["value"])
 
     def set_counter(self, name: str, value: int) -> None:
         """Store a durable counter (committed). Raises RecordError."""
@@ -319,15 +369,15 @@ class Records:
                 self._db.execute("INSERT INTO counters VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = "
                                  "excluded.value", (name, value))
         except sqlite3.Error as exc:
-            raise RecordError(f"cannot store counter {name} in {self.path}: {exc}") from None
+            raise database_error(f"cannot store counter {name} in {self.path}", exc) from None
 
     def after(self, last_id: int, limit: int) -> list[dict[str, Any]]:
         """Up to ``limit`` records with an id above ``last_id``, oldest first."""
         return self.query("SELECT * FROM items WHERE id > ? ORDER BY id LIMIT ?", (last_id, limit))
 
     def last_id(self) -> int:
-        """The newest item's id (0 if none)."""
-        return int(self._db.execute("SELECT COALESCE(MAX(id), 0) FROM items").fetchone()[0])
+        """The newest item's id (0 if none). Raises RecordError."""
+        return int(self.query("SELECT COALESCE(MAX(id), 0) AS id FROM items")[0]["id"])
 
     def used_bytes(self) -> int:
         """Bytes of the database file in use (free pages left out: SQLite reuses them)."""
@@ -355,18 +405,22 @@ class Records:
             if self._db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2:
                 self._db.executescript("PRAGMA incremental_vacuum")  # run to the end: one page per step
         except sqlite3.Error as exc:
-            raise RecordError(f"cannot prune old items of {self.path}: {exc}") from None
+            raise database_error(f"cannot prune old items of {self.path}", exc) from None
         return deleted
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-        """Rows of a read-only query as dicts, with the JSON columns decoded."""
-        cursor = self._db.execute(sql, params)
-        names = [d[0] for d in cursor.description]
-        rows = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+        """Rows of a read-only query as dicts, with the JSON columns decoded (a column that is not JSON: None).
+        Raises RecordError."""
+        try:
+            cursor = self._db.execute(sql, params)
+            names = [d[0] for d in cursor.description]
+            rows = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+        except sqlite3.Error as exc:
+            raise database_error(f"cannot read {self.path}", exc) from None
         for row in rows:
             for key in ("top_k", "latency_ms"):
                 if key in row:
-                    row[key] = json.loads(row[key])
+                    row[key] = decoded(row[key])
         return rows
 
     def counts(self, since: float = 0.0) -> dict[tuple[str, str], int]:
@@ -392,3 +446,10 @@ class Records:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+
+def decoded(text: Any) -> Any:
+    """A JSON column's value, None where it is not JSON (a record damaged on disk reads, and is sent, as such)."""
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        return None

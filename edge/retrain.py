@@ -31,6 +31,8 @@ Kept = Literal["uncertain", "sample"]  # why a frame was kept: its item was unce
 
 logger = logging.getLogger(__name__)
 
+GIVE_WAY_BYTES = 4 << 20  # kept frames deleted per try of a full disk: room for ~10 000 item records
+
 
 class FrameKeeper:
     """Saves the frames of items whose decision was uncertain (rejected, or confidence under ``keep_below``), and
@@ -101,23 +103,50 @@ class FrameKeeper:
             self.disk_low = low
         return not low
 
+    def give_way(self, wanted: int = GIVE_WAY_BYTES) -> int:
+        """Delete the oldest unlabelled frames, about ``wanted`` bytes, to make room for the item records on a full
+        disk (labelled frames never go for that); returns the bytes freed."""
+        labelled = self._labelled("kept frames not deleted for the item records")
+        if labelled is None:
+            return 0
+        freed = gone = 0
+        for stem in sorted(stem for stem in self._sizes if stem not in labelled):
+            if freed >= wanted:
+                break
+            freed += self._drop(stem)
+            gone += 1
+        if gone:
+            logger.warning("disk full: deleted the %d oldest unlabelled kept frames (%.1f MB) to make room for the "
+                           "item records", gone, freed / 1024 / 1024)
+        return freed
+
     def _trim(self) -> None:
         """Down to ``max_mb``: the oldest unlabelled frames first, labelled ones only if they alone are over it.
         Where the labels cannot be read, nothing goes this time (the next kept frame tries again)."""
         total = sum(self._sizes.values())
         if total <= self.max_bytes:
             return
-        try:
-            labelled = {f"{item_id:08d}" for item_id in self.labelled()} if self.labelled is not None else set()
-        except OSError as exc:
-            logger.warning("kept frames over retrain.max_mb, not trimmed: %s", exc)
+        labelled = self._labelled("kept frames over retrain.max_mb, not trimmed")
+        if labelled is None:
             return
         for stem in sorted(self._sizes, key=lambda stem: (stem in labelled, stem)):
             if total <= self.max_bytes:
                 break
-            for suffix in (".jpg", ".json"):
-                (self.folder / f"{stem}{suffix}").unlink(missing_ok=True)
-            total -= self._sizes.pop(stem)
+            total -= self._drop(stem)
+
+    def _labelled(self, otherwise: str) -> set[str] | None:
+        """The stems of the labelled items' frames; None (``otherwise`` logged) where the labels cannot be read."""
+        try:
+            return {f"{item_id:08d}" for item_id in self.labelled()} if self.labelled is not None else set()
+        except OSError as exc:
+            logger.warning("%s: %s", otherwise, exc)
+            return None
+
+    def _drop(self, stem: str) -> int:
+        """Delete one kept item (JPEG and facts); the bytes it took."""
+        for suffix in (".jpg", ".json"):
+            (self.folder / f"{stem}{suffix}").unlink(missing_ok=True)
+        return self._sizes.pop(stem)
 
 
 class KeptFacts:

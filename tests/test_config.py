@@ -30,8 +30,8 @@ def test_embedded_default_is_valid_and_maps_every_class():
 def test_documented_defaults_are_the_real_defaults(tmp_path):
     """Uncommenting every `# key = value` line of the example must not change the settings (except examples
     that are marked as such: paths, roi and items are unset by default)."""
-    examples = ("path", "shadow", "roi", "lores", "items", "delay_s", "beam_pin", "folder", "ca_file", "cert_file",
-                "key_file", "password_file")  # shown as examples: unset by default
+    examples = ("path", "spill", "shadow", "roi", "lores", "items", "delay_s", "beam_pin", "folder", "ca_file",
+                "cert_file", "key_file", "password_file")  # shown as examples: unset by default
     documented = re.sub(r"^# ((\w+) = .+)$", lambda m: m[0] if m[2] in examples else m[1], default_text(),
                         flags=re.M)
     assert load_settings(write(tmp_path, documented)) == load_settings()

@@ -2,12 +2,18 @@
 vanishes and comes back; a service killed and restarted as systemd does it; and a short fault soak of the
 whole service (``edge.bench.fault_soak``) with every fault at once."""
 
+import json
 import logging
 import os
+import re
+import shutil
 import signal
+import subprocess
 import sys
 import textwrap
+import threading
 import time
+import urllib.request
 from dataclasses import replace
 
 import pytest
@@ -16,11 +22,13 @@ from edge.bench import fault_soak
 from edge.bench.supervise import Supervisor, UnitPolicy, seconds
 from edge.errors import CameraError, CameraStalled
 from edge.fakes import Fault, FaultyCamera
+from edge.held import spilled
+from edge.records import Records
 from edge.sources import FrameStream, open_waiting
 from edge.sources.base import FrameSource
 from edge.sources.folder import FolderSource
 from tests.conftest import TINY_MODEL, make_settings
-from tests.test_loop import picture
+from tests.test_loop import picture, write_config
 
 
 class Endless(FrameSource):
@@ -166,3 +174,192 @@ def test_a_short_soak_of_every_fault_loses_no_record_and_sends_no_item_to_a_wron
     assert safe == exits and int(exits) >= 4
     assert figures["start_to_ready_s"]["max"] < 10, figures["slow_starts"]
     assert figures["restart_to_first_item_s"]["max"] < 10
+
+
+class Service:
+    """``smartbin run`` in a subprocess with the unit's runtime directory (``RUNTIME_DIRECTORY``), its output
+    (the journal) read line by line."""
+
+    def __init__(self, config, runtime):
+        env = {**os.environ, "RUNTIME_DIRECTORY": str(runtime), "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--config", str(config)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True)
+        self.reader.start()
+
+    def count(self, text):
+        return sum(text in line for line in list(self.lines))
+
+    def sorted(self, n, timeout=60.0):
+        """Wait until ``n`` items are sorted."""
+        deadline = time.monotonic() + timeout
+        while len(self.items()) < n:
+            assert self.proc.poll() is None and time.monotonic() < deadline, "".join(self.lines[-20:])
+            time.sleep(0.1)
+
+    def wait_for(self, text, n=1, timeout=60.0):
+        deadline = time.monotonic() + timeout
+        while self.count(text) < n:
+            assert self.proc.poll() is None and time.monotonic() < deadline, "".join(self.lines[-20:])
+            time.sleep(0.1)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=60)
+        self.reader.join(timeout=5)
+        return code
+
+    def items(self):
+        """The item lines: one per item sorted, written or held."""
+        return [line for line in self.lines if re.search(r"smartbin\.items: item (\d+|\(held\)) frame", line)]
+
+
+def disk_config(tmp_path, tiny_model, state, retrain=False, served=False):
+    """The test config with the records on ``state``; ``served``: with the web page and metrics on free ports."""
+    text = write_config(tmp_path, tiny_model).read_text().replace(
+        f'path = "{tmp_path / "items.db"}"', f'path = "{state / "items.db"}"').replace(
+        "[retrain]", f"[retrain]\nenabled = {str(retrain).lower()}\nsample_share = 1.0\nmin_free_mb = 0.0")
+    if served:
+        text = text.replace("[web]", "[web]\nenabled = true\nport = 0").replace(
+            "[metrics]", "[metrics]\nenabled = true\nport = 0")
+    return text
+
+
+def served_at(service, what):
+    """The URL that ``smartbin run`` logged for ``what`` ("web page at", "metrics at")."""
+    line = next(line for line in service.lines if f" {what} http://" in line)
+    return re.search(r"http://\S+", line).group(0)
+
+
+def rows_of(database):
+    with Records(database, readonly=True) as records:
+        return records.in_order()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a real full disk needs a tmpfs (root)")
+def test_a_disk_full_for_30_s_mid_run_loses_no_record_and_the_run_exits_0(tmp_path, tiny_model):
+    state = tmp_path / "state"
+    with fault_soak.small_disk(state, 16) as mounted:
+        assert mounted
+        config = tmp_path / "smartbin.toml"
+        config.write_text(disk_config(tmp_path, tiny_model, state))
+        service = Service(config, tmp_path / "run")
+        service.sorted(20)
+        ballast = fault_soak.fill_disk(state)  # to the last byte
+        assert shutil.disk_usage(state).free < 64 * 1024
+        service.wait_for("holding item records in memory")
+        time.sleep(30)
+        held = service.count("item (held)")
+        ballast.unlink()
+        service.wait_for("item database writable again")
+        sorted_after = len(service.items())
+        service.sorted(sorted_after + 10)
+        assert service.stop() == 0
+        rows = rows_of(state / "items.db")
+    output = "".join(service.lines)
+    assert "Traceback" not in output and "unsaved record" not in output
+    assert held >= 20  # sorting went on while the disk was full
+    assert [row["id"] for row in rows] == list(range(1, len(rows) + 1))
+    assert len(rows) == len(service.items()) and len({row["uid"] for row in rows}) == len(rows)
+    assert service.count("holding item records in memory") == 1
+    assert f"done: {len(rows)} items" in service.lines[-1]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a real full disk needs a tmpfs (root)")
+def test_records_held_on_a_disk_that_stays_full_are_spilled_at_the_stop_and_taken_back_at_the_restart(
+        tmp_path, tiny_model):
+    state, runtime = tmp_path / "state", tmp_path / "run"
+    spill = runtime / "held-records.jsonl"
+    with fault_soak.small_disk(state, 16) as mounted:
+        assert mounted
+        config = tmp_path / "smartbin.toml"
+        config.write_text(disk_config(tmp_path, tiny_model, state, served=True))
+        first = Service(config, runtime)
+        first.sorted(10)
+        ballast = fault_soak.fill_disk(state)
+        first.wait_for("holding item records in memory")
+        first.sorted(len(first.items()) + 10)
+        health = json.loads(urllib.request.urlopen(served_at(first, "web page at") + "api/health", timeout=10).read())
+        metrics = urllib.request.urlopen(served_at(first, "metrics at"), timeout=10).read().decode()
+        status = subprocess.run([sys.executable, "-m", "edge.cli", "status", "--config", str(config)], text=True,
+                                capture_output=True, env={**os.environ, "RUNTIME_DIRECTORY": str(runtime)})
+        assert first.stop() == 0  # nothing lost: the held records are in the spill file
+        spilled = [json.loads(line) for line in spill.read_text().splitlines()]
+        assert len(spilled) >= 10 and first.count(f"{len(spilled)} held item records spilled to {spill}") == 1
+        ballast.unlink()
+        second = Service(config, runtime)
+        second.wait_for(f"took back {len(spilled)} held item records from {spill}: {len(spilled)} written, 0 still")
+        second.sorted(5)
+        assert second.stop() == 0
+        rows = rows_of(state / "items.db")
+    assert not spill.exists()
+    output = "".join(first.lines + second.lines)
+    assert "Traceback" not in output and "unsaved record" not in output
+    assert len(rows) == len(first.items()) + len(second.items())  # every item of both runs, once
+    assert len({row["uid"] for row in rows}) == len(rows) and {r["uid"] for r in spilled} <= {r["uid"] for r in rows}
+    assert [row["id"] for row in rows] == list(range(1, len(rows) + 1))
+    assert health["disk"]["full"] and health["disk"]["held"] >= 10 and health["disk"]["free_mb"] < 0.1
+    assert "SQLITE_FULL" in health["disk"]["refused"] and health["disk"]["spill"] == str(spill)
+    assert re.search(r"^smartbin_disk_full 1\.0$", metrics, re.M)
+    assert int(float(re.search(r"^smartbin_records_held (\S+)$", metrics, re.M).group(1))) >= 10
+    assert status.returncode == 0 and re.search(r"^disk       disk full: \d+ item records held in memory since ",
+                                                status.stdout, re.M), status.stdout + status.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a real full disk needs a tmpfs (root)")
+def test_on_a_full_disk_the_unlabelled_kept_frames_give_way_to_the_records(tmp_path, tiny_model):
+    state = tmp_path / "state"
+    with fault_soak.small_disk(state, 16) as mounted:
+        assert mounted
+        config = tmp_path / "smartbin.toml"
+        config.write_text(disk_config(tmp_path, tiny_model, state, retrain=True))
+        service = Service(config, tmp_path / "run")
+        service.sorted(20)
+        frames = state / "uncertain"
+        kept = sorted(frames.glob("*.jpg"))
+        with Records(state / "items.db") as records:  # the operator labelled the first two
+            for path in kept[:2]:
+                records.set_label(int(path.stem), "trash", "test", time.time(), None, None)
+        ballast = fault_soak.fill_disk(state)
+        service.wait_for("holding item records in memory")
+        service.wait_for("unlabelled kept frames")
+        service.wait_for("item database writable again")  # the ballast is still there
+        service.sorted(len(service.items()) + 5)
+        assert service.stop() == 0
+        left = {path.stem for path in frames.glob("*.jpg")}
+        rows = rows_of(state / "items.db")
+        ballast.unlink()
+    assert {path.stem for path in kept[:2]} <= left  # labelled frames are precious
+    assert not {path.stem for path in kept[2:]} & left  # the unlabelled ones went (the oldest first)
+    assert len(rows) == len(service.items()) and "Traceback" not in "".join(service.lines)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a real full disk needs a tmpfs (root)")
+def test_records_held_when_the_service_is_killed_on_a_full_disk_are_taken_back_at_the_restart(tmp_path, tiny_model):
+    state, runtime = tmp_path / "state", tmp_path / "run"
+    spill = runtime / "held-records.jsonl"
+    with fault_soak.small_disk(state, 16) as mounted:
+        assert mounted
+        config = tmp_path / "smartbin.toml"
+        config.write_text(disk_config(tmp_path, tiny_model, state))
+        first = Service(config, runtime)
+        first.sorted(10)
+        ballast = fault_soak.fill_disk(state)
+        first.wait_for("holding item records in memory")
+        first.sorted(len(first.items()) + 10)
+        first.proc.kill()  # SIGKILL: no stop, no spill at the end: only what was appended as it was held
+        first.proc.wait(timeout=30)
+        first.reader.join(timeout=5)
+        held = first.count("item (held)")
+        assert spilled(spill) >= held >= 10
+        ballast.unlink()
+        second = Service(config, runtime)
+        second.wait_for("took back")
+        second.sorted(5)
+        assert second.stop() == 0
+        rows = rows_of(state / "items.db")
+    assert not spill.exists()
+    assert 0 <= len(rows) - len(first.items()) - len(second.items()) <= 1  # the item in hand may not be logged yet
+    assert len({row["uid"] for row in rows}) == len(rows)
+    assert [row["id"] for row in rows] == list(range(1, len(rows) + 1))

@@ -2,13 +2,15 @@
 
 import logging
 import sqlite3
+from pathlib import Path
 
 import pytest
 
 from edge.app import Sorter
 from edge.errors import RecordError
-from edge.held import HeldRecords
+from edge.held import HeldRecords, read_state, spilled
 from edge.records import Records
+from edge.service.unit import RUNTIME
 from tests.test_loop import Frames, picture, rows
 from tests.test_records import record
 
@@ -120,3 +122,88 @@ def test_a_run_that_ends_with_records_held_logs_them_and_fails(tiny_settings, ca
             sorter.loop.run()
     unsaved = [r for r in caplog.records if r.message.startswith("unsaved record: ")]
     assert len(unsaved) + len(rows(tiny_settings)) == 30
+
+
+def test_held_records_spill_to_a_file_and_are_taken_back_once(tmp_path, caplog):
+    records = Records(tmp_path / "items.db")
+    spill = tmp_path / "run" / "held-records.jsonl"
+    freed = []
+    held = HeldRecords(records, retry_s=0.0, clock=Clock(), spill=spill, make_space=lambda: freed.append(1) or 0)
+    records._db.execute(f"PRAGMA max_page_count = {records._db.execute('PRAGMA page_count').fetchone()[0]}")
+    n = 0
+    while held.held < 5:
+        held.add(record(n := n + 1))
+    assert held.disk_full and freed  # a try on a full disk made room first
+    state = read_state(spill)
+    assert state is not None and state["held"] == 5 and state["disk_full"] and "SQLITE_FULL" in state["error"]
+    assert held.spill_held() and held.held == 0 and spilled(spill) == 5
+    written_before = records.total()
+    records._db.execute("PRAGMA max_page_count = 100000")
+    copy = spill.read_text()
+    spill.write_text(copy + "not a record\n")
+    with caplog.at_level(logging.WARNING):
+        back = HeldRecords(records, spill=spill).take_back()
+    assert [r.frame for _, r in back] == list(range(n - 4, n + 1)) and not spill.exists()
+    assert read_state(spill) is None  # nothing held any more
+    spill.write_text(copy)  # the same records again (a crash before the file was removed): no second row
+    assert len(HeldRecords(records, spill=spill).take_back()) == 5
+    assert records.total() == written_before + 5 == n
+    assert [row["frame"] for row in records.in_order()] == list(range(1, n + 1))
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors == [f"spill file {spill} line 6 is not an item record: not a record"]
+    records.close()
+
+
+def test_held_records_stay_held_where_the_spill_file_cannot_be_written(tmp_path, caplog):
+    records = Records(tmp_path / "items.db")
+    (tmp_path / "file").write_text("")
+    held = HeldRecords(records, spill=tmp_path / "file" / "held-records.jsonl")  # its folder is a file
+    records._db.execute(f"PRAGMA max_page_count = {records._db.execute('PRAGMA page_count').fetchone()[0]}")
+    while held.held < 2:
+        held.add(record(held.held))
+    with caplog.at_level(logging.ERROR):
+        assert not held.spill_held() and held.held == 2
+    assert "cannot spill 2 held item records" in caplog.records[-1].getMessage()
+    records.close()
+
+
+def test_a_run_that_fails_with_records_held_spills_them_for_the_next_start(tmp_path, tiny_settings, caplog):
+    spill = tmp_path / "run" / "held-records.jsonl"
+    settings = tiny_settings.model_copy(update={"records": tiny_settings.records.model_copy(update={"spill": spill})})
+    disk = DiskFills(full=3, free=False)
+    with Sorter(settings, source=Frames(picture(n) for n in range(30)), observers=[disk]) as sorter:
+        disk.sorter = sorter
+        sorter.loop.held.limit = 5
+        with caplog.at_level(logging.WARNING), pytest.raises(RecordError, match="6 item records held"):
+            sorter.loop.run()
+    unsaved = [r for r in caplog.records if r.message.startswith("unsaved record: ")]  # items after the failure
+    assert spilled(spill) == 6 and len(unsaved) + len(rows(settings)) + 6 == 30
+    with Sorter(settings, source=Frames(picture(n) for n in range(30, 32))) as sorter:  # space again: taken back
+        sorter.loop.run()
+    assert not spill.exists() and len(rows(settings)) == 30 - len(unsaved) + 2
+
+
+def test_the_unit_keeps_a_runtime_directory_for_the_spill_file_across_stops():
+    unit = (Path(__file__).parent.parent / "systemd" / "smartbin.service").read_text().splitlines()
+    assert {f"RuntimeDirectory={RUNTIME.name}", "RuntimeDirectoryPreserve=yes"} <= set(unit)  # what status reads
+    assert RUNTIME.parent == Path("/run")
+
+
+def test_records_taken_back_onto_a_disk_still_full_are_written_when_it_frees_and_the_spill_file_goes(tmp_path):
+    records = Records(tmp_path / "items.db")
+    spill = tmp_path / "run" / "held-records.jsonl"
+    spill.parent.mkdir()
+    spill.write_text("".join(record(n).to_json() + "\n" for n in range(3)))
+    records._db.execute(f"PRAGMA max_page_count = {records._db.execute('PRAGMA page_count').fetchone()[0]}")
+    with pytest.raises(RecordError, match="SQLITE_FULL"):  # full to the last page
+        for n in range(100, 200):
+            records.add(record(n))
+    before = records.total()
+    clock = Clock()
+    held = HeldRecords(records, retry_s=5.0, clock=clock, spill=spill)
+    assert held.take_back() == [] and held.held == 3 and spill.exists()  # still full: kept, in case of a kill
+    records._db.execute("PRAGMA max_page_count = 100000")
+    clock.now += 5
+    assert [r.frame for _, r in held.add(record(3))] == [0, 1, 2, 3] and records.total() == before + 4
+    assert not spill.exists() and read_state(spill) is None
+    records.close()

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -374,3 +375,40 @@ def test_the_mqtt_gauges_read_the_publisher(tmp_path):
     state.update(connected=False, pending=40)
     assert metrics.registry.get_sample_value("smartbin_mqtt_connected") == 0.0
     assert metrics.registry.get_sample_value("smartbin_mqtt_pending_items") == 40.0
+
+
+def test_a_bad_record_and_a_database_error_do_not_end_the_item_messages(tmp_path, broker, caplog):
+    failed = []
+    threading.excepthook, before = failed.append, threading.excepthook  # a thread that dies with a traceback
+    try:
+        with publishing(tmp_path, broker, caplog) as (database, listener, publisher):
+            add_items(database, 0, 3, publisher)
+            listener.wait(lambda: len(listener.item_ids()) == 3)
+            raw = sqlite3.connect(database)
+            with raw:  # records damaged on disk: a BLOB where text goes (4), latency not JSON (5), not a dict (6)
+                for label, latency in (("x'00ff'", "'{}'"), ("'glass'", "'{'"), ("'glass'", "'[1]'")):
+                    raw.execute("INSERT INTO items (time, frame, source, top_k, bin, gate_action, outcome, "
+                                f"latency_ms, frames, model, label) VALUES (1, 1, 's', '[]', 'glass', 'none', "
+                                f"'sorted', {latency}, 1, 'm', {label})")
+            add_items(database, 3, 2, publisher)
+            listener.wait(lambda: listener.item_ids()[-1:] == [8])
+            with raw:
+                raw.execute("DROP TABLE counters")  # what a raw sqlite error did: ended the thread, a traceback
+            raw.close()
+            listener.wait(lambda: any("item messages wait" in r.getMessage() for r in caplog.records), timeout=5)
+            add_items(database, 5, 2, publisher)  # the table is there again
+            listener.wait(lambda: 10 in listener.item_ids(), timeout=30)  # reopened, resent from the lost cursor
+            assert any(thread.name == "mqtt-items" and thread.is_alive() for thread in threading.enumerate())
+    finally:
+        threading.excepthook = before
+    assert failed == []
+    assert listener.item_ids()[:7] == [1, 2, 3, 5, 6, 7, 8]  # 4 skipped
+    assert [item["latency_ms"] for item in listener.on("/item")[3:5]] == [None, None]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert {w for w in warnings if "skipped" in w} == {
+        "mqtt: item 4 skipped: its record is not a message (TypeError: Object of type bytes is not JSON "
+        "serializable)"}
+    waits = [w for w in warnings if "item messages wait" in w]
+    assert len(waits) == 1 and "no such table: counters (SQLITE_ERROR)" in waits[0]
+    assert not [r for r in caplog.records if r.exc_info]
+    listener.close()

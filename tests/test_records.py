@@ -1,5 +1,6 @@
 """Item records in real SQLite: durable per item, readable after kill -9, clear error when the disk is full."""
 
+import json
 import signal
 import sqlite3
 import subprocess
@@ -9,7 +10,7 @@ import time
 import pytest
 
 from edge.errors import RecordError
-from edge.records import NOT_ITEM, SCHEMA_VERSION, ItemRecord, Records, local_midnight
+from edge.records import NOT_ITEM, SCHEMA_VERSION, ItemRecord, Records, disk_full, local_midnight
 
 
 def record(n: int = 0, outcome: str = "sorted") -> ItemRecord:
@@ -241,6 +242,47 @@ def test_a_database_from_before_the_labels_gains_their_table_and_reads_as_unlabe
     with Records(path, readonly=True) as reader:  # the page or `smartbin frames` before the sorter was updated
         assert reader.labels() == [] and reader.label_counts() == {}
     with Records(path) as records:
-        assert records._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert records._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
         records.set_label(1, "paper", "ann", 2000.0, "green-glass", 0.9)
         assert records.label_counts() == {"paper": 1} and records.total() == 1
+
+
+def test_database_errors_carry_their_sqlite_code_and_whether_they_may_pass(tmp_path):
+    records = Records(tmp_path / "items.db")
+    records.add(record(0))
+    records._db.execute(f"PRAGMA max_page_count = {records._db.execute('PRAGMA page_count').fetchone()[0]}")
+    with pytest.raises(RecordError) as full:
+        for n in range(1, 100):
+            records.add(record(n))
+    assert (full.value.code, full.value.transient, disk_full(full.value)) == ("SQLITE_FULL", True, True)
+    assert str(full.value).endswith("database or disk is full (SQLITE_FULL)")
+    records._db.execute("PRAGMA max_page_count = 100000")
+    records._db.execute("PRAGMA busy_timeout = 50")
+    locker = sqlite3.connect(tmp_path / "items.db", isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    with pytest.raises(RecordError) as busy:
+        records.add(record(100))
+    assert (busy.value.code, busy.value.transient, disk_full(busy.value)) == ("SQLITE_BUSY", True, False)
+    locker.execute("COMMIT")
+    records._db.execute("PRAGMA query_only = ON")
+    with pytest.raises(RecordError) as readonly:
+        records.set_counter("x", 1)
+    assert (readonly.value.code, readonly.value.transient) == ("SQLITE_READONLY", False)
+    records.close()
+    (tmp_path / "junk.db").write_bytes(b"not a database " * 1000)
+    with pytest.raises(RecordError) as junk:
+        Records(tmp_path / "junk.db")
+    assert (junk.value.code, junk.value.transient) == ("SQLITE_NOTADB", False)
+    with Records(tmp_path / "items.db", readonly=True) as reader, pytest.raises(
+            RecordError, match=r"no such table: nowhere \(SQLITE_ERROR\)") as read:
+        reader.query("SELECT * FROM nowhere")
+    assert not read.value.transient
+
+
+def test_a_record_written_twice_is_one_row_with_one_id(tmp_path):
+    with Records(tmp_path / "items.db") as records:
+        first, again = record(0), record(0)
+        assert first.uid != again.uid  # each record its own uid
+        ids = [records.add(first), records.add(record(1)), records.add(first)]
+        assert ids == [1, 2, 1] and records.total() == 2 and [r["frame"] for r in records.in_order()] == [0, 1]
+        assert ItemRecord.from_row(json.loads(first.to_json())) == first

@@ -1,6 +1,6 @@
 """Prometheus metrics of a running bin (``[metrics]``, off by default): items per bin and outcome, confidence,
-per-stage latency, camera frame rate, gate moves, errors. A loop observer on its own registry, served over HTTP
-by prometheus-client (localhost unless configured)."""
+per-stage latency, camera frame rate, gate moves, errors, records held on a full disk. A loop observer on its own
+registry, served over HTTP by prometheus-client (localhost unless configured)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 from edge.config import Settings
 from edge.errors import PortError
 from edge.frame_rate import FrameRate
+from edge.held import HeldRecords
 from edge.records import ItemRecord, Outcome
 from edge.sources import Frame
 
@@ -81,6 +82,13 @@ class Metrics:
               ).set_function(lambda: float(connected()))
         Gauge("smartbin_mqtt_pending_items", "Items recorded but not yet acknowledged by the MQTT broker",
               registry=self.registry).set_function(lambda: float(pending()))
+
+    def watch_held(self, held: HeldRecords) -> None:
+        """Gauges of the records' hold: records held in memory for the database, the disk full (1/0)."""
+        Gauge("smartbin_records_held", "Item records held in memory while the database refuses them (disk full, "
+              "locked)", registry=self.registry).set_function(lambda: float(held.held))
+        Gauge("smartbin_disk_full", "1 while the item database refuses records because its disk is full",
+              registry=self.registry).set_function(lambda: float(held.disk_full))
 
     def serve(self) -> Metrics:
         """Start the HTTP endpoint in a daemon thread; logs its address."""

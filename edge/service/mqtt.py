@@ -10,12 +10,15 @@ Topics (``PREFIX/BIN_ID/...``, payloads JSON with ``"schema": 1``):
   de-duplicates by ``(bin_id, id)``. ``resend`` (``{"from": id}``, from a consumer that found a gap, see
   ``edge.fleet.gaps``): the cursor moves back and the items are sent again from there.
 - ``telemetry``: retained, every ``mqtt.telemetry_s``: frame rate, latency, today's counts, CPU temperature and
-  throttling (where the Pi exposes them), free disk, uptime, starts.
+  throttling (where the Pi exposes them), free disk, whether it is full and the item records held meanwhile
+  (``edge.held``), uptime, starts.
 - Home Assistant discovery under ``homeassistant/``, re-sent when Home Assistant announces itself on
   ``homeassistant/status``.
 
 The network runs in paho's thread and the publishing in two threads of this module: sorting never waits for the
-broker. A broker that is down or refuses the bin is a warning (once, until it is back), never an error.
+broker. A broker that is down or refuses the bin is a warning (once, until it is back), never an error; so is
+an item database that fails (retried every ``DATABASE_RETRY_S``) or a record that cannot be made a message
+(skipped).
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import shutil
 import socket
 import threading
 import time
@@ -37,6 +39,7 @@ from edge import __version__
 from edge.config import MqttSettings, Settings
 from edge.errors import ConfigError, RecordError
 from edge.frame_rate import FrameRate
+from edge.held import disk_state
 from edge.model_store import ModelStore
 from edge.records import ItemRecord, Records
 from edge.sources import Frame
@@ -47,6 +50,7 @@ logger = logging.getLogger(__name__)
 SCHEMA = 1
 BATCH = 100  # item messages in flight at most, then wait for the broker's acknowledgements
 ACK_TIMEOUT_S = 10.0
+DATABASE_RETRY_S = 5.0  # between two tries of an item database that failed
 RESEND_MAX_BYTES = 64  # a resend request longer than this is ignored unparsed
 DISCOVERY = "homeassistant"
 THERMAL = Path("/sys/class/thermal/thermal_zone0/temp")
@@ -216,33 +220,50 @@ class MqttPublisher:
 
     # --- publishing threads
     def _forward(self) -> None:
-        """Publish every record after the cursor, in order, and move the cursor once the broker has them."""
-        try:
-            with Records(self.database) as records:
-                while not self._stop.is_set():
-                    cursor = records.counter(self.cursor_name) or 0
-                    self.pending_items = records.last_id() - cursor
-                    if not self._connected.wait(timeout=0.5):
-                        continue
-                    if self._resend_from is not None:
-                        first, self._resend_from = self._resend_from, None
-                        if first <= cursor:
-                            logger.info("mqtt: a consumer missed items: resending from item %d", first)
-                            cursor = first - 1
-                    rows = records.after(cursor, BATCH)
-                    if not rows:
-                        self._wake.wait(timeout=1.0)
-                        self._wake.clear()
-                        continue
-                    if self._publish_all(rows):
-                        records.set_counter(self.cursor_name, int(rows[-1]["id"]))
-                    else:
-                        self._stop.wait(0.5)  # not acknowledged (the broker went): resent from the cursor
-        except RecordError as exc:
-            logger.warning("mqtt: item messages stopped: %s", exc)
+        """Publish every record after the cursor, in order, and move the cursor once the broker has them, until
+        the stop. A database error (full, locked, damaged, gone) is one warning: the database is opened again
+        and the items resent from the cursor every ``DATABASE_RETRY_S``."""
+        while not self._stop.is_set():
+            try:
+                with Records(self.database) as records:
+                    self._forward_from(records)
+            except RecordError as exc:
+                self._warn(f"mqtt: item messages wait: {exc}; retrying every {DATABASE_RETRY_S:g} s")
+                self._stop.wait(DATABASE_RETRY_S)
+
+    def _forward_from(self, records: Records) -> None:
+        while not self._stop.is_set():
+            cursor = records.counter(self.cursor_name) or 0
+            self.pending_items = records.last_id() - cursor
+            if not self._connected.wait(timeout=0.5):
+                continue
+            if self._resend_from is not None:
+                first, self._resend_from = self._resend_from, None
+                if first <= cursor:
+                    logger.info("mqtt: a consumer missed items: resending from item %d", first)
+                    cursor = first - 1
+            rows = records.after(cursor, BATCH)
+            if not rows:
+                self._wake.wait(timeout=1.0)
+                self._wake.clear()
+                continue
+            if self._publish_all(rows):
+                records.set_counter(self.cursor_name, int(rows[-1]["id"]))
+            else:
+                self._stop.wait(0.5)  # not acknowledged (the broker went): resent from the cursor
 
     def _publish_all(self, rows: list[dict[str, Any]]) -> bool:
-        infos = [self.client.publish(self.item_topic, self._item(row), qos=self.config.qos) for row in rows]
+        """Publish the rows and wait for the broker; a row that is no message (a record damaged on disk) is one
+        warning and skipped. Whether the broker has them all."""
+        infos = []
+        for row in rows:
+            try:
+                message = self._item(row)
+            except (AttributeError, KeyError, TypeError, ValueError) as exc:
+                logger.warning("mqtt: item %s skipped: its record is not a message (%s: %s)", row.get("id"),
+                               type(exc).__name__, exc)
+                continue
+            infos.append(self.client.publish(self.item_topic, message, qos=self.config.qos))
         deadline = time.monotonic() + ACK_TIMEOUT_S
         for info in infos:
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
@@ -272,7 +293,8 @@ class MqttPublisher:
         return json.dumps(facts)
 
     def _item(self, row: dict[str, Any]) -> str:
-        latency = row.get("latency_ms") or {}
+        latency = row.get("latency_ms")
+        latency = latency if isinstance(latency, dict) else {}  # a record damaged on disk: no latency
         return json.dumps({
             "schema": SCHEMA, "bin_id": self.bin_id, "id": row["id"], "time": row["time"], "label": row["label"],
             "confidence": row["confidence"], "bin": row["bin"], "outcome": row["outcome"],
@@ -288,7 +310,9 @@ class MqttPublisher:
         error = self.view.last_error()
         fps = self.rate.fps()
         recent_error = error is not None and time.time() - error["time"] < 3600
-        problem = ModelStore(self.database.parent).auto_rollback() or (
+        disk = disk_state(self.database.parent, self.settings.records.spill_file)
+        full = f"disk full: {disk['held']} item records held in memory" if disk["full"] else None
+        problem = full or ModelStore(self.database.parent).auto_rollback() or (
             ("error within the hour: " + str(error["error"])) if recent_error and error else
             ("no camera frames" if time.time() - self.started > 30 and fps == 0 else None))
         return {
@@ -297,7 +321,8 @@ class MqttPublisher:
             "latency_ms": self.view.latency().get("total", {"items": 0}),
             "today": {key: counts[key] for key in ("total", "bins", "outcomes")},
             "cpu_temp_c": cpu_temperature(), "throttled": throttled(),
-            "disk_free_mb": round(shutil.disk_usage(self.database.parent).free / 1024 / 1024),
+            "disk_free_mb": None if disk["free_mb"] is None else round(disk["free_mb"]),
+            "disk_full": disk["full"], "records_held": disk["held"],
             "problem": problem,
             "last_item": {key: recent[0][key] for key in ("id", "time", "label", "bin", "outcome")} if recent else None,
             "last_error": error,

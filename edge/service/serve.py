@@ -91,6 +91,8 @@ def serve_once(settings: Settings, max_items: int | None, pin_factory: Factory |
                 metrics.watch_mqtt(publisher.connected, lambda: publisher.pending_items)
         sorter = stack.enter_context(Sorter(settings, source=source, observers=observers, pin_factory=pin_factory,
                                             camera_wait_s=camera_wait_s))
+        if metrics is not None:
+            metrics.watch_held(sorter.loop.held)
         trial = ModelTrial.start(settings, sorter.classifier, sorter.records, stop)
         if trial is not None:
             sorter.loop.observers.append(trial)

@@ -1,16 +1,16 @@
-"""``smartbin status``: the service's state (where systemd runs), today's items per bin, the latest error and the
-last items, read from the item database without writing to it."""
+"""``smartbin status``: the service's state (where systemd runs), today's items per bin, the latest error, a full
+disk with the item records held meanwhile, and the last items, read from the item database without writing to it
+(and from the runtime directory's ``held.json`` and spill file, ``edge.held``)."""
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import fields
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from edge.config import Settings, load_settings
 from edge.errors import ConfigError, RecordError
+from edge.held import disk_state
 from edge.loop import Tally, describe
 from edge.model_store import ModelStore
 from edge.records import ItemRecord, Records
@@ -33,8 +33,37 @@ def database_for(settings: Settings, config_given: bool, service_config: Path = 
         return service_state / "items.db"
 
 
-def report(database: Path, last: int, unit: UnitState | None, now: float | None = None) -> list[str]:
-    """The lines ``smartbin status`` prints. Raises RecordError if the database cannot be read."""
+def spill_for(settings: Settings, config_given: bool, service_config: Path = service.CONFIG,
+              service_runtime: Path = service.RUNTIME) -> Path | None:
+    """The spill file whose records (and ``held.json``) to report: as ``database_for`` chooses the config; the
+    service's runtime directory where its config names none."""
+    if config_given or not service_config.exists():
+        return settings.records.spill_file
+    try:
+        spill = load_settings(service_config).records.spill
+    except ConfigError:
+        spill = None
+    return spill or service_runtime / "held-records.jsonl"
+
+
+def disk_lines(database: Path, spill: Path | None) -> list[str]:
+    """A ``disk`` line where records are held or spilled: how many, since when, why; none otherwise."""
+    disk = disk_state(database.parent, spill)
+    lines = []
+    if disk["held"]:
+        why = "disk full" if disk["full"] else "database busy"
+        since = clock(disk["held_since"] or 0)
+        lines.append(f"disk       {why}: {disk['held']} item records held in memory since {since} "
+                     f"({disk['free_mb']} MB free): {disk['refused']}")
+    if disk["spilled"]:
+        lines.append(f"disk       {disk['spilled']} held item records wait in {spill} for the next start")
+    return lines
+
+
+def report(database: Path, last: int, unit: UnitState | None, now: float | None = None,
+           spill: Path | None = None) -> list[str]:
+    """The lines ``smartbin status`` prints (``spill``: the spill file, see ``spill_for``). Raises RecordError if
+    the database cannot be read."""
     unknown = "unknown here (no systemd, or smartbin.service not installed)"
     lines = [f"service    {unit.describe() if unit else unknown}"]
     try:
@@ -49,6 +78,7 @@ def report(database: Path, last: int, unit: UnitState | None, now: float | None 
         recent = records.recent(last)
         shadow = shadow_summary(records)
     lines.append(f"records    {database}: {total} items")
+    lines += disk_lines(database, spill)
     lines.append(f"today      {Tally(Counter(today)).summary() if today else 'no items yet'}")
     lines.append(f"last error {clock(error['time'])} item {error['id']}: {error['error']}" if error
                  else "last error none")
@@ -58,7 +88,7 @@ def report(database: Path, last: int, unit: UnitState | None, now: float | None 
         lines.append(f"model      {rolled}")
     if recent:
         lines.append(f"last {len(recent)} items:")
-        lines += [f"  {clock(row['time'])} {describe(row['id'], as_record(row))}" for row in recent]
+        lines += [f"  {clock(row['time'])} {describe(row['id'], ItemRecord.from_row(row))}" for row in recent]
     return lines
 
 
@@ -66,9 +96,3 @@ def clock(t: float) -> str:
     """Local date and time of a Unix time."""
     return datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S")
 
-
-def as_record(row: dict[str, Any]) -> ItemRecord:
-    """An ``items`` row (JSON decoded) as an ItemRecord."""
-    values = {f.name: row[f.name] for f in fields(ItemRecord) if f.name in row}  # an older table lacks some
-    values["top_k"] = tuple(tuple(pair) for pair in values["top_k"])
-    return ItemRecord(**values)

@@ -15,6 +15,7 @@ from edge.pins import uses_mock_pins
 UNIT = "smartbin.service"
 CONFIG = Path("/etc/smartbin/smartbin.toml")  # ExecStart's --config (ConfigurationDirectory=smartbin)
 STATE = Path("/var/lib/smartbin")  # StateDirectory=smartbin: items.db, uncertain/
+RUNTIME = Path("/run/smartbin")  # RuntimeDirectory=smartbin: held-records.jsonl, held.json (edge.held)
 PROPERTIES = ("LoadState", "ActiveState", "SubState", "Result", "MainPID", "NRestarts", "StateChangeTimestamp",
               "StatusText")
 RUNNING = ("active", "activating", "deactivating", "reloading")

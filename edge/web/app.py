@@ -7,7 +7,7 @@
     GET  /api/items?limit=N         the latest N items (default 50, at most 500)
     GET  /api/items/{id}            one item (id: a number)
     GET  /api/items/{id}/frame.jpg  an item's frame kept for retraining
-    GET  /api/health                camera frame rate, stage latencies, model and card, uptime, last error
+    GET  /api/health                camera frame rate, stage latencies, model and card, uptime, last error, disk
     POST /api/classify              classify an uploaded photo (multipart field ``image``, or the raw image)
     GET  /api/teach?limit=N         the Teach tab: labels, counts, unlabelled kept frames (default 40, at most 500)
     GET  /api/teach/labels          every label given on the page, oldest first
@@ -44,6 +44,7 @@ from starlette.routing import Route
 from edge import __version__
 from edge.config import Settings
 from edge.errors import ImageError, ImageTooLarge, ModelError, RecordError, SmartbinError
+from edge.held import disk_state
 from edge.model_card import read_card
 from edge.model_store import ModelStore
 from edge.photo import PhotoClassifier
@@ -180,6 +181,7 @@ class Api:
             "model_rollback": ModelStore(self.view.database.parent).auto_rollback(),
             "shadow": self.view.shadow(),
             "records": {"database": str(self.view.database), "items": self.view.total()},
+            "disk": disk_state(self.view.database.parent, self.settings.records.spill_file),
             "last_error": self.view.last_error(),
             "gate_fault": None if live is None else live.gate_fault,
             "upload_cap_mb": self.settings.web.max_upload_mb,

@@ -125,7 +125,8 @@ class RecordsView:
         """Median, 95th percentile and maximum milliseconds per stage over the latest ``items`` items."""
         per_stage: dict[str, list[float]] = {}
         for row in self._query("SELECT latency_ms FROM items ORDER BY id DESC LIMIT ?", (items,)):
-            for stage, ms in row["latency_ms"].items():
+            latency = row["latency_ms"]
+            for stage, ms in (latency.items() if isinstance(latency, dict) else ()):  # dict: not damaged on disk
                 per_stage.setdefault(stage, []).append(ms)
         return {stage: {"p50": round(float(np.percentile(ms, 50)), 2), "p95": round(float(np.percentile(ms, 95)), 2),
                         "max": round(max(ms), 2), "items": len(ms)} for stage, ms in per_stage.items()}
