@@ -19,6 +19,7 @@ from edge.bench.tune import HELP as TUNE_HELP
 from edge.bench.tune import add_arguments as tune_arguments
 from edge.config import DEFAULT_CONFIG, RelayGate, ServoGate, Settings, load_settings
 from edge.errors import ConfigError, GateError, SmartbinError
+from edge.footprint import check_footprint
 from edge.pins import make_pin_factory
 from edge.service.logs import configure_logging, error_prefix
 from edge.service.safe import drive_safe, gates_despite
@@ -131,6 +132,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     if args.source:
         settings = settings.model_copy(update={"camera": settings.camera.model_copy(update={"source": args.source})})
     refuse_beside_service(settings.gpio.pin_factory, settings.camera.source)
+    check_footprint(settings)  # frames this machine cannot hold: refused before anything starts
 
     def reload() -> Settings:  # after a model change on the page: the config read again, as at the start
         again = load_settings(args.config)

@@ -27,6 +27,7 @@ DEFAULT_CONFIG = PACKAGE_DIR / "smartbin.toml"
 BUNDLED_MODEL = PROJECT_DIR / "models" / "garbage12_resnet50_int8.tflite"
 
 AUTO_EXPOSURE_S = 0.010
+MAX_WIDTH, MAX_HEIGHT = 4656, 3496  # the largest Pi camera sensors: 16 MP IMX519 (HQ 4056x3040, v3 4608x2592)
 MAX_THREADS = 2 * (os.cpu_count() or 1)
 Pin = Annotated[int, Field(ge=0, le=53, description="BCM GPIO number")]
 
@@ -56,8 +57,8 @@ class CameraSettings(Section):
         "synthetic",
         description="picamera2 | USB index | video file | stream URL | image folder | synthetic (belt simulator)",
     )
-    width: int = Field(1280, ge=16, le=8192, description="capture width in pixels (picamera2, USB)")
-    height: int = Field(720, ge=16, le=8192, description="capture height in pixels (picamera2, USB)")
+    width: int = Field(1280, ge=16, le=MAX_WIDTH, description="capture width in pixels (picamera2, USB)")
+    height: int = Field(720, ge=16, le=MAX_HEIGHT, description="capture height in pixels (picamera2, USB)")
     fps: float = Field(10.0, ge=0, le=240,
                        description="frame rate; 0 = as fast as the source gives (replay, simulator)")
     stall_timeout_s: float = Field(5.0, ge=0.1, le=3600, description="no frame for this long = camera stalled (error)")
@@ -69,7 +70,8 @@ class CameraSettings(Section):
     exposure_us: int = Field(
         0, ge=0, le=1_000_000, description="fixed exposure time (picamera2), microseconds; 0 = automatic"
     )
-    lores: tuple[Annotated[int, Field(ge=16, le=4096)], Annotated[int, Field(ge=16, le=4096)]] | None = Field(
+    lores: tuple[Annotated[int, Field(ge=16, le=MAX_WIDTH)], Annotated[int, Field(ge=16, le=MAX_HEIGHT)]] | None = \
+        Field(
         None, description="picamera2: a second, smaller stream from the ISP [width, height] that the model's crop "
         "is cut from (the main stream still finds the item); unset = crop from the main stream")
     analogue_gain: float = Field(0.0, ge=0, le=64, description="fixed analogue gain (picamera2); 0 = automatic")
@@ -99,6 +101,9 @@ class CameraSettings(Section):
     def _check_roi(self) -> CameraSettings:
         if 0 < self.fps < 0.1:
             raise ValueError("fps: 0 (as fast as the source gives) or at least 0.1")
+        if self.lores is not None and (self.lores[0] > self.width or self.lores[1] > self.height):
+            raise ValueError(f"lores: {self.lores[0]}x{self.lores[1]} is larger than the main stream "
+                             f"{self.width}x{self.height}")
         if self.roi is not None:
             try:
                 Roi(*self.roi)

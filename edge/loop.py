@@ -42,6 +42,7 @@ from edge.votes import vote_inputs
 
 logger = logging.getLogger("smartbin.items")
 
+BACKLOG = 8  # items waiting for the classifier before a live camera's newest are recorded late
 WORKER_JOIN_S = 20.0  # the sorting thread's time to finish the items in hand at the end of a run (< TimeoutStopSec)
 
 
@@ -122,7 +123,7 @@ class SortingLoop:
         votes: int = 1,
         observers: Sequence[Observer] = (),
         keeper: FrameKeeper | None = None,
-        backlog: int = 8,
+        backlog: int = BACKLOG,
         stuck_s: float = 20.0,
         gate_failure: Callable[[], GateFault | None] = lambda: None,
         shadow: Shadow | None = None,
@@ -190,6 +191,7 @@ class SortingLoop:
                 item = self.tracker.update(frame)
                 if item is not None:
                     found += 1
+                    item = item.trimmed(self.votes)  # only the frames sorting reads wait for the classifier
                     pending.put(self._shed(item, pending.qsize()) if live else item)
             item = self.tracker.flush()  # the item in hand when the stream ended or a stop was asked for
             if item is not None and (max_items is None or found < max_items):

@@ -34,6 +34,8 @@ from gpiozero import DigitalInputDevice, Factory
 from edge.preprocess import Box, Roi, crop_box, refine
 from edge.sources import Frame
 
+KEEP_FRAMES = 16  # frames of one item the tracker holds at most
+
 
 class Presence(NamedTuple):
     """Whether an item is in the ROI; if known, its centre's x and its length along the belt as fractions of
@@ -135,6 +137,14 @@ class Item:
     def first(self) -> Frame:
         return min(self.frames, key=lambda f: f.number)
 
+    def trimmed(self, n: int) -> Item:
+        """The item with only the frames sorting reads: its ``n`` best-centred and its first (which its record
+        names), so that an item waiting for the classifier holds no more frames than it needs."""
+        first = self.first
+        order = sorted(range(len(self.frames)), key=lambda i: self.scores[i])[:n]
+        keep = sorted(set(order) | {self.frames.index(first)})
+        return replace(self, frames=[self.frames[i] for i in keep], scores=[self.scores[i] for i in keep])
+
 
 class ItemTracker:
     """Groups frames into items with a trigger, or by count (``trigger=None``: every ``votes`` frames).
@@ -143,7 +153,7 @@ class ItemTracker:
     otherwise evenly thinned), so a slow item cannot fill the memory.
     """
 
-    def __init__(self, trigger: Trigger | None, votes: int, absent_frames: int = 2, keep: int = 16) -> None:
+    def __init__(self, trigger: Trigger | None, votes: int, absent_frames: int = 2, keep: int = KEEP_FRAMES) -> None:
         self.trigger = trigger
         self.votes = votes
         self.absent_frames = absent_frames

@@ -134,6 +134,8 @@ def test_a_gate_named_like_a_gate_kind_keeps_its_name_and_further_errors_are_cou
         ("camera", "stall_timeout_s = 1e308", "camera.stall_timeout_s"),
         ("camera", "fps = 1e-300", "camera: fps"),
         ("camera", "width = 18.0", "camera.width: Input should be a valid integer"),
+        ("camera", "width = 8192", "camera.width: Input should be less than or equal to 4656"),
+        ("camera", "lores = [1920, 1080]", "camera: lores: 1920x1080 is larger than the main stream 1280x720"),
         ("conveyor", "belt_speed_m_s = 1e-300", "conveyor.belt_speed_m_s"),
         ("conveyor", "belt_speed_m_s = inf", "conveyor.belt_speed_m_s: Input should be a finite number"),
         ("conveyor", "item_pass_s = nan", "conveyor.item_pass_s: Input should be a finite number"),

@@ -192,7 +192,7 @@ def test_cli_check_reports_each_part(tmp_path, tiny_model):
     result = run_cli("check", "--config", str(write_config(tmp_path, tiny_model)), timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert [line.split()[:2] for line in result.stdout.splitlines()] == [
-        ["config", "OK"], ["model", "OK"], ["gates", "OK"], ["records", "OK"], ["camera", "OK"]]
+        ["config", "OK"], ["memory", "OK"], ["model", "OK"], ["gates", "OK"], ["records", "OK"], ["camera", "OK"]]
 
 
 def test_cli_check_names_a_missing_model(tmp_path, tiny_model):

@@ -141,9 +141,43 @@ def test_a_frame_is_stamped_with_the_time_its_picture_shows():
 def test_belt_simulator_is_deterministic():
     a = BeltSimulator(160, 90, speed_m_s=0.2, seed=5)
     b = BeltSimulator(160, 90, speed_m_s=0.2, seed=5)
-    frames_of(a, limit=1), frames_of(b, limit=1)
+    a.open(), b.open()
+    b.t0 = a.t0
+    assert np.array_equal(a.frame_at(a.t0 + 1.0).rgb, b.frame_at(a.t0 + 1.0).rgb)
     assert [it.belt_m for it in a.items] == [it.belt_m for it in b.items]
-    assert np.array_equal(a.items[0].rgb, b.items[0].rgb) and np.array_equal(a.items[0].alpha, b.items[0].alpha)
+
+
+def run_belt(sim: BeltSimulator, items: int, frames: list, step_m: float = 0.05) -> list:
+    """Render an open simulator's belt frame by frame, ``step_m`` of travel apart, on from ``frames`` (the
+    frames so far), until ``items`` have been put on it."""
+    while sim.added < items:
+        frames.append(sim.frame_at(sim.t0 + (len(frames) + 1) * step_m / sim.speed))
+    return frames
+
+
+def test_belt_simulator_forgets_items_that_have_passed():
+    """A long run holds the pictures of the items in view only, and the truth of the items still in flight:
+    what it holds after 400 items is what it held after 40 (the embedded default once grew ~2 MB an item)."""
+    sim = BeltSimulator(160, 90, speed_m_s=1.0, spacing_m=0.3, item_m=(0.1, 0.1), seed=2, forget_s=3.0)
+    sim.open()
+    frames = run_belt(sim, 40, [])
+    early = sim.retained
+    run_belt(sim, 400, frames)
+    pictures, truths, shown = sim.retained
+    assert sim.added >= 400 and pictures <= early[0] + 1 and pictures <= 6  # 0.5 m in view and 0.5 m ahead, 0.3 m apart
+    assert truths <= early[1] + 2 and truths < 20 and shown <= early[2] + 20
+    assert any(sim.item_in(f.number) is not None for f in frames[-20:])  # recent frames still answered
+    assert all(sim.item_in(f.number) is None for f in frames[:20]) and sim.items[0].index > 300  # forgotten
+
+
+def test_belt_simulator_for_a_tally_keeps_every_truth_but_no_pictures():
+    sim = BeltSimulator(160, 90, speed_m_s=1.0, spacing_m=0.3, item_m=(0.1, 0.1), seed=2)
+    sim.open()
+    frames = run_belt(sim, 200, [])
+    pictures, truths, _ = sim.retained
+    assert pictures <= 6 and truths == sim.added and [it.index for it in sim.items] == list(range(sim.added))
+    assert 0 in {sim.item_in(f.number).index for f in frames[:20] if sim.item_in(f.number) is not None}
+    assert sim.items_from(150)[0].index == 150 and len(sim.items_from(150)) == sim.added - 150
 
 
 def test_belt_simulator_with_real_items(garbage12):

@@ -23,4 +23,6 @@ The line and the service, as benchmarks that print figures (``python -m edge.ben
     simulation.py     runs the sorter on the simulator and reads which bin each item reached
     records_scale.py  ``smartbin status`` and the web API on 1, 5 and 10 million records; bytes written per item
     memory.py         RSS of a running sorter with the web page on, and where it goes
+    soak.py           a long run of ``smartbin run``: RSS, open files, threads and frames/s over time
+    frame_memory.py   peak RSS a camera size costs, keeping up and with the backlog full, against the bound
 """

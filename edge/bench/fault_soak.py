@@ -111,9 +111,9 @@ def child(folder: Path) -> int:
 
     def on_frame(frame: Any) -> None:
         lines = []
-        for item in simulator.items[logged[0]:]:
+        for item in simulator.items_from(logged[0]):
             lines.append(f"i {os.getpid()} {item.index} {item.t_line:.6f} {item.truth or '-'}\n")
-        logged[0] = len(simulator.items)
+        logged[0] = simulator.added
         shown = simulator.item_in(frame.number)
         if shown is not None:
             lines.append(f"f {os.getpid()} {frame.number} {shown.index}\n")

@@ -53,9 +53,12 @@ def breakdown(pid: int) -> dict[str, int]:
     return dict(sorted(groups.items(), key=lambda kv: -kv[1]))
 
 
-def config_for(images: Path, folder: Path, web: bool) -> Path:
-    """The embedded config, the camera a looping replay of ``images``, mock pins, records in ``folder``."""
-    text = DEFAULT_CONFIG.read_text().replace("[camera]\n", f'[camera]\nsource = "{images}"\nloop = true\n', 1)
+def config_for(images: Path | None, folder: Path, web: bool) -> Path:
+    """The embedded config, the camera a looping replay of ``images`` (``None``: the belt simulator), mock pins,
+    records in ``folder``."""
+    text = DEFAULT_CONFIG.read_text()
+    if images is not None:
+        text = text.replace("[camera]\n", f'[camera]\nsource = "{images}"\nloop = true\n', 1)
     text = text.replace("[gpio]\n", '[gpio]\npin_factory = "mock"\n', 1)
     text = text.replace("[records]\n", f'[records]\npath = "{folder / "items.db"}"\n', 1)
     if web:

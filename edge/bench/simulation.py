@@ -137,7 +137,7 @@ def simulate(settings: Settings, items: int, timeout_s: float = 600.0,
     simulator knows which item each frame showed. Items the sorter missed are kept, with no record.
     ``classifier``: instead of the settings' model (e.g. a slow ``edge.fakes.FakeClassifier``).
     """
-    with Sorter(settings, source=simulator_for(settings), classifier=classifier) as sorter:
+    with Sorter(settings, source=simulator_for(settings, tally=True), classifier=classifier) as sorter:
         recorder = GateRecorder(sorter.gates, settings)
         started = time.monotonic()
         sorter.loop.run(max_items=items)

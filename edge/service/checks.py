@@ -8,6 +8,7 @@ from pathlib import Path
 from edge.classifier import Classifier
 from edge.config import DEFAULT_CONFIG, Settings
 from edge.errors import SmartbinError
+from edge.footprint import check_footprint
 from edge.gates import GateBank
 from edge.integrity import check_probe
 from edge.pins import board_model, make_pin_factory
@@ -18,11 +19,12 @@ Check = tuple[str, bool, str]
 
 
 def run_checks(settings: Settings, config_path: Path | None) -> list[Check]:
-    """Config (already valid when this runs), model, gates, records, camera."""
+    """Config (already valid when this runs), memory (the frames' footprint against the machine's), model,
+    gates, records, camera."""
     results: list[Check] = [("config", True, f"{config_path or DEFAULT_CONFIG} ({len(settings.bins)} bins, "
                                               f"{len(settings.gates)} gates)")]
-    for name, check in (("model", check_model), ("gates", check_gates), ("records", check_records),
-                        ("camera", check_camera)):
+    for name, check in (("memory", check_footprint), ("model", check_model), ("gates", check_gates),
+                        ("records", check_records), ("camera", check_camera)):
         results.append((name, *attempt(check, settings)))
     return results
 
