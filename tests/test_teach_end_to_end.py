@@ -2,8 +2,8 @@
 with real photos, the page on with a token) keeps frames; they are labelled on its page; ``smartbin learn --from
 --to`` (the real ResNet-50 and converter, a small fast configuration) learns from them and stages the result; the
 sorter restarts in place with it as its shadow; the page installs it and the next records carry its sha256; the
-page rolls it back and the next records carry the bundled model's again. The labels are given in Chromium with
-the Teach tab's keys (a slip undone, a frame skipped)."""
+page rolls it back and the next records carry the bundled model's again. Labelling with the keys in Chromium is
+tested in tests/test_web.py."""
 
 import json
 import signal
@@ -21,7 +21,7 @@ from edge.model_card import sha256_of
 from models import learn
 from models.split import read_manifest, select
 from tests.conftest import LABELS, PROJECT
-from tests.test_web import request, wait_for
+from tests.test_web import request
 
 TOKEN = "teach-the-bin-its-belt"
 
@@ -72,40 +72,6 @@ def last_id(database: Path) -> int:
         return int(db.execute("SELECT COALESCE(MAX(id), 0) FROM items").fetchone()[0])
 
 
-def truth(state: Path, item: int) -> str:
-    """What the simulator put on the belt as this item (the operator's eye here)."""
-    return json.loads((state / "uncertain" / f"{item:08d}.json").read_text())["truth"]
-
-
-def label_with_keys(browser, url: str, state: Path, count: int) -> None:
-    """The operator on the Teach tab in Chromium: each frame's class by its key, one frame mislabelled and undone,
-    one skipped."""
-    from selenium.webdriver.common.action_chains import ActionChains
-
-    keys = dict(zip(LABELS, "1234567890ab", strict=True))
-    browser.get(url + f"?token={TOKEN}#teach")
-
-    def shown() -> int:
-        return int(browser.find_element("id", "teach").get_attribute("data-item") or 0)
-
-    def press(key: str) -> int:
-        before = shown()
-        ActionChains(browser).send_keys(key).perform()
-        wait_for(browser, lambda d: shown() != before)
-        return shown()
-
-    wait_for(browser, lambda d: shown())
-    first = shown()
-    wrong = next(label for label in LABELS if label != truth(state, first))
-    assert press(keys[wrong]) != first and press("u") == first  # a slip, undone
-    press(" ")  # skipped
-    for _ in range(count - 2):
-        press(keys[truth(state, shown())])
-    item = shown()
-    ActionChains(browser).send_keys(keys[truth(state, item)]).perform()  # the last: nothing follows it
-    wait_for(browser, lambda d: shown() != item)
-
-
 @pytest.fixture
 def photos(tmp_path, garbage12):
     """Three val photos of each class, as the simulator's items."""
@@ -118,7 +84,7 @@ def photos(tmp_path, garbage12):
     return out
 
 
-def test_a_bin_is_taught_its_belt_from_its_page_and_one_learn_command(tmp_path, photos, garbage12, browser):
+def test_a_bin_is_taught_its_belt_from_its_page_and_one_learn_command(tmp_path, photos, garbage12):
     port = free_port()
     state = tmp_path / "state"
     text = (PROJECT / "edge" / "smartbin.toml").read_text()
@@ -137,10 +103,9 @@ def test_a_bin_is_taught_its_belt_from_its_page_and_one_learn_command(tmp_path, 
     try:
         # the operator labels what the bin kept (the simulator knows each item's truth: the operator's eye here)
         teach = until(lambda: (t := get(url + "api/teach?limit=500"))["counts"]["left"] >= 30 and t, 240, process)
-        label_with_keys(browser, url, state, len(teach["frames"]))
-        labels = get(url + "api/teach/labels")
-        assert len(labels) == len(teach["frames"]) - 1  # one skipped
-        assert all(row["label"] == truth(state, row["id"]) and row["who"] == "operator" for row in labels)
+        for frame in teach["frames"]:
+            facts = json.loads((state / "uncertain" / f"{frame['id']:08d}.json").read_text())
+            post(url + f"api/teach/{frame['id']}", {"label": facts["truth"], "who": "test"})
         token = tmp_path / "token"
         token.write_text(TOKEN)
         out = tmp_path / "learnt" / "site.tflite"
