@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from edge.classifier import Classifier
@@ -17,6 +16,7 @@ from edge.errors import ModelCardError, ModelError
 from edge.integrity import PROBE_MARGIN, check_probe, labels_digest
 from edge.service import model_install
 from edge.service.model_install import Refused
+from tests.conftest import zero_weights
 
 SEAL_HINT = "python -m convert.seal"
 
@@ -57,21 +57,6 @@ def swap(first, second, recompute=False):
             card["integrity"]["labels_sha256"] = labels_digest(labels)
 
     return change
-
-
-def zero_weights(model):
-    """Zero the largest weight tensor's bytes, as stored in the file (the model still loads)."""
-    card = json.loads(model.with_suffix(".json").read_text())
-    side = card["input"]["height"]
-    with Classifier(model, allow_unsealed=True) as classifier:
-        classifier.classify(np.zeros((side, card["input"]["width"], 3), np.uint8))
-        interpreter = classifier.interpreter
-        weights = max((interpreter.get_tensor(t["index"]).tobytes() for t in interpreter.get_tensor_details()
-                       if len(t["shape"]) >= 2 and t["shape"][0] != 1), key=len)
-    data = model.read_bytes()
-    start = data.find(weights)
-    assert start > 0 and len(weights) >= 64
-    model.write_bytes(data[:start] + bytes(len(weights)) + data[start + len(weights):])
 
 
 def one_line(result, *expected):
